@@ -1,0 +1,208 @@
+"""The plugin contract: what a model says about itself (data) and what it does (the protocol).
+
+A plugin package exposes a :class:`ModelPlugin` instance through the ``lipsynckit.models`` entry-point
+group. The plugin object must import nothing heavy: the registry imports it to list models even when
+the plugin's extra is not installed. ``ModelPlugin.load`` builds the runtime :class:`LipSyncModel`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace
+
+log = logging.getLogger(__name__)
+
+
+class WeightSource(BaseModel):
+    """One place a weight file can be fetched from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str | None = None  # direct link (official release, Google Drive, SharePoint, ...)
+    hf_repo: str | None = None  # Hugging Face hub repository id
+    hf_filename: str | None = None  # path of the file inside that repository
+    note: str = ""  # "official", "mirror", ...
+
+
+class WeightFile(BaseModel):
+    """A weight file a model needs: where it comes from, how to check it, under what licence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str  # logical name used by the model ("generator", "unet", "vae", ...)
+    filename: str  # file name as released
+    relpath: str | None = None  # path inside the official download folder layout, if any
+    sha256: str | None = None  # known digest of the released file (None where unknown)
+    size_bytes: int | None = None
+    sources: list[WeightSource] = Field(default_factory=list)
+    license: str = "unknown"
+    non_commercial: bool = False
+    description: str = ""
+    optional: bool = False  # the model runs without it (with a documented fallback)
+
+
+class ModelInfo(BaseModel):
+    """What a model is, in data (the role of torchvision's ``Weights`` meta / timm's ``PretrainedCfg``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    display_name: str
+    version: str = ""
+    description: str = ""
+    homepage: str = ""
+    face_size: int  # side of the square face crop the network sees
+    audio_sample_rate: int = 16000
+    chunk_frames: int = 1  # frames that must be generated together (LatentSync: 16)
+    min_vram_gb: float = 0.0
+    supports_cpu: bool = True
+    license: str = "unknown"  # licence of the code the model follows
+    weights_license: str = "unknown"
+    non_commercial: bool = False  # True when the released weights forbid commercial use
+    weights: list[WeightFile] = Field(default_factory=list)
+    extra: str | None = None  # pip extra that installs its dependencies
+    requires: list[str] = Field(default_factory=list)  # importable modules it needs
+    default_detector: str = "auto"
+    needs_weights: bool = True
+
+
+@runtime_checkable
+class LipSyncModel(Protocol):
+    """The runtime model the pipeline drives.
+
+    Frames are RGB uint8 ``(H, W, 3)``. The pipeline calls, in order:
+    ``audio_features`` once per job (its length fixes the number of output frames),
+    ``adjust_track`` once per source video (model box rules: pads, smoothing),
+    ``prepare`` per output frame (CPU worker threads), ``generate`` on batches (the scheduler),
+    ``composite`` per frame (CPU worker threads).
+    """
+
+    info: ModelInfo
+    device: torch.device
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> LipSyncModel: ...
+
+    def audio_features(self, audio: AudioClip, fps: float) -> torch.Tensor: ...
+
+    def adjust_track(self, track: FaceTrack, frame_size: tuple[int, int]) -> FaceTrack: ...
+
+    def prepare(self, frame: np.ndarray, face: Face) -> PreparedFace: ...
+
+    def generate(self, batch: ModelBatch) -> list[np.ndarray]: ...
+
+    def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray: ...
+
+
+class BaseLipSyncModel:
+    """Defaults for the optional parts of the protocol; plugins subclass it."""
+
+    info: ModelInfo
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    def modules(self) -> Sequence[torch.nn.Module]:
+        """The torch modules to move with :meth:`to` (override)."""
+        return []
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> BaseLipSyncModel:
+        self.device = torch.device(device)
+        if dtype is not None:
+            self.dtype = dtype
+        for m in self.modules():
+            m.to(self.device)
+        return self
+
+    def adjust_track(self, track: FaceTrack, frame_size: tuple[int, int]) -> FaceTrack:
+        return track
+
+    def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
+        from lipsynckit.compositor import paste_feathered
+
+        return paste_feathered(frame, generated, face.box)
+
+
+class ModelStatus(BaseModel):
+    """One row of ``list_models()``."""
+
+    name: str
+    display_name: str = ""
+    usable: bool
+    reason: str = ""
+    install_hint: str = ""
+    weights_found: bool = False
+    non_commercial: bool = False
+    distribution: str = ""
+    info: ModelInfo | None = None
+
+
+class ModelPlugin(ABC):
+    """Base class for the object a ``lipsynckit.models`` entry point names.
+
+    Subclasses set :attr:`info` and implement :meth:`_load`. Heavy imports belong in ``_load``.
+    """
+
+    info: ModelInfo
+
+    def missing_modules(self) -> list[str]:
+        return [m for m in self.info.requires if importlib.util.find_spec(m) is None]
+
+    def find_weights(self, weights: str | Path | None = None) -> dict[str, Path]:
+        """Resolve the weight files locally (no download). Missing required files raise WeightsError."""
+        from lipsynckit.weights import resolve_all
+
+        return resolve_all(self.info, weights, download=False)
+
+    def status(self, weights: str | Path | None = None) -> tuple[bool, str]:
+        missing = self.missing_modules()
+        if missing:
+            return False, f"missing Python packages: {', '.join(missing)}"
+        if self.info.needs_weights:
+            try:
+                self.find_weights(weights)
+            except Exception as exc:  # noqa: BLE001 - reported to the user as a reason
+                return False, f"weights not found ({str(exc).splitlines()[0]})"
+        return True, ""
+
+    def load(
+        self,
+        weights: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        options: dict[str, Any] | BaseModel | None = None,
+        download: bool = False,
+    ) -> LipSyncModel:
+        from lipsynckit.errors import ModelUnavailableError
+        from lipsynckit.weights import announce_licences
+
+        missing = self.missing_modules()
+        if missing:
+            hint = f'pip install "lipsynckit[{self.info.extra}]"' if self.info.extra else "pip install " + " ".join(missing)
+            raise ModelUnavailableError(
+                f"model {self.info.name!r} needs {', '.join(missing)}",
+                stage="model",
+                remedy=hint,
+            )
+        model = self._load(weights=weights, device=torch.device(device), dtype=dtype, options=options, download=download)
+        announce_licences(self.info)
+        return model
+
+    @abstractmethod
+    def _load(
+        self,
+        weights: str | Path | None,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        options: dict[str, Any] | BaseModel | None,
+        download: bool,
+    ) -> LipSyncModel:
+        """Build the runtime model: resolve and verify weights, load them strictly, move to device."""

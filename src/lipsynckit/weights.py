@@ -1,0 +1,333 @@
+"""Finding, fetching, verifying and loading weight files.
+
+Order of resolution for each :class:`~lipsynckit.model.WeightFile`: an explicit path (a file, or a
+folder in the official layout), then the cache (``$LIPSYNCKIT_HOME``, default
+``~/.cache/lipsynckit``), then — only when asked to download — the Hugging Face hub. Loading never
+runs code from a file: ``torch.load(weights_only=True)`` or safetensors; TorchScript archives are
+read for their tensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lipsynckit.errors import WeightsError
+from lipsynckit.model import ModelInfo, WeightFile
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: ``$LIPSYNCKIT_HOME`` or ``~/.cache/lipsynckit``."""
+    env = os.environ.get("LIPSYNCKIT_HOME")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "lipsynckit"
+    return base
+
+
+def model_cache_dir(model: str) -> Path:
+    return cache_dir() / "weights" / model
+
+
+def _candidates(wf: WeightFile, root: Path) -> Iterable[Path]:
+    if wf.relpath:
+        yield root / wf.relpath
+    yield root / wf.filename
+    # one or two levels of nesting, as people unpack archives
+    yield from sorted(root.glob(f"*/{wf.filename}"))
+    yield from sorted(root.glob(f"*/*/{wf.filename}"))
+
+
+def where_to_get(wf: WeightFile, model: str) -> str:
+    lines = []
+    for s in wf.sources:
+        if s.hf_repo:
+            lines.append(f"hf://{s.hf_repo}/{s.hf_filename or wf.filename} {s.note}".rstrip())
+        if s.url:
+            lines.append(f"{s.url} {s.note}".rstrip())
+    dest = model_cache_dir(model) / (wf.relpath or wf.filename)
+    src = "; ".join(lines) if lines else "the model's official release"
+    return (
+        f"get {wf.filename} from {src}; put it at {dest} (or pass --weights PATH), "
+        f"or run `lipsynckit weights fetch {model}` when online"
+    )
+
+
+def resolve(
+    wf: WeightFile,
+    model: str,
+    weights: str | Path | None = None,
+    download: bool = False,
+) -> Path:
+    """Find one weight file; download it from the hub only when ``download`` is true."""
+    if weights is not None:
+        p = Path(weights).expanduser()
+        if p.is_file():
+            return p
+        if p.is_dir():
+            for c in _candidates(wf, p):
+                if c.is_file():
+                    return c
+        elif not p.exists():
+            raise WeightsError(
+                "weights path does not exist",
+                path=p,
+                stage="weights",
+                remedy="pass a weight file or the folder that holds the official layout",
+            )
+    root = model_cache_dir(model)
+    for c in _candidates(wf, root):
+        if c.is_file():
+            return c
+    if download:
+        return download_file(wf, model)
+    raise WeightsError(
+        f"weight file {wf.filename!r} for model {model!r} not found"
+        + (f" under {weights}" if weights is not None else ""),
+        stage="weights",
+        remedy=where_to_get(wf, model),
+    )
+
+
+def resolve_all(info: ModelInfo, weights: str | Path | None = None, download: bool = False) -> dict[str, Path]:
+    """Resolve every required file of a model (optional ones are included when found)."""
+    out: dict[str, Path] = {}
+    if weights is not None and Path(weights).is_file():
+        required = [wf for wf in info.weights if not wf.optional]
+        if len(required) == 1:
+            return {required[0].key: Path(weights)}
+    for wf in info.weights:
+        try:
+            out[wf.key] = resolve(wf, info.name, weights, download=download)
+        except WeightsError:
+            if not wf.optional:
+                raise
+    return out
+
+
+def download_file(wf: WeightFile, model: str) -> Path:
+    """Fetch from the Hugging Face hub into the cache, verify the digest, then move into place."""
+    hub = [s for s in wf.sources if s.hf_repo]
+    if not hub:
+        raise WeightsError(
+            f"{wf.filename} has no hub source to download from",
+            stage="weights",
+            remedy=where_to_get(wf, model),
+        )
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:
+        raise WeightsError(
+            "downloading needs huggingface_hub",
+            stage="weights",
+            remedy='pip install "lipsynckit[hub]"',
+        ) from exc
+    dest = model_cache_dir(model) / (wf.relpath or wf.filename)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for src in hub:
+        try:
+            got = Path(
+                hf_hub_download(
+                    repo_id=str(src.hf_repo),
+                    filename=src.hf_filename or wf.filename,
+                    cache_dir=str(cache_dir() / "hub"),
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - try the next mirror, report all
+            errors.append(f"{src.hf_repo}: {exc}")
+            continue
+        verify(got, wf)
+        tmp = dest.with_name(dest.name + ".partial")
+        shutil.copyfile(got, tmp)
+        os.replace(tmp, dest)
+        log.info("downloaded %s to %s", wf.filename, dest)
+        return dest
+    raise WeightsError(
+        f"could not download {wf.filename}: " + " | ".join(e.splitlines()[0] for e in errors),
+        stage="weights",
+        remedy=where_to_get(wf, model),
+    )
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Digest of a file, remembered per (path, size, mtime) so big files are hashed once."""
+    p = Path(path)
+    st = p.stat()
+    memo_path = cache_dir() / "sha256.json"
+    key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    memo: dict[str, str] = {}
+    try:
+        memo = json.loads(memo_path.read_text())
+        if key in memo:
+            return memo[key]
+    except (OSError, ValueError):
+        memo = {}
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    digest = h.hexdigest()
+    try:
+        memo[key] = digest
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    except OSError:
+        pass
+    return digest
+
+
+def verify(path: str | Path, wf: WeightFile) -> bool:
+    """Check a file against its known sha256. Returns False when no digest is known."""
+    if not wf.sha256:
+        return False
+    got = sha256_file(path)
+    if got.lower() != wf.sha256.lower():
+        raise WeightsError(
+            f"sha256 mismatch for {wf.filename}: expected {wf.sha256}, got {got}",
+            path=path,
+            stage="weights",
+            remedy="the file is corrupt or a different release; delete it and fetch it again",
+        )
+    return True
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint without running code from it.
+
+    safetensors → its tensors; TorchScript archive → the module's parameters and buffers (the
+    TorchScript program is deserialised by torch but never executed); anything else →
+    ``torch.load(weights_only=True)``. The result is the raw container (callers unwrap it).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(p), device="cpu"))
+        if _is_torchscript(p):
+            module = torch.jit.load(str(p), map_location="cpu")
+            return {k: v.detach().clone() for k, v in module.state_dict().items()}
+        return torch.load(str(p), map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any read failure is a bad file for the user
+        raise WeightsError(
+            f"cannot read checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            path=p,
+            stage="weights",
+            remedy="the file is corrupt, truncated, or not a PyTorch/safetensors checkpoint; fetch it again",
+        ) from exc
+
+
+def unwrap_state_dict(obj: Any, keys: tuple[str, ...] = ("state_dict", "model", "module")) -> dict[str, torch.Tensor]:
+    """Unwrap training containers (``{'state_dict': ..., 'optimizer': ...}``) and strip ``module.``."""
+    sd = obj
+    for _ in range(3):
+        if isinstance(sd, Mapping) and not any(isinstance(v, torch.Tensor) for v in sd.values()):
+            for k in keys:
+                if k in sd and isinstance(sd[k], Mapping):
+                    sd = sd[k]
+                    break
+            else:
+                break
+        else:
+            break
+    if not isinstance(sd, Mapping):
+        raise WeightsError(f"checkpoint holds a {type(sd).__name__}, not a state dict", stage="weights")
+    out = {}
+    for k, v in sd.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        out[k[len("module.") :] if k.startswith("module.") else k] = v
+    return out
+
+
+def state_dict_diff(
+    expected: Mapping[str, torch.Size | tuple[int, ...]],
+    got: Mapping[str, torch.Tensor],
+    ignore_missing: tuple[str, ...] = (),
+) -> tuple[list[str], list[str], list[str]]:
+    """Missing keys, unexpected keys and shape mismatches (as readable lines)."""
+    missing = [k for k in expected if k not in got and not k.endswith(ignore_missing)]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [
+        f"{k}: file {tuple(got[k].shape)} vs model {tuple(expected[k])}"
+        for k in expected
+        if k in got and tuple(got[k].shape) != tuple(expected[k])
+    ]
+    return missing, unexpected, shapes
+
+
+def load_strict(
+    module: torch.nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | Path | None = None,
+    ignore_missing: tuple[str, ...] = (),
+    what: str = "model",
+) -> None:
+    """``load_state_dict(strict=True)`` with a readable diff on failure.
+
+    ``ignore_missing`` names key suffixes that may be absent (computed buffers such as positional
+    encodings); they keep the module's own values.
+    """
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing, unexpected, shapes = state_dict_diff(expected, state_dict, ignore_missing)
+    if missing or unexpected or shapes:
+
+        def show(title: str, items: list[str]) -> str:
+            if not items:
+                return ""
+            more = f" … and {len(items) - 8} more" if len(items) > 8 else ""
+            return f"\n  {title} ({len(items)}): " + ", ".join(items[:8]) + more
+
+        raise WeightsError(
+            f"this is not a {what} checkpoint (or not the variant asked for):"
+            + show("missing", missing)
+            + show("unexpected", unexpected)
+            + show("wrong shape", shapes),
+            path=path,
+            stage="weights",
+            remedy="check that the file matches the model and variant you chose",
+        )
+    keep = {k: v for k, v in module.state_dict().items() if k not in state_dict}
+    module.load_state_dict({**keep, **state_dict}, strict=True)
+
+
+_announced: set[str] = set()
+
+
+def announce_licences(info: ModelInfo) -> None:
+    """Tell the user, once per process and model, under what terms the loaded weights come."""
+    if info.name in _announced:
+        return
+    _announced.add(info.name)
+    if info.non_commercial:
+        log.warning(
+            "%s weights are licensed %s: NON-COMMERCIAL use only. Check the licence before using outputs commercially.",
+            info.display_name,
+            info.weights_license,
+        )
+    elif info.needs_weights:
+        log.info("%s weights licence: %s", info.display_name, info.weights_license)

@@ -1,0 +1,1 @@
+"""lipsynckit plugin: musetalk."""

@@ -1,0 +1,1 @@
+"""lipsynckit plugin: wav2lip."""

