@@ -74,6 +74,9 @@ class ModelInfo(BaseModel):
     requires: list[str] = Field(default_factory=list)  # importable modules it needs
     default_detector: str = "auto"
     needs_weights: bool = True
+    # data for `--model auto`: higher quality wins among the models the hardware can run
+    quality: float = 0.0  # relative lip-sync/visual quality the plugin claims (0 = weight-free fallback)
+    cpu_seconds_per_frame: float | None = None  # measured on a 2-core CPU at default settings (None = unknown)
 
 
 @runtime_checkable

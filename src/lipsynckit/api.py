@@ -1,0 +1,182 @@
+"""The Python API: one call for the whole job, and each stage callable on in-memory arrays."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lipsynckit.model import LipSyncModel
+from lipsynckit.options import SyncOptions
+from lipsynckit.pipeline import SyncResult, _Timer, generate_frames, sync_file
+from lipsynckit.types import AudioClip, FaceTrack
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model(
+    model: str | LipSyncModel = "auto",
+    weights: str | Path | None = None,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    model_options: dict[str, Any] | None = None,
+    download: bool = False,
+) -> LipSyncModel:
+    """A loaded model from a name (``auto`` picks the best usable one and logs why) or an instance."""
+    if not isinstance(model, str):
+        return model
+    from lipsynckit.registry import load_model
+    from lipsynckit.selection import choose_model
+
+    name = model
+    if name == "auto":
+        name, why = choose_model(str(weights) if weights is not None else None, device)
+        log.warning("model auto: %s", why) if name == "viseme" else log.info("model auto: %s", why)
+    return load_model(name, weights=weights, device=device, dtype=dtype, options=model_options, download=download)
+
+
+def _options(options: SyncOptions | None, overrides: dict[str, Any]) -> SyncOptions:
+    base = options.model_dump() if options is not None else {}
+    base.update(overrides)
+    return SyncOptions(**base)
+
+
+def sync(
+    video: str | Path,
+    audio: str | Path | AudioClip | None = None,
+    model: str | LipSyncModel = "auto",
+    output: str | Path | None = None,
+    *,
+    weights: str | Path | None = None,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    model_options: dict[str, Any] | None = None,
+    options: SyncOptions | None = None,
+    **option_overrides: Any,
+) -> SyncResult:
+    """Lip-sync ``video`` (or a still image) to ``audio`` (default: the video's own track).
+
+    ``option_overrides`` are :class:`SyncOptions` fields (``length_mode="pingpong"``, ``face_boxes=...``).
+    """
+    opts = _options(options, option_overrides)
+    m = resolve_model(model, weights, device, dtype, model_options)
+    out = Path(output) if output is not None else Path.cwd() / f"{Path(video).stem}.{m.info.name}.mp4"
+    result = sync_file(video, audio, m, out, opts)
+    log.info("%s", result.summary())
+    return result
+
+
+def prepare_avatar(
+    video: str | Path,
+    model: str | LipSyncModel = "auto",
+    avatar_dir: str | Path | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Prepare a template once (faces, crops, model references cached on disk); returns the cache root."""
+    from lipsynckit.avatar import PreparedCache, cache_key
+    from lipsynckit.media import VideoSource
+    from lipsynckit.pipeline import track_source
+
+    opts = _options(kwargs.pop("options", None), {k: v for k, v in kwargs.items() if k in SyncOptions.model_fields})
+    m = resolve_model(model, kwargs.get("weights"), kwargs.get("device"), kwargs.get("dtype"), kwargs.get("model_options"))
+    root = Path(avatar_dir) if avatar_dir is not None else Path(video).with_suffix(".avatar")
+    opts = opts.model_copy(update={"avatar_dir": root})
+    key = cache_key(
+        video,
+        m.info.name,
+        getattr(m, "options", None),
+        opts.model_dump(include={"detector", "face_boxes", "face_select", "face_index", "face_box", "exact_detection", "fps"}),
+    )
+    cache = PreparedCache(root, key)
+    src = VideoSource(video, fps_for_images=opts.fps)
+    timer = _Timer()
+    track = cache.load_track()
+    if track is None:
+        track = m.adjust_track(track_source(Path(video), src.info.num_frames, opts, m, timer), (src.info.height, src.info.width))
+        cache.save_track(track)
+    for s, frame in enumerate(src.frames(range(src.info.num_frames))):
+        face = track.faces[s]
+        if face is not None and cache.get(s) is None:
+            cache.put(s, m.prepare(frame, face))
+    return root
+
+
+def sync_batch(
+    template: str | Path,
+    audios: Sequence[str | Path],
+    out_dir: str | Path,
+    model: str | LipSyncModel = "auto",
+    *,
+    concurrency: int = 2,
+    weights: str | Path | None = None,
+    device: str | None = None,
+    model_options: dict[str, Any] | None = None,
+    **option_overrides: Any,
+) -> list[SyncResult]:
+    """One template, many audio tracks (personalised videos): prepared once, batched across jobs."""
+    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions
+
+    m = resolve_model(model, weights, device, None, model_options)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    option_overrides.setdefault("avatar_dir", out / ".avatar")
+    opts = _options(None, option_overrides)
+    prepare_avatar(template, m, opts.avatar_dir, options=opts)
+    sopts: dict[str, Any] = {"chunk_frames": max(1, m.info.chunk_frames), "device": m.device.type}
+    if opts.batch_size:
+        sopts["max_batch"] = opts.batch_size
+    with BatchScheduler(m.generate, SchedulerOptions(**sopts)) as scheduler:
+
+        def one(a: str | Path) -> SyncResult:
+            return sync_file(template, a, m, out / f"{Path(a).stem}.mp4", opts.model_copy(update={"progress": False}), scheduler)
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            results = list(pool.map(one, audios))
+        stats = scheduler.stats()
+    for r in results:
+        r.scheduler = stats.model_dump() if hasattr(stats, "model_dump") else dict(stats)
+    return results
+
+
+def detect_faces(
+    frames: np.ndarray, detector: str = "auto", options: dict[str, Any] | None = None
+) -> FaceTrack:
+    """Track the face through in-memory frames (N, H, W, 3) RGB uint8."""
+    from lipsynckit.faces import TrackOptions, get_face_detector, track_faces
+
+    arr = frames[None] if frames.ndim == 3 else frames
+    return track_faces(iter(arr), get_face_detector(detector), TrackOptions(**(options or {})), num_frames=len(arr))
+
+
+def sync_frames(
+    model: LipSyncModel,
+    frames: np.ndarray,
+    audio: AudioClip,
+    fps: float = 25.0,
+    track: FaceTrack | None = None,
+    length_mode: str = "loop",
+    **option_overrides: Any,
+) -> np.ndarray:
+    """The whole path on in-memory arrays: returns the output frames (n_out, H, W, 3)."""
+    from lipsynckit.media import index_map
+
+    arr = frames[None] if frames.ndim == 3 else frames
+    opts = _options(None, {"length_mode": length_mode, "progress": False, **option_overrides})
+    features = model.audio_features(audio, fps)
+    index = index_map(int(features.shape[0]), len(arr), opts.length_mode)
+    if track is None:
+        track = detect_faces(arr, opts.detector)
+    track = model.adjust_track(track, arr.shape[1:3])
+    failed: list[tuple[int, str]] = []
+    gen = generate_frames(model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed)
+    return np.stack(list(gen))
+
+
+def _tmpdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="lipsynckit-"))

@@ -1,0 +1,121 @@
+"""On-disk cache of prepared faces: prepare a template video once, then sync many audio tracks.
+
+The key covers the video's content (sha256), the model and its options, and the face-track options,
+so a changed template or model never reuses stale material. Entries are written with ``torch.save``
+and read back with ``torch.load(weights_only=True)``: numpy arrays are stored as tensors and restored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lipsynckit.types import Face, FaceTrack, PreparedFace
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_key(video: str | Path, model_name: str, model_options: Any, track_options: Any) -> str:
+    parts = {
+        "v": FORMAT_VERSION,
+        "video": file_digest(video),
+        "model": model_name,
+        "model_options": repr(model_options),
+        "track": repr(track_options),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _pack(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return {"__np__": torch.from_numpy(np.ascontiguousarray(value))}
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _pack(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_pack(v) for v in value]
+    return value
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__np__"}:
+            return value["__np__"].numpy()
+        return {k: _unpack(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unpack(v) for v in value]
+    return value
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class PreparedCache:
+    """A folder holding the face track and the prepared faces of one (video, model, options)."""
+
+    def __init__(self, root: str | Path, key: str) -> None:
+        self.dir = Path(root) / key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        self.misses = 0
+
+    def _face_path(self, index: int) -> Path:
+        return self.dir / f"face_{index:06d}.pt"
+
+    def load_track(self) -> FaceTrack | None:
+        p = self.dir / "track.pt"
+        if not p.is_file():
+            return None
+        raw = _unpack(torch.load(p, weights_only=True))
+        faces: list[Face | None] = [
+            None if f is None else Face(box=f["box"], score=f["score"], landmarks=f.get("landmarks"))
+            for f in raw["faces"]
+        ]
+        return FaceTrack(faces=faces, detector=raw["detector"])
+
+    def save_track(self, track: FaceTrack) -> None:
+        faces = [
+            None
+            if f is None
+            else {"box": f.box, "score": float(f.score), **({"landmarks": f.landmarks} if f.landmarks is not None else {})}
+            for f in track.faces
+        ]
+        _atomic_save(_pack({"faces": faces, "detector": track.detector}), self.dir / "track.pt")
+
+    def get(self, index: int) -> PreparedFace | None:
+        p = self._face_path(index)
+        if not p.is_file():
+            self.misses += 1
+            return None
+        try:
+            raw = _unpack(torch.load(p, weights_only=True))
+        except Exception as exc:  # noqa: BLE001 - a damaged entry is recomputed, not fatal
+            log.warning("ignoring damaged cache entry %s: %s", p, exc)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return PreparedFace(box=tuple(int(v) for v in raw["box"]), crop=raw["crop"], data=raw["data"])  # type: ignore[arg-type]
+
+    def put(self, index: int, face: PreparedFace) -> None:
+        _atomic_save(_pack({"box": list(face.box), "crop": face.crop, "data": face.data}), self._face_path(index))

@@ -1,0 +1,318 @@
+"""The `lipsynckit` command line. User errors print one clear message and exit non-zero, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lipsynckit.errors import LipSyncError
+
+log = logging.getLogger("lipsynckit")
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
+    if verbosity <= -2:
+        level = logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbosity > 0 else "%(message)s"))
+    root = logging.getLogger("lipsynckit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("lipsynckit_wav2lip", "lipsynckit_musetalk", "lipsynckit_latentsync"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [handler]
+        lg.setLevel(level)
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for flag in ("paste", "steps", "seed", "guidance", "version"):
+        v = getattr(args, flag, None)
+        if v is not None:
+            opts[flag] = v
+    if getattr(args, "fp16", False):
+        opts["fp16"] = True
+    for kv in getattr(args, "option", None) or []:
+        if "=" not in kv:
+            raise LipSyncError(f"--option expects key=value, got {kv!r}", stage="options")
+        k, v = kv.split("=", 1)
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    return opts
+
+
+def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    o: dict[str, Any] = {
+        "length_mode": args.length_mode,
+        "detector": args.detector,
+        "progress": not args.no_progress,
+        "exact_detection": args.exact_detection,
+        "crf": args.crf,
+    }
+    if args.fps is not None:
+        o["fps"] = args.fps
+    if args.lossless:
+        o["output_mode"] = "ffv1"
+    if args.face_boxes:
+        o["face_boxes"] = Path(args.face_boxes)
+    if args.face_index is not None:
+        o["face_select"], o["face_index"] = "index", args.face_index
+    if args.face_box:
+        o["face_select"], o["face_box"] = "box", args.face_box
+    if args.batch_size:
+        o["batch_size"] = args.batch_size
+    if args.detect_every:
+        o["detect_every"] = args.detect_every
+    if getattr(args, "avatar_dir", None):
+        o["avatar_dir"] = Path(args.avatar_dir)
+    return o
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", "-m", default="auto", help="model name (see list-models); auto = best usable")
+    g.add_argument("--weights", "-w", help="weight file, or a folder in the model's official layout")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    g.add_argument("--fp16", action="store_true", help="half precision on GPU")
+    g.add_argument("--paste", choices=["official", "feathered"], help="paste-back mode (model-specific default)")
+    g.add_argument("--steps", type=int, help="denoising steps (diffusion models)")
+    g.add_argument("--seed", type=int, help="random seed (diffusion models)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (diffusion models)")
+    g.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="any model option")
+    f = p.add_argument_group("faces")
+    f.add_argument("--detector", default="auto", help="face detector (see `lipsynckit detectors`)")
+    f.add_argument("--face-boxes", help="JSON file with per-frame face boxes (skips detection)")
+    f.add_argument("--face-index", type=int, help="with several faces: the N-th from the left")
+    f.add_argument("--face-box", help="with several faces: the one nearest this box x1,y1,x2,y2")
+    f.add_argument("--exact-detection", action="store_true", help="detect on every frame at full resolution")
+    f.add_argument("--detect-every", type=int, help="run the detector every N frames, track in between")
+    o = p.add_argument_group("output")
+    o.add_argument("--length-mode", choices=["loop", "pingpong", "cut"], default="loop",
+                   help="when the audio outlasts the video (default loop)")
+    o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
+    o.add_argument("--lossless", action="store_true", help="lossless FFV1 .mkv output")
+    o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, default 18)")
+    o.add_argument("--batch-size", type=int, help="model batch size (default: scheduler decides)")
+    o.add_argument("--no-progress", action="store_true")
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from lipsynckit.api import sync
+
+    out = args.output
+    if out is None:
+        out = str(Path(args.video).with_suffix("").name + ".lipsync" + (".mkv" if args.lossless else ".mp4"))
+    result = sync(
+        args.video,
+        args.audio,
+        model=args.model,
+        output=out,
+        weights=args.weights,
+        device=args.device,
+        model_options=_model_options(args),
+        **_sync_overrides(args),
+    )
+    print(result.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps(_result_dict(result), indent=2, default=str))
+    return 0
+
+
+def _result_dict(result: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(result)
+    d["duration"] = result.duration
+    return d
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from lipsynckit.api import sync_batch
+
+    results = sync_batch(
+        args.template,
+        args.audios,
+        args.out_dir,
+        model=args.model,
+        weights=args.weights,
+        device=args.device,
+        model_options=_model_options(args),
+        concurrency=args.concurrency,
+        **_sync_overrides(args),
+    )
+    for r in results:
+        print(r.summary())
+    return 0
+
+
+def cmd_list_models(args: argparse.Namespace) -> int:
+    from lipsynckit.registry import list_models
+
+    rows = list_models(args.weights)
+    if args.json:
+        print(json.dumps([r.model_dump(exclude={"info"}) for r in rows], indent=2))
+        return 0
+    for r in rows:
+        state = "usable" if r.usable else "not usable"
+        nc = "  [non-commercial weights]" if r.non_commercial else ""
+        print(f"{r.name:16s} {state:10s} {r.display_name}{nc}")
+        if not r.usable:
+            print(f"{'':16s}   reason: {r.reason}")
+            if r.install_hint:
+                print(f"{'':16s}   fix:    {r.install_hint}")
+    return 0
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from lipsynckit.faces import list_face_detectors
+
+    for name, usable, reason in list_face_detectors():
+        print(f"{name:12s} {'usable' if usable else 'not usable'}" + (f"  ({reason})" if reason else ""))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    print(f"python      {platform.python_version()} on {platform.machine()}")
+    print(f"torch       {torch.__version__}; CUDA available: {torch.cuda.is_available()}")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            print(f"  cuda:{i}    {p.name}, {p.total_memory / 1024**3:.0f} GB")
+    for mod in ("cv2", "av", "soundfile", "diffusers", "onnxruntime", "insightface", "huggingface_hub"):
+        try:
+            m = __import__(mod)
+            print(f"{mod:11s} {getattr(m, '__version__', 'installed')}")
+        except Exception as exc:  # noqa: BLE001 - doctor reports, never fails
+            print(f"{mod:11s} not available ({type(exc).__name__})")
+    from lipsynckit.weights import cache_dir
+
+    print(f"weights     cache {cache_dir()}")
+    print("models:")
+    cmd_list_models(argparse.Namespace(weights=args.weights, json=False))
+    print("face detectors:")
+    try:
+        cmd_detectors(args)
+    except LipSyncError as exc:
+        print(f"  {exc}")
+    from lipsynckit.selection import choose_model
+
+    name, why = choose_model(args.weights)
+    print(f"--model auto would use: {name} ({why})")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from lipsynckit.registry import get_plugin, list_models
+    from lipsynckit.weights import resolve, verify, where_to_get
+
+    names = [args.model] if args.model else [r.name for r in list_models() if r.info is not None]
+    status = 0
+    for name in names:
+        plugin = get_plugin(name)
+        info = plugin.info
+        if not info.weights:
+            print(f"{name}: needs no weights")
+            continue
+        lic = f"licence {info.weights_license}" + (" (NON-COMMERCIAL)" if info.non_commercial else "")
+        print(f"{name}: {lic}")
+        for wf in info.weights:
+            try:
+                path = resolve(wf, info.name, args.weights, download=args.action == "fetch")
+            except LipSyncError as exc:
+                if args.action == "fetch" and not wf.optional:
+                    status = 2
+                print(f"  {wf.key:12s} MISSING  {wf.filename}" + (" (optional)" if wf.optional else ""))
+                if args.action != "list":
+                    print("               " + str(exc).replace("\n", "\n               "))
+                else:
+                    print("               " + where_to_get(wf, info.name))
+                continue
+            note = ""
+            if args.action == "verify":
+                try:
+                    note = "sha256 OK" if verify(path, wf) else "no known sha256"
+                except LipSyncError as exc:
+                    note, status = f"BAD: {exc.message}", 2
+            print(f"  {wf.key:12s} found    {path} {note}")
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lipsynckit", description="Lip-sync a video or a still image to new audio.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sync", help="lip-sync one video or image to one audio file")
+    s.add_argument("video", help="video or still image with a face")
+    s.add_argument("audio", nargs="?", help="audio file (default: the video's own audio track)")
+    s.add_argument("-o", "--output", help="output file (.mp4, .mkv lossless, or a folder for PNG frames)")
+    s.add_argument("--avatar-dir", help="cache prepared faces here and reuse them (template videos)")
+    s.add_argument("--json", help="write the run's statistics to this JSON file")
+    _add_run_args(s)
+    s.set_defaults(func=cmd_sync)
+
+    b = sub.add_parser("batch", help="one template video, many audio tracks (personalised videos)")
+    b.add_argument("template")
+    b.add_argument("audios", nargs="+")
+    b.add_argument("--out-dir", "-o", required=True)
+    b.add_argument("--concurrency", type=int, default=2, help="jobs run at once (their frames share batches)")
+    _add_run_args(b)
+    b.set_defaults(func=cmd_batch)
+
+    lm = sub.add_parser("list-models", help="installed model plugins and whether they can run")
+    lm.add_argument("--weights", help="also look for weights here")
+    lm.add_argument("--json", action="store_true")
+    lm.set_defaults(func=cmd_list_models)
+
+    d = sub.add_parser("doctor", help="check torch/CUDA, plugins, face detectors and weights")
+    d.add_argument("--weights")
+    d.set_defaults(func=cmd_doctor)
+
+    det = sub.add_parser("detectors", help="installed face detectors")
+    det.set_defaults(func=cmd_detectors)
+
+    w = sub.add_parser("weights", help="list, fetch or verify model weights")
+    w.add_argument("action", choices=["list", "fetch", "verify"])
+    w.add_argument("model", nargs="?", help="model name (default: all)")
+    w.add_argument("--weights", help="a file or folder to look in besides the cache")
+    w.set_defaults(func=cmd_weights)
+
+    try:
+        from lipsynckit.bench import add_bench_parser
+
+        add_bench_parser(sub)
+    except ImportError:
+        pass
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose - args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except LipSyncError as exc:
+        log.debug("details", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""The path a video takes: audio → faces → prepare → batched generate → composite → encode.
+
+Two streaming passes over the source: one to track faces (boxes only are kept), one to generate.
+Nothing holds the whole video: frames flow through bounded queues, so memory stays flat with length.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lipsynckit.avatar import PreparedCache, cache_key
+from lipsynckit.errors import InputNotFoundError, LipSyncError, NoFaceError, OutputError
+from lipsynckit.model import LipSyncModel
+from lipsynckit.options import SyncOptions, output_mode_for
+from lipsynckit.progress import progress_bar
+from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncResult:
+    """What a run produced and how it went (per-stage seconds, faces found, frames that failed)."""
+
+    output: Path | None
+    model: str
+    fps: float
+    width: int
+    height: int
+    frames: int
+    frames_with_face: int
+    frames_without_face: int
+    source_frames: int
+    audio_duration: float
+    detector: str
+    failed_frames: list[tuple[int, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    avatar_hits: int = 0
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+    def summary(self) -> str:
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
+        return (
+            f"{self.output}: {self.frames} frames at {self.fps:.3f} fps ({self.width}x{self.height}), "
+            f"model {self.model}, faces in {self.frames_with_face}/{self.frames} frames"
+            + (f", {len(self.failed_frames)} failed" if self.failed_frames else "")
+            + f"; {stages}"
+        )
+
+    def _repr_html_(self) -> str:
+        from lipsynckit.notebook import result_html
+
+        return result_html(self)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def add(self, name: str, dt: float) -> None:
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + dt
+
+
+def _check_input(path: str | Path, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputNotFoundError(f"{what} file not found", path=p, stage=what, remedy="check the path")
+    if p.is_dir():
+        raise InputNotFoundError(f"{what} path is a folder, not a file", path=p, stage=what, remedy="pass a file")
+    return p
+
+
+def track_source(
+    video: Path,
+    num_frames: int,
+    options: SyncOptions,
+    model: LipSyncModel,
+    timer: _Timer,
+) -> FaceTrack:
+    """Find the face in the first ``num_frames`` source frames (or read them from --face-boxes)."""
+    from lipsynckit.faces import TrackOptions, get_face_detector, load_face_boxes, track_faces
+    from lipsynckit.media import VideoSource
+
+    if options.face_boxes is not None:
+        _check_input(options.face_boxes, "faces")
+        with timer.stage("detect"):
+            return load_face_boxes(options.face_boxes, num_frames)
+    name = options.detector
+    if name == "auto" and model.info.default_detector not in ("auto", ""):
+        name = _usable_detector(model.info.default_detector)
+    detector = get_face_detector(name)
+    topts: dict[str, Any] = {"select": options.face_select, "exact": options.exact_detection}
+    if options.face_select == "index":
+        topts["index"] = options.face_index
+    if options.face_select == "box" and options.face_box is not None:
+        topts["box"] = options.face_box
+    if options.detect_every is not None:
+        topts["detect_every"] = options.detect_every
+    track_opts = TrackOptions(**topts)
+    src = VideoSource(video, fps_for_images=options.fps)
+    with timer.stage("detect"):
+        return track_faces(
+            src.frames(range(num_frames)), detector, track_opts, num_frames=num_frames, progress=options.progress
+        )
+
+
+def _usable_detector(preferred: str) -> str:
+    from lipsynckit.faces import list_face_detectors
+
+    for name, usable, _reason in list_face_detectors():
+        if name == preferred and usable:
+            return preferred
+    return "auto"
+
+
+def generate_frames(
+    model: LipSyncModel,
+    frames: Iterable[np.ndarray],
+    index: np.ndarray,
+    track: FaceTrack,
+    features: torch.Tensor,
+    options: SyncOptions,
+    timer: _Timer,
+    failed: list[tuple[int, str]],
+    cache: PreparedCache | None = None,
+    scheduler: Any | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the output frames in order. ``frames`` yields the source frame for each output index."""
+    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions, map_ordered
+
+    chunk = max(1, model.info.chunk_frames)
+    own_scheduler = scheduler is None
+    if own_scheduler:
+        sopts: dict[str, Any] = {"chunk_frames": chunk, "device": str(model.device.type)}
+        if options.batch_size is not None:
+            sopts["max_batch"] = options.batch_size
+        scheduler = BatchScheduler(model.generate, SchedulerOptions(**sopts))
+        scheduler.__enter__()
+    job = scheduler.open_job()
+    max_batch = getattr(getattr(scheduler, "options", None), "max_batch", 16) or 16
+    pending: queue.Queue[Any] = queue.Queue(maxsize=max(48, 3 * max(max_batch, chunk)))
+    done = object()
+    error: list[BaseException] = []
+    prepared_memo: dict[int, PreparedFace] = {}
+
+    def prepare_one(arg: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, PreparedFace | None, str]:
+        i, frame = arg
+        s = int(index[i])
+        face = track.faces[s] if s < len(track.faces) else None
+        if face is None:
+            return i, frame, None, ""
+        t0 = time.perf_counter()
+        try:
+            pf = prepared_memo.get(s)
+            if pf is None and cache is not None:
+                pf = cache.get(s)
+            if pf is None:
+                pf = model.prepare(frame, face)
+                if cache is not None:
+                    cache.put(s, pf)
+            if len(prepared_memo) < 64:
+                prepared_memo[s] = pf
+            return i, frame, pf, ""
+        except LipSyncError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad frame is reported and passed through
+            return i, frame, None, f"prepare failed: {type(exc).__name__}: {exc}"
+        finally:
+            timer.add("prepare", time.perf_counter() - t0)
+
+    def producer() -> None:
+        try:
+            for i, frame, pf, err in map_ordered(
+                prepare_one, enumerate(frames), workers=options.prepare_workers, max_pending=8
+            ):
+                if err:
+                    failed.append((i, err))
+                    log.warning("frame %d: %s (passed through unchanged)", i, err)
+                pending.put((i, frame, pf))
+                if pf is not None:
+                    job.submit(WorkItem(job_id=job.id, index=i, face=pf, audio=features[i]))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            error.append(exc)
+        finally:
+            try:
+                job.close()
+            finally:
+                pending.put(done)
+
+    thread = threading.Thread(target=producer, name="lipsynckit-producer", daemon=True)
+    thread.start()
+    results = job.results()
+    try:
+        while True:
+            entry = pending.get()
+            if entry is done:
+                break
+            i, frame, pf = entry
+            if pf is None:
+                yield frame
+                continue
+            try:
+                _idx, generated = next(results)
+            except StopIteration:
+                if error:
+                    raise error[0] from None
+                raise LipSyncError(f"model returned no output for frame {i}", stage="model") from None
+            t0 = time.perf_counter()
+            out = model.composite(frame, pf, generated)
+            timer.add("composite", time.perf_counter() - t0)
+            yield out
+        if error:
+            raise error[0]
+    finally:
+        thread.join(timeout=30)
+        if own_scheduler:
+            stats = scheduler.stats()
+            timer.seconds.setdefault("generate", getattr(stats, "busy_seconds", 0.0))
+            scheduler.__exit__(None, None, None)
+
+
+def sync_file(
+    video: str | Path,
+    audio: str | Path | AudioClip | None,
+    model: LipSyncModel,
+    output: str | Path,
+    options: SyncOptions,
+    scheduler: Any | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> SyncResult:
+    """Run the whole path for one (video, audio) pair and write ``output`` atomically."""
+    from lipsynckit.media import VideoSink, VideoSource, index_map, load_audio
+
+    timer = _Timer()
+    video_path = _check_input(video, "video")
+    out_path = Path(output).expanduser()
+    if out_path.resolve() == video_path.resolve() or (
+        isinstance(audio, (str, Path)) and out_path.resolve() == Path(audio).expanduser().resolve()
+    ):
+        raise OutputError("output would overwrite an input", path=out_path, stage="output", remedy="choose another -o")
+    if not out_path.parent.exists():
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    with timer.stage("audio"):
+        if isinstance(audio, AudioClip):
+            clip = audio
+        else:
+            audio_path = video_path if audio is None else _check_input(audio, "audio")
+            clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
+
+    src = VideoSource(video_path, fps_for_images=options.fps)
+    info = src.info
+    fps = float(info.fps)
+    with timer.stage("features"):
+        features = model.audio_features(clip, fps)
+    n_out = int(features.shape[0])
+    if n_out <= 0:
+        from lipsynckit.errors import AudioError
+
+        raise AudioError(
+            "audio is too short for a single video frame", path=getattr(clip, "source", None), stage="audio"
+        )
+    n_src = max(1, int(info.num_frames))
+    index = index_map(n_out, n_src, options.length_mode)
+    n_out = len(index)
+    n_needed = int(index.max()) + 1
+
+    cache: PreparedCache | None = None
+    track: FaceTrack | None = None
+    notes: list[str] = []
+    if options.avatar_dir is not None:
+        key = cache_key(video_path, model.info.name, getattr(model, "options", None), options.model_dump(
+            include={"detector", "face_boxes", "face_select", "face_index", "face_box", "exact_detection", "fps"}
+        ))
+        cache = PreparedCache(options.avatar_dir, key)
+        track = cache.load_track()
+        if track is not None and len(track) >= n_needed:
+            notes.append(f"avatar cache {cache.dir}: face track reused")
+        else:
+            track = None
+    if track is None:
+        track = track_source(video_path, n_needed, options, model, timer)
+        track = model.adjust_track(track, (info.height, info.width))
+        if cache is not None:
+            cache.save_track(track)
+    if track.num_found == 0:
+        raise NoFaceError(
+            f"no face found in {'the image' if info.is_image else f'any of {n_needed} frames'}",
+            path=video_path,
+            stage="faces",
+            remedy="use a clearer frontal face, another --detector, or give the box with --face-boxes",
+        )
+    used = index[: n_out]
+    with_face = int(sum(1 for s in used if track.faces[int(s)] is not None))
+
+    mode = output_mode_for(out_path, options.output_mode)
+    failed: list[tuple[int, str]] = []
+    bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
+    t_gen = time.perf_counter()
+    with VideoSink(out_path, fps=fps, size=(info.width, info.height), audio=clip, mode=mode, crf=options.crf) as sink:
+        frames = src.frames(int(s) for s in index)
+        for k, frame in enumerate(
+            generate_frames(model, frames, index, track, features, options, timer, failed, cache, scheduler)
+        ):
+            t0 = time.perf_counter()
+            sink.write(frame)
+            timer.add("encode", time.perf_counter() - t0)
+            bar.update(1)
+            if on_frame is not None:
+                on_frame(k)
+    bar.close()
+    timer.seconds["pipeline"] = time.perf_counter() - t_gen
+    if failed:
+        log.warning("%d frame(s) failed and were passed through unchanged: %s", len(failed), failed[:5])
+    return SyncResult(
+        output=out_path,
+        model=model.info.name,
+        fps=fps,
+        width=info.width,
+        height=info.height,
+        frames=n_out,
+        frames_with_face=with_face,
+        frames_without_face=n_out - with_face,
+        source_frames=info.num_frames,
+        audio_duration=clip.duration,
+        detector=track.detector,
+        failed_frames=failed,
+        stage_seconds=dict(timer.seconds),
+        notes=notes,
+        avatar_hits=cache.hits if cache is not None else 0,
+    )
