@@ -1,0 +1,266 @@
+"""Building and loading MuseTalk's UNet and the sd-vae-ft-mse VAE from the official containers.
+
+The UNet is a diffusers ``UNet2DConditionModel`` built from the released ``musetalk.json`` and
+loaded strictly from a flat ``torch.save``d state dict; the VAE is a diffusers ``AutoencoderKL``
+from a diffusers folder whose ``.bin`` still uses the 0.4-era attention names. Models are built on
+the meta device and the checkpoint tensors are assigned (memory-mapped where possible), so the
+3.4 GB UNet is never held twice in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lipsynckit.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCALING_FACTOR = 0.18215
+
+# The released musetalk.json (identical for v1.0 and v1.5); used when no json sits next to the weights.
+UNET_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 384,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 8,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+}
+
+# stabilityai/sd-vae-ft-mse config.json (no scaling_factor key: diffusers' default 0.18215 applies).
+VAE_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 256,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+
+_OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, memory-mapped when the file allows it (no code runs from the file)."""
+    from lipsynckit.weights import load_checkpoint, unwrap_state_dict
+
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
+    raw: Any = None
+    if p.suffix != ".safetensors":
+        try:
+            raw = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be mapped; read normally
+            raw = None
+    if raw is None:
+        raw = load_checkpoint(p)
+    return unwrap_state_dict(raw)
+
+
+def assign_strict(
+    module: nn.Module, sd: Mapping[str, torch.Tensor], path: str | Path | None, what: str
+) -> None:
+    """Strict load that assigns the checkpoint tensors (module may live on ``meta``), diff on failure."""
+    from lipsynckit.weights import state_dict_diff
+
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing, unexpected, shapes = state_dict_diff(expected, sd)
+    if missing or unexpected or shapes:
+
+        def show(title: str, items: list[str]) -> str:
+            more = f" … and {len(items) - 6} more" if len(items) > 6 else ""
+            return f"\n  {title} ({len(items)}): " + ", ".join(items[:6]) + more if items else ""
+
+        raise WeightsError(
+            f"this is not a {what} checkpoint:"
+            + show("missing", missing)
+            + show("unexpected", unexpected)
+            + show("wrong shape", shapes),
+            path=path,
+            stage="weights",
+            remedy=f"check that the file is the {what} of the official models/ layout",
+        )
+    module.load_state_dict(dict(sd), strict=True, assign=True)
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:
+        raise WeightsError(f"{what}: tensors left unset: {left[:5]}", path=path, stage="weights")
+
+
+def _config_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read config: {exc}", path=path, stage="weights") from exc
+    if not isinstance(data, dict):
+        raise WeightsError("config is not a JSON object", path=path, stage="weights")
+    return data
+
+
+def build_unet(config: Mapping[str, Any] | None = None, meta: bool = True) -> nn.Module:
+    """``UNet2DConditionModel`` from a musetalk.json dict (released config by default)."""
+    from diffusers import UNet2DConditionModel
+
+    cfg = _config_kwargs(config or UNET_CONFIG)
+    if meta:
+        with torch.device("meta"):
+            return UNet2DConditionModel.from_config(cfg)
+    return UNet2DConditionModel.from_config(cfg)
+
+
+def load_unet(weights: str | Path, config: str | Path | Mapping[str, Any] | None = None) -> nn.Module:
+    """Load a MuseTalk UNet (``musetalk/pytorch_model.bin`` or ``musetalkV15/unet.pth``) strictly.
+
+    ``config``: a musetalk.json path or dict; default the json next to the weights, else the
+    released config.
+    """
+    p = Path(weights)
+    if config is None:
+        side = p.parent / "musetalk.json"
+        config = side if side.is_file() else None
+    cfg = read_json(config) if isinstance(config, (str, Path)) else config
+    unet = build_unet(cfg)
+    assign_strict(unet, read_state_dict(p), p, "MuseTalk UNet")
+    return unet.eval()
+
+
+def rename_old_vae_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """diffusers 0.4 attention names (query/key/value/proj_attn) -> to_q/to_k/to_v/to_out.0."""
+    out = {}
+    for k, v in sd.items():
+        parts = k.split(".")
+        if "attentions" in parts and len(parts) >= 2 and parts[-2] in _OLD_ATTENTION:
+            parts[-2] = _OLD_ATTENTION[parts[-2]]
+            k = ".".join(parts)
+            if (
+                v.ndim == 4 and v.shape[-1] == 1 and v.shape[-2] == 1
+            ):  # 1x1 conv projections of even older files
+                v = v[:, :, 0, 0]
+        out[k] = v
+    return out
+
+
+def load_vae(path: str | Path, config: str | Path | Mapping[str, Any] | None = None) -> nn.Module:
+    """Load ``AutoencoderKL`` from a diffusers folder (config.json + diffusion_pytorch_model.bin or
+    .safetensors) or from a single weight file (sd-vae-ft-mse config assumed)."""
+    from diffusers import AutoencoderKL
+
+    p = Path(path)
+    if p.is_dir():
+        folder = p
+        for name in ("diffusion_pytorch_model.bin", "diffusion_pytorch_model.safetensors"):
+            if (folder / name).is_file():
+                p = folder / name
+                break
+        else:
+            raise WeightsError(
+                "no VAE weights in this folder",
+                path=folder,
+                stage="weights",
+                remedy="download stabilityai/sd-vae-ft-mse config.json + diffusion_pytorch_model.bin into it",
+            )
+    if config is None:
+        side = p.parent / "config.json"
+        config = side if side.is_file() else VAE_CONFIG
+    cfg = read_json(config) if isinstance(config, (str, Path)) else dict(config)
+    with torch.device("meta"):
+        vae = AutoencoderKL.from_config(_config_kwargs(cfg))
+    assign_strict(vae, rename_old_vae_keys(read_state_dict(p)), p, "VAE (sd-vae-ft-mse)")
+    return vae.eval()
+
+
+def scaling_factor(vae: nn.Module) -> float:
+    cfg = getattr(vae, "config", None)
+    value = getattr(cfg, "scaling_factor", None) if cfg is not None else None
+    return float(value) if value is not None else DEFAULT_SCALING_FACTOR
+
+
+def crops_to_vae_input(crops_bgr: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 256, 256, 3) BGR uint8 -> (masked, reference) VAE inputs in [-1, 1], (B, 3, 256, 256).
+
+    Official arithmetic: /255 in float64, cast to float32, lower half zeroed in pixel space, then
+    Normalize(0.5, 0.5) (the masked half becomes exactly -1).
+    """
+    rgb = np.ascontiguousarray(crops_bgr[..., ::-1])
+    x = torch.from_numpy((rgb / 255.0).astype(np.float32)).permute(0, 3, 1, 2).contiguous()
+    h = x.shape[-2]
+    keep = torch.zeros(h, x.shape[-1])
+    keep[: h // 2] = 1
+    masked = ((x * (keep > 0.5)) - 0.5) / 0.5
+    ref = (x - 0.5) / 0.5
+    return masked, ref
+
+
+class Posterior:
+    """Mean and std of the VAE posterior of a batch (what ``latent_dist`` holds)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean = mean
+        self.std = std
+
+
+@torch.no_grad()
+def vae_posterior(vae: nn.Module, x: torch.Tensor) -> Posterior:
+    p = next(vae.parameters())
+    dist = vae.encode(x.to(p.device, p.dtype)).latent_dist  # type: ignore[operator]
+    return Posterior(dist.mean, dist.std)
+
+
+def sample_latent(
+    post: Posterior,
+    factor: float,
+    sampling: str = "sample",
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``factor * (mean + std * eps)`` (official ``sample()``) or ``factor * mean`` (``mode``)."""
+    if sampling == "mode":
+        return factor * post.mean
+    if eps is None:
+        eps = torch.randn(post.mean.shape, generator=generator, device="cpu", dtype=torch.float32)
+    eps = eps.to(post.mean.device, post.mean.dtype)
+    return factor * (post.mean + post.std * eps)
+
+
+@torch.no_grad()
+def decode_latents(vae: nn.Module, latents: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """UNet output -> (decoded float before clamp, uint8 RGB (B, H, W, 3)); the official scaling
+    multiplies by the python reciprocal of the factor (dividing flips a few pixels)."""
+    p = next(vae.parameters())
+    z = (1 / scaling_factor(vae)) * latents.to(p.device, p.dtype)
+    decoded = vae.decode(z).sample  # type: ignore[operator]
+    img = (decoded / 2 + 0.5).clamp(0, 1)
+    arr = img.detach().cpu().permute(0, 2, 3, 1).float().numpy()
+    return decoded, (arr * 255).round().astype(np.uint8)
