@@ -1,0 +1,33 @@
+"""Lip-sync quality metrics: SyncNet LSE-D / LSE-C (needs ``syncnet_v2.model``) and weight-free checks.
+
+The weight-free metrics always run; see ``docs/metrics.md`` for what each one measures and why.
+"""
+
+from __future__ import annotations
+
+from lipsynckit.metrics.lse import LSEResult, lse_from_features, num_windows, shifted_distances
+from lipsynckit.metrics.mfcc import MFCCOptions, mfcc, syncnet_mfcc
+from lipsynckit.metrics.syncnet import (
+    SYNCNET_V2,
+    SyncNetOptions,
+    SyncNetS,
+    SyncNetScorer,
+    audio_to_pcm16,
+    crop_faces_from_track,
+)
+
+__all__ = [
+    "SYNCNET_V2",
+    "LSEResult",
+    "MFCCOptions",
+    "SyncNetOptions",
+    "SyncNetS",
+    "SyncNetScorer",
+    "audio_to_pcm16",
+    "crop_faces_from_track",
+    "lse_from_features",
+    "mfcc",
+    "num_windows",
+    "shifted_distances",
+    "syncnet_mfcc",
+]
