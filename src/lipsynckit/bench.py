@@ -1,0 +1,301 @@
+"""`lipsynckit bench`: init time, FPS (model step and whole pipeline), RAM, VRAM and quality per model.
+
+The report is meant for choosing a model for a given machine: JSON for tools, markdown for people, and a
+quality-versus-speed plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+
+class BenchRow(BaseModel):
+    model: str
+    device: str
+    usable: bool = True
+    error: str = ""
+    init_seconds: float = 0.0
+    face_size: int = 0
+    step_fps: float = 0.0  # model.generate alone, on prepared faces, at the chosen batch size
+    step_batch: int = 0
+    pipeline_fps: float = 0.0  # whole sync (decode, detect, prepare, generate, composite, encode)
+    realtime_factor: float = 0.0  # pipeline fps / source fps
+    peak_rss_mb: float = 0.0
+    peak_vram_mb: float = 0.0
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    non_commercial: bool = False
+
+
+class BenchReport(BaseModel):
+    machine: str
+    torch: str
+    device: str
+    video: str
+    audio: str
+    frames: int = 0
+    rows: list[BenchRow] = Field(default_factory=list)
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class _PeakRSS:
+    """Samples the resident set size in a thread: the peak of this run, not of the process's life."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_mb())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> _PeakRSS:
+        self.peak = _rss_mb()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+def machine_name() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
+
+
+def _step_fps(model: Any, frames: np.ndarray, track: Any, features: torch.Tensor, batch: int, repeats: int) -> float:
+    from lipsynckit.types import ModelBatch, WorkItem
+
+    face = next(f for f in track.faces if f is not None)
+    prepared = model.prepare(frames[0], face)
+    items = [WorkItem(0, i % len(features), prepared, features[i % len(features)]) for i in range(batch)]
+    model.generate(ModelBatch(items))  # warm-up
+    if torch.cuda.is_available() and model.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        model.generate(ModelBatch(items))
+    if torch.cuda.is_available() and model.device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * repeats / (time.perf_counter() - t0)
+
+
+def bench_model(
+    name: str,
+    video: Path,
+    audio: Path,
+    out_dir: Path,
+    weights: str | None,
+    device: str,
+    batch: int,
+    model_options: dict[str, Any] | None = None,
+    quality: bool = True,
+) -> BenchRow:
+    """Measure one model; a failure is recorded in the row, never raised."""
+    from lipsynckit.api import detect_faces
+    from lipsynckit.errors import LipSyncError
+    from lipsynckit.media import load_audio, read_video_frames
+    from lipsynckit.pipeline import sync_file
+    from lipsynckit.options import SyncOptions
+    from lipsynckit.registry import load_model
+
+    row = BenchRow(model=name, device=device)
+    try:
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        with _PeakRSS() as rss:
+            t0 = time.perf_counter()
+            model = load_model(name, weights=weights, device=device, options=model_options)
+            row.init_seconds = time.perf_counter() - t0
+            row.face_size = model.info.face_size
+            row.non_commercial = model.info.non_commercial
+            clip = load_audio(audio)
+            frames = read_video_frames(video)
+            track = model.adjust_track(detect_faces(frames[:1]), frames.shape[1:3])
+            fps_src = 25.0 if len(frames) == 1 else _video_fps(video)
+            features = model.audio_features(clip, fps_src)
+            row.step_batch = batch
+            row.step_fps = _step_fps(model, frames, track, features, batch, repeats=2)
+            out = out_dir / f"{name}.mkv"
+            t0 = time.perf_counter()
+            result = sync_file(video, clip, model, out, SyncOptions(progress=False, batch_size=batch, output_mode="ffv1"))
+            wall = time.perf_counter() - t0
+            row.pipeline_fps = result.frames / wall
+            row.realtime_factor = row.pipeline_fps / result.fps
+            row.stage_seconds = {k: round(v, 3) for k, v in result.stage_seconds.items()}
+            if quality:
+                row.metrics = _quality(video, out, clip, result.fps)
+        row.peak_rss_mb = rss.peak
+        if device.startswith("cuda"):
+            row.peak_vram_mb = torch.cuda.max_memory_allocated() / 1024**2
+    except LipSyncError as exc:
+        row.usable, row.error = False, str(exc).splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 - the bench reports every failure in its table
+        log.exception("bench of %s failed", name)
+        row.usable, row.error = False, f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def _video_fps(path: Path) -> float:
+    from lipsynckit.media import VideoSource
+
+    return float(VideoSource(path).info.fps)
+
+
+def _quality(video: Path, output: Path, clip: Any, fps: float) -> dict[str, float]:
+    """Weight-free metrics of the output against its source (LSE needs syncnet weights: added when present)."""
+    from lipsynckit.api import detect_faces
+    from lipsynckit.media import read_video_frames
+    from lipsynckit.metrics import weightfree_metrics
+
+    gen = read_video_frames(output)
+    src = read_video_frames(video)
+    src = src[np.arange(len(gen)) % len(src)]
+    track = detect_faces(src[:1])
+    face = next(f for f in track.faces if f is not None)
+    x1, y1, x2, y2 = face.box
+    mouth = np.array([x1 + 0.2 * (x2 - x1), y1 + 0.55 * (y2 - y1), x2 - 0.2 * (x2 - x1), y2], dtype=np.float32)
+    boxes = np.repeat(mouth[None], len(gen), axis=0)
+    m = weightfree_metrics(src, gen, clip, fps, boxes)
+    return {k: float(v) for k, v in m.model_dump().items() if isinstance(v, (int, float))}
+
+
+def write_report(report: BenchReport, out_dir: Path) -> dict[str, Path]:
+    """bench.json, bench.md and bench.png (quality against speed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "bench.json", "markdown": out_dir / "bench.md", "plot": out_dir / "bench.png"}
+    paths["json"].write_text(report.model_dump_json(indent=2))
+    lines = [
+        f"# lipsynckit bench — {report.machine}",
+        "",
+        f"torch {report.torch}, device {report.device}; input {Path(report.video).name} + {Path(report.audio).name}",
+        "",
+        "| model | init s | face px | step fps (batch) | pipeline fps | × real time | peak RSS MB | peak VRAM MB | mouth/audio r | PSNR outside mouth | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.rows:
+        if not r.usable:
+            lines.append(f"| {r.model} | – | – | – | – | – | – | – | – | – | {r.error} |")
+            continue
+        lines.append(
+            f"| {r.model} | {r.init_seconds:.2f} | {r.face_size} | {r.step_fps:.1f} ({r.step_batch}) | "
+            f"{r.pipeline_fps:.1f} | {r.realtime_factor:.2f} | {r.peak_rss_mb:.0f} | {r.peak_vram_mb:.0f} | "
+            f"{r.metrics.get('sync_correlation', float('nan')):.2f} | {r.metrics.get('psnr_outside', float('nan')):.1f} | "
+            f"{'non-commercial weights' if r.non_commercial else ''} |"
+        )
+    paths["markdown"].write_text("\n".join(lines) + "\n")
+    _plot(report, paths["plot"])
+    return paths
+
+
+def _plot(report: BenchReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for r in report.rows:
+        if not r.usable:
+            continue
+        q = r.metrics.get("sync_correlation", 0.0)
+        ax.scatter([max(r.pipeline_fps, 1e-3)], [q], s=60)
+        ax.annotate(r.model, (max(r.pipeline_fps, 1e-3), q), textcoords="offset points", xytext=(5, 5))
+    ax.set_xscale("log")
+    ax.set_xlabel("pipeline frames per second (log)")
+    ax.set_ylabel("mouth-motion / audio correlation")
+    ax.set_title(f"lipsynckit bench: {report.device}")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_bench(
+    models: list[str],
+    video: Path,
+    audio: Path,
+    out_dir: Path,
+    weights: str | None = None,
+    device: str | None = None,
+    batch: int = 8,
+) -> BenchReport:
+    from lipsynckit.media import VideoSource
+    from lipsynckit.registry import list_models
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if models == ["all"]:
+        models = [r.name for r in list_models(weights) if r.usable]
+    report = BenchReport(machine=machine_name(), torch=torch.__version__, device=dev, video=str(video), audio=str(audio))
+    report.frames = VideoSource(video).info.num_frames
+    work = out_dir / "outputs"
+    work.mkdir(parents=True, exist_ok=True)
+    for name in models:
+        log.info("bench: %s on %s", name, dev)
+        report.rows.append(bench_model(name, video, audio, work, weights, dev, batch))
+    return report
+
+
+def add_bench_parser(sub: Any) -> None:
+    b = sub.add_parser("bench", help="measure init time, FPS, RAM/VRAM and quality per usable model")
+    b.add_argument("--models", default="all", help="comma-separated model names, or all usable ones")
+    b.add_argument("--video", default="examples/astronaut.jpg", help="input video or photo")
+    b.add_argument("--audio", default="examples/speech.wav", help="input speech")
+    b.add_argument("--report", default="bench", help="folder for bench.json, bench.md and bench.png")
+    b.add_argument("--weights", help="folder with model weights")
+    b.add_argument("--device")
+    b.add_argument("--batch", type=int, default=8)
+    b.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from lipsynckit.pipeline import _check_input
+
+    video = _check_input(args.video, "video")
+    audio = _check_input(args.audio, "audio")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    report = run_bench(models, video, audio, Path(args.report), args.weights, args.device, args.batch)
+    paths = write_report(report, Path(args.report))
+    print(paths["markdown"].read_text())
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
