@@ -1,0 +1,80 @@
+"""The ``viseme`` plugin object (light: the runtime is imported only when the model is loaded)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ValidationError
+
+from lipsynckit.errors import LipSyncError
+from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin
+from lipsynckit.viseme.options import VisemeOptions
+
+log = logging.getLogger(__name__)
+
+INFO = ModelInfo(
+    name="viseme",
+    display_name="Viseme (built-in, weight-free)",
+    version="1",
+    description=(
+        "Weight-free default: audio energy, voice activity and spectral shape give a mouth opening per "
+        "frame, which drives a smooth warp of the jaw and lips. Always available, CPU, faster than real time."
+    ),
+    face_size=256,
+    audio_sample_rate=16000,
+    chunk_frames=1,
+    supports_cpu=True,
+    license="Apache-2.0",
+    weights_license="none (no weights)",
+    non_commercial=False,
+    weights=[],
+    requires=["cv2", "scipy"],
+    default_detector="auto",
+    needs_weights=False,
+    quality=0.0,
+)
+
+
+def parse_options(options: dict[str, Any] | BaseModel | None) -> VisemeOptions:
+    """Accept a dict, a VisemeOptions or any pydantic model with matching fields."""
+    if options is None:
+        return VisemeOptions()
+    if isinstance(options, VisemeOptions):
+        return options
+    raw = options.model_dump() if isinstance(options, BaseModel) else dict(options)
+    try:
+        return VisemeOptions(**raw)
+    except ValidationError as exc:
+        raise LipSyncError(
+            f"invalid viseme options: {exc}",
+            stage="model",
+            remedy="see lipsynckit.viseme.VisemeOptions for the option names and ranges",
+        ) from exc
+
+
+class VisemePlugin(ModelPlugin):
+    """The built-in model: needs no weights, so it is always usable."""
+
+    info = INFO
+
+    def _load(
+        self,
+        weights: str | Path | None,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        options: dict[str, Any] | BaseModel | None,
+        download: bool,
+    ) -> LipSyncModel:
+        from lipsynckit.viseme.runtime import VisemeModel
+
+        if weights is not None:
+            log.info("viseme needs no weights; ignoring %s", weights)
+        if device.type != "cpu":
+            log.info("viseme runs on the CPU (image warps); ignoring device %s", device)
+        return VisemeModel(self.info, parse_options(options))
+
+
+plugin = VisemePlugin()

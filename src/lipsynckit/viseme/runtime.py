@@ -1,0 +1,149 @@
+"""The runtime of the built-in ``viseme`` model: audio -> opening -> warped lower face -> pasted back."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from lipsynckit.errors import AudioError, LipSyncError, VideoError
+from lipsynckit.model import BaseLipSyncModel, ModelInfo
+from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
+from lipsynckit.viseme.audio import frame_features
+from lipsynckit.viseme.geometry import mouth_geometry, region_box
+from lipsynckit.viseme.options import VisemeOptions
+from lipsynckit.viseme.warp import MouthInCrop, render, smoothstep
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=32)
+def feather_alpha(h: int, w: int, feather: float) -> np.ndarray:
+    """``(h, w, 1)`` float32 weights: 0 on the region border, 1 inside, a smooth ramp between."""
+    fy = max(1.0, feather * h)
+    fx = max(1.0, feather * w)
+    y = np.arange(h, dtype=np.float32)
+    x = np.arange(w, dtype=np.float32)
+    ay = smoothstep(np.minimum(y, h - 1 - y) / fy)
+    ax = smoothstep(np.minimum(x, w - 1 - x) / fx)
+    alpha = (ay[:, None] * ax[None, :]).astype(np.float32)
+    alpha.setflags(write=False)
+    return alpha[..., None]
+
+
+def paste_feathered_local(
+    frame: np.ndarray, generated: np.ndarray, box: tuple[int, int, int, int], feather: float
+) -> np.ndarray:
+    """Blend ``generated`` into ``box`` of a copy of ``frame``; unchanged pixels stay bit-identical.
+
+    The blend is ``frame + alpha * (generated - frame)``, so wherever the model left a pixel as it
+    was the result is exactly the source pixel, and nothing outside ``box`` is touched.
+    """
+    x1, y1, x2, y2 = box
+    out = frame.copy()
+    region = frame[y1:y2, x1:x2]
+    if generated.shape != region.shape:
+        raise LipSyncError(
+            f"generated face {generated.shape} does not match the region {region.shape} of box {box}",
+            stage="composite",
+            remedy="pass the PreparedFace that produced this generated face",
+        )
+    diff = generated.astype(np.float32) - region.astype(np.float32)
+    alpha = feather_alpha(y2 - y1, x2 - x1, feather)
+    out[y1:y2, x1:x2] = np.clip(np.rint(region + alpha * diff), 0, 255).astype(np.uint8)
+    return out
+
+
+class VisemeModel(BaseLipSyncModel):
+    """Weight-free lip-sync: a mouth opening per frame drives a smooth warp of the jaw and lips.
+
+    It is the fallback that always works (no weights, CPU only, faster than real time), so a
+    pipeline and its users get a plausible result before any network is installed.
+    """
+
+    def __init__(self, info: ModelInfo, options: VisemeOptions | None = None) -> None:
+        self.info = info
+        self.options = options or VisemeOptions()
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> VisemeModel:
+        """Image warps run on the CPU whatever the device; the request is recorded, not refused."""
+        super().to(device, dtype)
+        return self
+
+    def audio_features(self, audio: AudioClip, fps: float) -> torch.Tensor:
+        """``(round(duration * fps), 4)``: opening (0 in silence), lip width, voice flag, loudness."""
+        if not (fps > 0 and np.isfinite(fps)):
+            raise VideoError(
+                f"frame rate must be positive, got {fps}",
+                stage="audio",
+                path=audio.source,
+                remedy="pass the source video's fps (or --fps for a still image)",
+            )
+        x = audio.numpy()
+        if not np.isfinite(x).all():
+            raise AudioError(
+                "audio contains NaN or infinite samples",
+                stage="audio",
+                path=audio.source,
+                remedy="re-export the audio file (e.g. ffmpeg -i in.wav -c:a pcm_s16le out.wav)",
+            )
+        feats = frame_features(x, audio.sample_rate, float(fps), self.options)
+        log.debug(
+            "viseme: %d frames at %.3f fps, %.1f%% voiced",
+            len(feats),
+            fps,
+            100.0 * float((feats[:, 2] > 0).mean() if len(feats) else 0.0),
+        )
+        return torch.from_numpy(feats)
+
+    def prepare(self, frame: np.ndarray, face: Face) -> PreparedFace:
+        """Crop a square around the lower face at native resolution (no resampling, no blur)."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise VideoError(
+                f"expected an RGB uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}",
+                stage="model",
+                remedy="decode frames with lipsynckit.media.VideoSource",
+            )
+        geom = mouth_geometry(face, self.options)
+        box = region_box(geom, frame.shape[:2], self.options)
+        x1, y1, x2, y2 = box
+        crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
+        data = {
+            "mouth_centre": (geom.cx - x1, geom.cy - y1),
+            "mouth_width": 2.0 * geom.half_width,
+            "face_height": geom.face_height,
+            "roll": geom.roll,
+            "geometry": geom.source,
+        }
+        return PreparedFace(box=box, crop=crop.copy(), data=data)
+
+    def generate(self, batch: ModelBatch) -> list[np.ndarray]:
+        """Warp each crop to its frame's opening; opening 0 returns the crop unchanged."""
+        out: list[np.ndarray] = []
+        for item in batch.items:
+            feat = item.audio.detach().reshape(-1).cpu().numpy()
+            if feat.size < 1:
+                raise LipSyncError(
+                    f"work item {item.index} of job {item.job_id} has no audio features",
+                    stage="model",
+                    remedy="pass rows of model.audio_features(...) as WorkItem.audio",
+                )
+            pf = item.face
+            cx, cy = pf.data["mouth_centre"]
+            mouth = MouthInCrop(
+                float(cx),
+                float(cy),
+                pf.data["mouth_width"] / 2.0,
+                float(pf.data["roll"]),
+                float(pf.data["face_height"]),
+            )
+            width = float(feat[1]) if feat.size > 1 else 0.0
+            out.append(render(pf.crop, mouth, float(feat[0]), width, self.options))
+        return out
+
+    def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
+        """Feathered paste (alpha 0 on the region border); pixels outside the region are untouched."""
+        return paste_feathered_local(frame, generated, face.box, self.options.feather)
