@@ -1,0 +1,376 @@
+"""Writing the result: frames + audio into one file (or folder), atomically.
+
+Everything is written to a hidden temporary sibling of the output and renamed into place only when
+complete, so a crash, Ctrl-C or a full disk never leaves a half-written video that looks finished.
+
+Modes:
+- ``"mp4"``: H.264 (libx264, yuv420p, ``crf``, BT.709 tagged) + AAC, ``+faststart`` (plays while
+  downloading). yuv420p needs even sizes: an odd width/height is padded by one column/row that
+  repeats the edge, so the output is at most one pixel larger and nothing is lost.
+- ``"ffv1"``: lossless FFV1 in Matroska with packed RGB (``bgr0``): decoding gives back the exact RGB
+  written; audio as 32-bit float PCM (lossless too). For metrics and intermediate files.
+- ``"png"``: a folder with ``frame_000000.png``, ... and ``audio.wav`` (float PCM).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import uuid
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import av
+import cv2
+import numpy as np
+import soundfile as sf
+
+from lipsynckit.errors import OutputError
+from lipsynckit.types import AudioClip
+
+__all__ = ["AAC_SAMPLE_RATES", "SinkMode", "VideoSink", "as_fraction"]
+
+logger = logging.getLogger(__name__)
+
+SinkMode = Literal["mp4", "ffv1", "png"]
+_MODES = ("mp4", "ffv1", "png")
+_STAGE = "output"
+#: Rates the AAC encoder accepts; other rates are resampled to the next one up (48 kHz at most).
+AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def as_fraction(fps: float | Fraction) -> Fraction:
+    """The exact rate meant by a float: 29.97002997 -> 30000/1001, 25.0 -> 25."""
+    if isinstance(fps, Fraction):
+        return fps
+    if fps <= 0 or not np.isfinite(fps):
+        raise ValueError(f"fps must be positive, got {fps}")
+    fr = Fraction(fps).limit_denominator(1001)
+    if abs(float(fr) - fps) > 1e-6 * fps:
+        fr = Fraction(fps).limit_denominator(1_000_000)
+    return fr
+
+
+def _aac_rate(rate: int) -> int:
+    if rate in AAC_SAMPLE_RATES:
+        return rate
+    return next((r for r in AAC_SAMPLE_RATES if r >= rate and r <= 48000), 48000)
+
+
+def _is_no_space(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _bgr0_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """A ``bgr0`` frame holding exactly these RGB bytes (PyAV's from_ndarray lacks bgr0; no swscale)."""
+    h, w = rgb.shape[:2]
+    vf = av.VideoFrame(w, h, "bgr0")
+    plane = vf.planes[0]
+    buf = np.zeros((h, plane.line_size), np.uint8)
+    px = buf[:, : w * 4].reshape(h, w, 4)
+    px[..., 2::-1] = rgb
+    plane.update(buf)
+    return vf
+
+
+class VideoSink:
+    """Context manager writing RGB uint8 frames of ``size`` = (W, H) at ``fps`` plus ``audio``.
+
+    ``fps`` may be a :class:`~fractions.Fraction` (or a float close to one, e.g. 29.97002997) and is
+    stored exactly. The whole ``audio`` clip is written, however many frames there are.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | Fraction,
+        size: tuple[int, int],
+        audio: AudioClip | None = None,
+        mode: str = "mp4",
+        crf: int = 18,
+        preset: str = "medium",
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"unknown output mode {mode!r}; use one of {', '.join(_MODES)}")
+        w, h = (int(v) for v in size)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"size must be positive (W, H), got {size}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be in 0..51, got {crf}")
+        self.path = Path(path)
+        self.fps = as_fraction(fps)
+        self.size = (w, h)
+        self.audio = audio
+        self.mode = mode
+        self.crf = int(crf)
+        self.preset = preset
+        self.frames_written = 0
+        self._tmp: Path | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._vstream: av.video.stream.VideoStream | None = None
+        self._astream: av.audio.stream.AudioStream | None = None
+        self._audio_np: np.ndarray | None = None  # (C, N) float32 at the encoder rate
+        self._audio_pos = 0
+        self._closed = False
+        self._pad = (w % 2, h % 2) if mode == "mp4" else (0, 0)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> VideoSink:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        self.close()
+
+    def _fail(self, e: BaseException, action: str) -> OutputError:
+        self.abort()
+        if _is_no_space(e):
+            return OutputError(
+                f"no space left on the device while {action}",
+                path=self.path,
+                stage=_STAGE,
+                remedy="free disk space or write the output to another disk.",
+            )
+        return OutputError(
+            f"cannot write the output while {action} ({e})",
+            path=self.path,
+            stage=_STAGE,
+            remedy="check that the folder exists, is writable and that the disk is not full.",
+        )
+
+    def open(self) -> None:
+        """Create the temporary output (called by ``with``)."""
+        if self._tmp is not None:
+            raise RuntimeError("VideoSink is already open")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._fail(e, "creating the output folder") from e
+        suffix = self.path.suffix if self.mode != "png" else ""
+        self._tmp = self.path.parent / f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial{suffix}"
+        try:
+            if self.mode == "png":
+                self._tmp.mkdir()
+                if self.audio is not None:
+                    self._write_wav(self._tmp / "audio.wav")
+            else:
+                self._open_container()
+        except (OSError, av.FFmpegError) as e:
+            raise self._fail(e, "opening it") from e
+        logger.debug(
+            "writing %s (%s, %s fps, %dx%d) via %s", self.path, self.mode, self.fps, *self.size, self._tmp
+        )
+
+    def _open_container(self) -> None:
+        assert self._tmp is not None
+        w, h = self.size[0] + self._pad[0], self.size[1] + self._pad[1]
+        if self.mode == "mp4":
+            fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
+            c = av.open(str(self._tmp), "w", format=fmt, options={"movflags": "+faststart"})
+            vs = c.add_stream("libx264", rate=self.fps)
+            vs.pix_fmt = "yuv420p"
+            vs.options = {"crf": str(self.crf), "preset": self.preset}
+            cc = vs.codec_context
+            cc.colorspace = 1  # BT.709, tagged so that players convert back as we converted
+            cc.color_primaries = 1
+            cc.color_trc = 1
+            cc.color_range = 1  # limited ("tv") range, what players expect from H.264
+        else:
+            if self.path.suffix.lower() != ".mkv":
+                logger.warning("ffv1 output %s: Matroska is written; name it .mkv", self.path)
+            c = av.open(str(self._tmp), "w", format="matroska")
+            vs = c.add_stream("ffv1", rate=self.fps)
+            vs.pix_fmt = "bgr0"  # FFV1 has no 8-bit planar RGB; bgr0 is RGB-exact
+        vs.width, vs.height = w, h
+        vs.codec_context.time_base = 1 / self.fps
+        self._container, self._vstream = c, vs
+        if self.audio is not None:
+            self._add_audio(c)
+
+    def _audio_clip(self, rate: int | None) -> AudioClip:
+        assert self.audio is not None
+        clip = self.audio
+        if clip.channels > 2:
+            logger.info("downmixing %d audio channels to mono for %s", clip.channels, self.path)
+            clip = clip.mono()
+        if rate is not None and rate != clip.sample_rate:
+            logger.debug("resampling output audio %d -> %d Hz", clip.sample_rate, rate)
+            clip = clip.resample(rate)
+        return clip
+
+    def _add_audio(self, c: av.container.OutputContainer) -> None:
+        assert self.audio is not None
+        if self.mode == "mp4":
+            clip = self._audio_clip(_aac_rate(self.audio.sample_rate))
+            codec, fmt = "aac", "fltp"
+        else:
+            clip = self._audio_clip(None)
+            codec, fmt = "pcm_f32le", "flt"
+        layout = "mono" if clip.channels == 1 else "stereo"
+        a = c.add_stream(codec, rate=clip.sample_rate, layout=layout)
+        assert isinstance(a, av.audio.stream.AudioStream)
+        a.format = fmt
+        a.codec_context.time_base = Fraction(1, clip.sample_rate)
+        self._astream = a
+        self._audio_np = np.ascontiguousarray(
+            clip.samples.detach().cpu().numpy().clip(-1.0, 1.0), dtype=np.float32
+        )
+        self._audio_pos = 0
+
+    def _write_wav(self, target: Path) -> None:
+        clip = self._audio_clip(None)
+        data = clip.samples.detach().cpu().numpy().T
+        sf.write(str(target), data, clip.sample_rate, subtype="FLOAT")
+
+    # ------------------------------------------------------------------ writing
+    def write(self, frame: np.ndarray) -> None:
+        """Append one RGB uint8 ``(H, W, 3)`` frame of the declared size."""
+        if self._closed:
+            raise RuntimeError("this VideoSink is closed")
+        if self._tmp is None:
+            self.open()
+        w, h = self.size
+        if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be uint8 of shape {(h, w, 3)} (size={self.size}); got {frame.dtype} {frame.shape}"
+            )
+        try:
+            if self.mode == "png":
+                assert self._tmp is not None
+                ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                if not ok:
+                    raise OSError(errno.EIO, "PNG encoding failed")
+                buf.tofile(str(self._tmp / f"frame_{self.frames_written:06d}.png"))
+            else:
+                self._encode_video(frame)
+                # Keep audio interleaved with the video so that the muxer buffers little.
+                self._encode_audio_until(self.frames_written + 1)
+        except (OSError, av.FFmpegError) as e:
+            raise self._fail(e, f"writing frame {self.frames_written}") from e
+        self.frames_written += 1
+
+    def _encode_video(self, frame: np.ndarray) -> None:
+        c, vs = self._container, self._vstream
+        assert c is not None and vs is not None
+        if self._pad != (0, 0):
+            frame = np.pad(frame, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
+        if self.mode == "ffv1":
+            vf = _bgr0_frame(frame)
+        else:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
+                format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+            )
+        vf.pts = self.frames_written
+        vf.time_base = 1 / self.fps
+        for packet in vs.encode(vf):
+            c.mux(packet)
+
+    def _encode_audio_until(self, n_frames: int | None) -> None:
+        """Encode audio up to the end of video frame ``n_frames`` (``None``: all of it)."""
+        c, a, data = self._container, self._astream, self._audio_np
+        if c is None or a is None or data is None:
+            return
+        total = data.shape[1]
+        rate = a.codec_context.sample_rate
+        end = total if n_frames is None else min(total, int(n_frames / self.fps * rate))
+        chunk = a.codec_context.frame_size or 4096
+        while self._audio_pos < end:
+            if n_frames is not None and self._audio_pos + chunk > end:
+                break  # while interleaving, only whole encoder frames (the last one may be short)
+            n = min(chunk, total - self._audio_pos)
+            piece = data[:, self._audio_pos : self._audio_pos + n]
+            if self.mode == "ffv1":
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(piece.T).reshape(1, -1),
+                    format="flt",
+                    layout=a.codec_context.layout.name,
+                )
+            else:
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(piece), format="fltp", layout=a.codec_context.layout.name
+                )
+            af.sample_rate = rate
+            af.pts = self._audio_pos
+            af.time_base = Fraction(1, rate)
+            for packet in a.encode(af):
+                c.mux(packet)
+            self._audio_pos += n
+
+    def close(self) -> None:
+        """Finish the file and move it into place (called by ``with`` on success)."""
+        if self._closed:
+            return
+        if self._tmp is None:
+            self.open()
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(
+                "no frames were written",
+                path=self.path,
+                stage=_STAGE,
+                remedy="check the input video and the face track.",
+            )
+        try:
+            if self.mode != "png":
+                c, vs = self._container, self._vstream
+                assert c is not None and vs is not None
+                for packet in vs.encode(None):
+                    c.mux(packet)
+                self._encode_audio_until(None)
+                if self._astream is not None:
+                    for packet in self._astream.encode(None):
+                        c.mux(packet)
+                c.close()
+                self._container = None
+            self._commit()
+        except (OSError, av.FFmpegError) as e:
+            raise self._fail(e, "finishing the file") from e
+        self._closed = True
+        logger.info("wrote %s: %d frames at %s fps", self.path, self.frames_written, self.fps)
+
+    def _commit(self) -> None:
+        assert self._tmp is not None
+        if self.mode != "png":
+            os.replace(self._tmp, self.path)
+            return
+        old: Path | None = None
+        if self.path.is_dir() and not self.path.is_symlink():
+            old = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.old"
+            os.replace(self.path, old)
+        elif self.path.exists() or self.path.is_symlink():
+            self.path.unlink()
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError:
+            if old is not None:
+                os.replace(old, self.path)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Drop everything written so far (called by ``with`` when its block raises)."""
+        self._closed = True
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - best effort: the file is deleted next
+                logger.debug("error closing %s during abort", self._tmp, exc_info=True)
+            self._container = None
+        if self._tmp is not None and self._tmp.exists():
+            if self._tmp.is_dir():
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            else:
+                try:
+                    self._tmp.unlink()
+                except OSError:
+                    logger.warning("could not delete the partial output %s", self._tmp)
