@@ -73,7 +73,7 @@ def _bgr0_frame(rgb: np.ndarray) -> av.VideoFrame:
     buf = np.zeros((h, plane.line_size), np.uint8)
     px = buf[:, : w * 4].reshape(h, w, 4)
     px[..., 2::-1] = rgb
-    plane.update(buf)
+    plane.update(buf.tobytes())
     return vf
 
 

@@ -79,7 +79,7 @@ def _rgb(frame: av.VideoFrame, rot90_ccw: int) -> np.ndarray:
         plane = frame.planes[0]
         h, w = frame.height, frame.width
         arr = (
-            np.frombuffer(plane, np.uint8)
+            np.frombuffer(memoryview(plane), np.uint8)
             .reshape(h, plane.line_size)[:, : w * 4]
             .reshape(h, w, 4)[..., 2::-1]
         )
