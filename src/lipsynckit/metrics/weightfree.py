@@ -1,0 +1,386 @@
+"""Lip-sync metrics that need no network weights, so they always run (tests, CI, ``bench``).
+
+They do not replace LSE-D/LSE-C (which need ``syncnet_v2.model``); they catch the failures a
+user sees first, each with a simple, documented signal (details and sources: ``docs/metrics.md``):
+
+* **audio/mouth agreement** - mouth-region motion energy per frame against the speech RMS envelope
+  (Pearson correlation at lag 0 and the best lag within +-15 frames; the audio-visual energy
+  correlation of Hershey & Movellan, 2000), and how much the mouth still moves during silences
+  relative to speech ("closed in silence");
+* **identity outside the mouth** - PSNR and SSIM (Wang et al., 2004) of generated vs source frames
+  on the pixels outside the mouth boxes;
+* **temporal stability** - mean absolute second temporal difference of the mouth region (jitter)
+  and the share of its temporal energy above a cut-off (flicker);
+* **seam visibility** - intensity step across the paste-box border against the steps just inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.ndimage import gaussian_filter
+
+from lipsynckit.errors import AudioError, VideoError
+from lipsynckit.types import AudioClip
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "WeightFreeMetrics",
+    "WeightFreeOptions",
+    "mouth_box_from_face",
+    "speech_envelope",
+    "ssim",
+    "ssim_map",
+    "weightfree_metrics",
+]
+
+PSNR_CAP_DB = 100.0  # reported for identical pixels (PSNR would be infinite)
+
+
+class WeightFreeOptions(BaseModel):
+    """Knobs of the weight-free metrics; the defaults are what ``bench`` reports."""
+
+    model_config = ConfigDict(frozen=True)
+
+    patch_size: int = Field(default=32, ge=4, description="mouth patches are resampled to this square size")
+    max_lag_frames: int = Field(default=15, ge=0, description="lag search range (SyncNet's vshift)")
+    silence_db: float = Field(
+        default=-20.0,
+        le=0.0,
+        description="frames this far below the 95th-percentile envelope count as silent",
+    )
+    min_silence_frames: int = Field(
+        default=5, ge=1, description="shortest silent stretch used (0.2 s at 25 fps)"
+    )
+    silence_edge_frames: int = Field(
+        default=2, ge=0, description="frames dropped at both ends of a silence (mouth closing/opening)"
+    )
+    hf_cutoff_hz: float = Field(
+        default=8.0, gt=0.0, description="temporal frequency above which energy is flicker"
+    )
+    ssim_sigma: float = Field(default=1.5, gt=0.0)
+    seam_inset: tuple[int, int] = Field(
+        default=(2, 5), description="inside band, pixels from the border [a, b)"
+    )
+
+
+class WeightFreeMetrics(BaseModel):
+    """One clip's weight-free scores. ``None`` where a score is undefined (see each field)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    num_frames: int
+    fps: float
+    # audio/mouth agreement
+    mouth_motion: float = Field(
+        description="mean abs change of the mouth patch per frame, grey levels 0..255"
+    )
+    av_correlation: float | None = Field(
+        description="Pearson r of mouth motion vs speech envelope at lag 0 (None if either is constant)"
+    )
+    av_best_lag_frames: int | None = Field(
+        description="lag with the highest r; positive = the video lags the audio (SyncNet's AV offset sign)"
+    )
+    av_best_correlation: float | None
+    silence_motion_ratio: float | None = Field(
+        description="mouth motion in silent stretches / in speech; low = mouth rests in silence"
+    )
+    silent_frames: int
+    # identity preservation
+    identity_psnr: float = Field(description=f"dB outside the mouth boxes; {PSNR_CAP_DB} means identical")
+    identity_ssim: float
+    # temporal stability
+    temporal_jitter: float = Field(description="mean |P[t+1] - 2P[t] + P[t-1]| of the generated mouth patch")
+    temporal_jitter_source: float = Field(description="the same on the source frames (the natural baseline)")
+    temporal_hf_ratio: float | None = Field(
+        description="share of mouth-patch temporal energy above the cut-off"
+    )
+    # seams
+    seam_border_gradient: float
+    seam_inside_gradient: float
+    seam_ratio: float | None = Field(description="border step / inside steps in the output; ~1 = invisible")
+    seam_ratio_source: float | None = Field(description="the same at the same place in the source frames")
+
+
+# -- small building blocks ----------------------------------------------------------------------
+
+
+def _grey(frames: np.ndarray) -> np.ndarray:
+    """BT.601 luma as float32, frames ``(..., H, W, 3)`` RGB."""
+    f = frames.astype(np.float32)
+    return np.asarray(0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2], dtype=np.float32)
+
+
+def _int_boxes(boxes: np.ndarray, n: int, height: int, width: int, what: str) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.shape == (4,):
+        b = np.repeat(b[None], n, axis=0)
+    if b.shape != (n, 4):
+        raise VideoError(f"{what} must be (4,) or ({n}, 4) x1,y1,x2,y2, got {b.shape}", stage="metrics")
+    if np.isnan(b).any():
+        raise VideoError(f"{what} contain NaN", stage="metrics", remedy="fill frames without a face first")
+    out = np.rint(b).astype(np.int64)
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
+    if np.any(out[:, 2] - out[:, 0] < 2) or np.any(out[:, 3] - out[:, 1] < 2):
+        raise VideoError(f"{what} smaller than 2 pixels inside the frame", stage="metrics")
+    return out
+
+
+def mouth_box_from_face(face_box: np.ndarray) -> np.ndarray:
+    """A mouth box inside a face box ``x1,y1,x2,y2``: the middle 44% of the width, 68-92% of the height.
+
+    Rough, detector-independent proportions for frontal faces, for when no landmarks are at hand.
+    """
+    x1, y1, x2, y2 = np.asarray(face_box, dtype=np.float64).reshape(-1, 4).T
+    w, h = x2 - x1, y2 - y1
+    out = np.stack([x1 + 0.28 * w, y1 + 0.68 * h, x1 + 0.72 * w, y1 + 0.92 * h], axis=1)
+    return out[0] if np.asarray(face_box).ndim == 1 else out
+
+
+def speech_envelope(audio: AudioClip, fps: float, num_frames: int) -> np.ndarray:
+    """RMS of the mono waveform over each frame's interval ``[t/fps, (t+1)/fps)`` (0 past the end)."""
+    x = audio.numpy().astype(np.float64)
+    sr = audio.sample_rate
+    env = np.zeros(num_frames, dtype=np.float64)
+    for t in range(num_frames):
+        a, b = int(round(t * sr / fps)), int(round((t + 1) * sr / fps))
+        seg = x[a:b]
+        if len(seg):
+            env[t] = math.sqrt(float(np.mean(seg * seg)))
+    return env
+
+
+def _mouth_patches(grey: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    out = np.empty((len(grey), size, size), dtype=np.float64)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        out[i] = cv2.resize(grey[i, y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 3:
+        return None
+    sa, sb = float(np.std(a)), float(np.std(b))
+    if sa < 1e-9 or sb < 1e-9:
+        return None
+    return float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+
+
+def _lagged_correlations(video: np.ndarray, audio: np.ndarray, max_lag: int) -> dict[int, float | None]:
+    """r(video[t], audio[t - lag]) over the overlap, for lag in [-max_lag, max_lag]."""
+    n = len(video)
+    out: dict[int, float | None] = {}
+    for lag in range(-max_lag, max_lag + 1):
+        lo, hi = max(0, lag), min(n, n + lag)
+        if hi - lo < 10:
+            out[lag] = None
+            continue
+        out[lag] = _pearson(video[lo:hi], audio[lo - lag : hi - lag])
+    return out
+
+
+def _silent_mask(env: np.ndarray, options: WeightFreeOptions) -> np.ndarray:
+    """Frames inside silent stretches long enough to matter, minus their edges."""
+    ref = float(np.percentile(env, 95)) if len(env) else 0.0
+    if ref <= 0:
+        return np.zeros(len(env), dtype=bool)
+    quiet = env < ref * 10 ** (options.silence_db / 20.0)
+    mask = np.zeros_like(quiet)
+    i = 0
+    while i < len(quiet):
+        if not quiet[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(quiet) and quiet[j]:
+            j += 1
+        if j - i >= options.min_silence_frames:
+            e = options.silence_edge_frames
+            a, b = i + (e if i > 0 else 0), j - (e if j < len(quiet) else 0)
+            mask[a:b] = True
+        i = j
+    return mask
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float = 1.5) -> np.ndarray:
+    """Per-pixel SSIM (Wang et al. 2004) of two grey images with an 11x11 Gaussian window (sigma 1.5).
+
+    Same constants and filtering as ``skimage.metrics.structural_similarity(gaussian_weights=True,
+    use_sample_covariance=False)``; reflect padding at the image borders.
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def f(z: np.ndarray) -> np.ndarray:
+        return np.asarray(gaussian_filter(z, sigma=sigma, truncate=3.5, mode="reflect"))
+
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 255.0) -> float:
+    """Mean SSIM; without ``mask`` the border half-window is left out, as skimage does."""
+    s = ssim_map(a, b, data_range)
+    if mask is None:
+        p = 5  # (11 - 1) // 2
+        return float(s[p:-p, p:-p].mean())
+    return float(s[mask].mean()) if mask.any() else float("nan")
+
+
+def _seam_steps(grey: np.ndarray, box: np.ndarray, inset: tuple[int, int]) -> tuple[list[float], list[float]]:
+    """Absolute steps across each border side that lies inside the frame, and steps just inside."""
+    h, w = grey.shape
+    x1, y1, x2, y2 = (int(v) for v in box)
+    border: list[float] = []
+    inside: list[float] = []
+    rows, cols = slice(y1, y2), slice(x1, x2)
+    if x1 >= 1:
+        border.append(float(np.mean(np.abs(grey[rows, x1] - grey[rows, x1 - 1]))))
+        inside += [float(np.mean(np.abs(grey[rows, x1 + d] - grey[rows, x1 + d - 1]))) for d in range(*inset)]
+    if x2 < w:
+        border.append(float(np.mean(np.abs(grey[rows, x2] - grey[rows, x2 - 1]))))
+        inside += [float(np.mean(np.abs(grey[rows, x2 - d] - grey[rows, x2 - d - 1]))) for d in range(*inset)]
+    if y1 >= 1:
+        border.append(float(np.mean(np.abs(grey[y1, cols] - grey[y1 - 1, cols]))))
+        inside += [float(np.mean(np.abs(grey[y1 + d, cols] - grey[y1 + d - 1, cols]))) for d in range(*inset)]
+    if y2 < h:
+        border.append(float(np.mean(np.abs(grey[y2, cols] - grey[y2 - 1, cols]))))
+        inside += [float(np.mean(np.abs(grey[y2 - d, cols] - grey[y2 - d - 1, cols]))) for d in range(*inset)]
+    return border, inside
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 1e-9 else None
+
+
+# -- the public entry point ---------------------------------------------------------------------
+
+
+def weightfree_metrics(
+    source_frames: np.ndarray,
+    generated_frames: np.ndarray,
+    audio: AudioClip,
+    fps: float,
+    mouth_boxes: np.ndarray,
+    paste_boxes: np.ndarray | None = None,
+    options: WeightFreeOptions | None = None,
+) -> WeightFreeMetrics:
+    """Score a lip-synced clip against its source frames and the driving audio.
+
+    ``source_frames`` is ``(N, H, W, 3)`` or one ``(H, W, 3)`` image (a still); ``generated_frames``
+    ``(N, H, W, 3)``, both RGB uint8, frame ``t`` showing time ``t / fps`` of ``audio``.
+    ``mouth_boxes`` (``(4,)`` or ``(N, 4)``, x1,y1,x2,y2 pixels) bound the lips; ``paste_boxes`` the
+    region the model pasted back (defaults to the mouth boxes) and is where seams are measured.
+    """
+    o = options or WeightFreeOptions()
+    gen = np.asarray(generated_frames)
+    src = np.asarray(source_frames)
+    if gen.ndim != 4 or gen.shape[-1] != 3:
+        raise VideoError(f"generated frames must be (N, H, W, 3), got {gen.shape}", stage="metrics")
+    n, h, w, _ = gen.shape
+    if src.ndim == 3:
+        src = src[None]
+    if src.shape[1:] != gen.shape[1:] or len(src) not in (1, n):
+        raise VideoError(
+            f"source frames {src.shape} do not match generated frames {gen.shape}",
+            stage="metrics",
+            remedy="pass the source frames the output was made from (same size, same count, or one still)",
+        )
+    if n < 3:
+        raise VideoError(f"need at least 3 frames, got {n}", stage="metrics")
+    if fps <= 0:
+        raise VideoError(f"fps must be positive, got {fps}", stage="metrics")
+    if audio.num_samples == 0:
+        raise AudioError("empty audio", path=audio.source, stage="metrics", remedy="pass the driving audio")
+    mboxes = _int_boxes(mouth_boxes, n, h, w, "mouth boxes")
+    pboxes = mboxes if paste_boxes is None else _int_boxes(paste_boxes, n, h, w, "paste boxes")
+
+    def src_grey(i: int) -> np.ndarray:
+        return _grey(src[i if len(src) > 1 else 0])
+
+    gen_grey = np.stack([_grey(f) for f in gen])
+    src_greys = np.stack([src_grey(i) for i in range(len(src))])
+    src_seq = src_greys if len(src) == n else np.repeat(src_greys, n, axis=0)
+
+    # audio/mouth agreement
+    pg = _mouth_patches(gen_grey, mboxes, o.patch_size)
+    motion = np.zeros(n)
+    motion[1:] = np.mean(np.abs(np.diff(pg, axis=0)), axis=(1, 2))
+    motion[0] = motion[1]
+    env = speech_envelope(audio, fps, n)
+    lags = _lagged_correlations(motion, env, min(o.max_lag_frames, n - 10) if n > 10 else 0)
+    r0 = lags.get(0)
+    valid = {k: v for k, v in lags.items() if v is not None}
+    best_lag = max(valid, key=lambda k: (valid[k], -abs(k))) if valid else None
+    silent = _silent_mask(env, o)
+    speech = env >= (float(np.percentile(env, 95)) * 10 ** (o.silence_db / 20.0))
+    silence_ratio = None
+    if silent.any() and speech.any():
+        silence_ratio = _ratio(float(motion[silent].mean()), float(motion[speech].mean()))
+
+    # identity outside the mouth
+    psnrs, ssims = [], []
+    pad = 5  # half the SSIM window: pixels whose window reaches into the mouth are left out
+    for i in range(n):
+        x1, y1, x2, y2 = mboxes[i]
+        outside = np.ones((h, w), dtype=bool)
+        outside[y1:y2, x1:x2] = False
+        s_rgb = src[i if len(src) > 1 else 0].astype(np.float64)
+        mse = float(np.mean((gen[i].astype(np.float64) - s_rgb)[outside] ** 2))
+        psnrs.append(PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10 * math.log10(255.0**2 / mse)))
+        far = np.ones((h, w), dtype=bool)
+        far[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad] = False
+        far[:pad], far[-pad:], far[:, :pad], far[:, -pad:] = False, False, False, False
+        ssims.append(ssim(gen_grey[i], src_seq[i], far))
+
+    # temporal stability of the generated mouth region
+    d2 = pg[2:] - 2 * pg[1:-1] + pg[:-2]
+    jitter = float(np.mean(np.abs(d2)))
+    ps = _mouth_patches(src_seq, mboxes, o.patch_size)
+    jitter_src = float(np.mean(np.abs(ps[2:] - 2 * ps[1:-1] + ps[:-2])))
+    hf_ratio = None
+    if o.hf_cutoff_hz < fps / 2:
+        spec = np.abs(np.fft.rfft(pg - pg.mean(axis=0, keepdims=True), axis=0)) ** 2
+        freqs = np.fft.rfftfreq(n, d=1.0 / fps)
+        total = float(spec[1:].sum())
+        hf_ratio = float(spec[freqs > o.hf_cutoff_hz].sum()) / total if total > 1e-9 else None
+
+    # seams
+    gb, gi, sb, si = [], [], [], []
+    for i in range(n):
+        b, ins = _seam_steps(gen_grey[i], pboxes[i], o.seam_inset)
+        gb += b
+        gi += ins
+        b, ins = _seam_steps(src_seq[i], pboxes[i], o.seam_inset)
+        sb += b
+        si += ins
+    border_g = float(np.mean(gb)) if gb else 0.0
+    inside_g = float(np.mean(gi)) if gi else 0.0
+
+    return WeightFreeMetrics(
+        num_frames=n,
+        fps=float(fps),
+        mouth_motion=float(motion.mean()),
+        av_correlation=r0,
+        av_best_lag_frames=best_lag,
+        av_best_correlation=valid[best_lag] if best_lag is not None else None,
+        silence_motion_ratio=silence_ratio,
+        silent_frames=int(silent.sum()),
+        identity_psnr=float(np.mean(psnrs)),
+        identity_ssim=float(np.mean(ssims)),
+        temporal_jitter=jitter,
+        temporal_jitter_source=jitter_src,
+        temporal_hf_ratio=hf_ratio,
+        seam_border_gradient=border_g,
+        seam_inside_gradient=inside_g,
+        seam_ratio=_ratio(border_g, inside_g) if gb else None,
+        seam_ratio_source=_ratio(float(np.mean(sb)), float(np.mean(si))) if sb and si else None,
+    )
