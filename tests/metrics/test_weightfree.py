@@ -158,3 +158,26 @@ def test_bad_inputs_are_clear_errors(clip: Clip, synced: np.ndarray) -> None:
         weightfree_metrics(clip.img[:100], synced, clip.audio, FPS, clip.mouth)
     with pytest.raises(VideoError, match="mouth boxes"):
         weightfree_metrics(clip.img, synced, clip.audio, FPS, np.zeros((3, 4)))
+
+
+def test_identity_ssim_equals_full_frame_computation(clip: Clip, synced: np.ndarray) -> None:
+    """The change-bounded SSIM shortcut gives the same number as filtering whole frames."""
+    from lipsynckit.metrics.weightfree import ssim_map
+
+    x1, y1, x2, y2 = clip.face.astype(int)
+    gen = synced[:12].copy()
+    gen[:, y1:y2, x1:x2] = cv2.GaussianBlur(gen[0, y1:y2, x1:x2], (0, 0), 1.5)[None]
+    got = weightfree_metrics(clip.img, gen, clip.audio.slice(0.0, 12 / FPS), FPS, clip.mouth)
+
+    def grey(f: np.ndarray) -> np.ndarray:
+        f = f.astype(np.float32)
+        return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+
+    h, w = clip.img.shape[:2]
+    mx1, my1, mx2, my2 = np.rint(clip.mouth).astype(int)
+    far = np.zeros((h, w), bool)
+    far[5 : h - 5, 5 : w - 5] = True
+    far[my1 - 5 : my2 + 5, mx1 - 5 : mx2 + 5] = False
+    expected = np.mean([ssim_map(grey(g), grey(clip.img))[far].mean() for g in gen])
+    assert got.identity_ssim == pytest.approx(expected, abs=1e-12)
+    assert got.identity_ssim < 0.99

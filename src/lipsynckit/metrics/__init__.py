@@ -15,6 +15,15 @@ from lipsynckit.metrics.syncnet import (
     audio_to_pcm16,
     crop_faces_from_track,
 )
+from lipsynckit.metrics.weightfree import (
+    WeightFreeMetrics,
+    WeightFreeOptions,
+    mouth_box_from_face,
+    speech_envelope,
+    ssim,
+    ssim_map,
+    weightfree_metrics,
+)
 
 __all__ = [
     "SYNCNET_V2",
@@ -23,11 +32,18 @@ __all__ = [
     "SyncNetOptions",
     "SyncNetS",
     "SyncNetScorer",
+    "WeightFreeMetrics",
+    "WeightFreeOptions",
     "audio_to_pcm16",
     "crop_faces_from_track",
     "lse_from_features",
     "mfcc",
+    "mouth_box_from_face",
     "num_windows",
     "shifted_distances",
+    "speech_envelope",
+    "ssim",
+    "ssim_map",
     "syncnet_mfcc",
+    "weightfree_metrics",
 ]

@@ -237,7 +237,10 @@ def crop_faces_from_track(
     cx = (boxes[:, 0] + boxes[:, 2]) / 2.0
     cy = (boxes[:, 1] + boxes[:, 3]) / 2.0
     if o.smooth_kernel > 1 and n > 1:
+        # official kernel on official-length tracks (>= 100 frames); on shorter clips the kernel
+        # shrinks to fit, since medfilt's zero padding would otherwise pull the ends towards 0
         k = o.smooth_kernel if o.smooth_kernel % 2 else o.smooth_kernel + 1
+        k = min(k, n if n % 2 else n - 1)
         s, cx, cy = (medfilt(v, kernel_size=k) for v in (s, cx, cy))
     cs = o.crop_scale
     out = np.empty((n, 224, 224, 3), dtype=np.uint8)

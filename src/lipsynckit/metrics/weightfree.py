@@ -156,13 +156,6 @@ def speech_envelope(audio: AudioClip, fps: float, num_frames: int) -> np.ndarray
     return env
 
 
-def _mouth_patches(grey: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    out = np.empty((len(grey), size, size), dtype=np.float64)
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        out[i] = cv2.resize(grey[i, y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
-    return out
-
-
 def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 3:
         return None
@@ -226,13 +219,48 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: flo
     return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
 
 
-def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 255.0) -> float:
+def ssim(
+    a: np.ndarray,
+    b: np.ndarray,
+    mask: np.ndarray | None = None,
+    data_range: float = 255.0,
+    sigma: float = 1.5,
+) -> float:
     """Mean SSIM; without ``mask`` the border half-window is left out, as skimage does."""
-    s = ssim_map(a, b, data_range)
+    s = ssim_map(a, b, data_range, sigma)
     if mask is None:
-        p = 5  # (11 - 1) // 2
+        p = int(3.5 * sigma + 0.5)  # window radius: 5 (11x11) at sigma 1.5
         return float(s[p:-p, p:-p].mean())
     return float(s[mask].mean()) if mask.any() else float("nan")
+
+
+def _ssim_outside(
+    gen_grey: np.ndarray, src_grey: np.ndarray, changed: np.ndarray, mouth: np.ndarray, sigma: float
+) -> float:
+    """Mean SSIM over pixels whose window neither reaches into the mouth box nor past the frame edge.
+
+    Only the bounding box of changed pixels (grown by two window radii) is filtered: elsewhere both
+    images are identical over the whole window and SSIM is exactly 1. This keeps the cost
+    proportional to the pasted region, not to the frame.
+    """
+    h, w = gen_grey.shape
+    r = int(3.5 * sigma + 0.5)  # Gaussian window radius (11x11 at sigma 1.5)
+    x1, y1, x2, y2 = (int(v) for v in mouth)
+    far = np.zeros((h, w), dtype=bool)
+    far[r : h - r, r : w - r] = True
+    far[max(0, y1 - r) : y2 + r, max(0, x1 - r) : x2 + r] = False
+    total = int(far.sum())
+    if total == 0:
+        return float("nan")
+    ys, xs = np.nonzero(changed)
+    if len(ys) == 0:
+        return 1.0
+    a0, a1 = max(0, int(ys.min()) - 2 * r), min(h, int(ys.max()) + 1 + 2 * r)
+    b0, b1 = max(0, int(xs.min()) - 2 * r), min(w, int(xs.max()) + 1 + 2 * r)
+    s = ssim_map(gen_grey[a0:a1, b0:b1], src_grey[a0:a1, b0:b1], sigma=sigma)
+    sub = far[a0:a1, b0:b1]
+    inside = int(sub.sum())
+    return (float(s[sub].sum()) + float(total - inside)) / total
 
 
 def _seam_steps(grey: np.ndarray, box: np.ndarray, inset: tuple[int, int]) -> tuple[list[float], list[float]]:
@@ -303,15 +331,40 @@ def weightfree_metrics(
     mboxes = _int_boxes(mouth_boxes, n, h, w, "mouth boxes")
     pboxes = mboxes if paste_boxes is None else _int_boxes(paste_boxes, n, h, w, "paste boxes")
 
-    def src_grey(i: int) -> np.ndarray:
-        return _grey(src[i if len(src) > 1 else 0])
-
-    gen_grey = np.stack([_grey(f) for f in gen])
-    src_greys = np.stack([src_grey(i) for i in range(len(src))])
-    src_seq = src_greys if len(src) == n else np.repeat(src_greys, n, axis=0)
+    size = o.patch_size
+    pg = np.empty((n, size, size), dtype=np.float64)  # generated mouth patches
+    ps = np.empty((n, size, size), dtype=np.float64)  # source mouth patches
+    psnrs, ssims = [], []
+    gb: list[float] = []
+    gi: list[float] = []
+    sb: list[float] = []
+    si: list[float] = []
+    src_cache: tuple[int, np.ndarray] | None = None
+    for i in range(n):  # one frame at a time: memory stays flat with clip length
+        j = i if len(src) > 1 else 0
+        if src_cache is None or src_cache[0] != j:
+            src_cache = (j, _grey(src[j]))
+        s_grey = src_cache[1]
+        g_grey = _grey(gen[i])
+        x1, y1, x2, y2 = mboxes[i]
+        pg[i] = cv2.resize(g_grey[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+        ps[i] = cv2.resize(s_grey[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+        # identity outside the mouth
+        outside = np.ones((h, w), dtype=bool)
+        outside[y1:y2, x1:x2] = False
+        diff = gen[i].astype(np.float64) - src[j].astype(np.float64)
+        mse = float(np.mean(diff[outside] ** 2))
+        psnrs.append(PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10 * math.log10(255.0**2 / mse)))
+        ssims.append(_ssim_outside(g_grey, s_grey, np.any(diff != 0, axis=-1), mboxes[i], o.ssim_sigma))
+        # seams
+        bd, ins = _seam_steps(g_grey, pboxes[i], o.seam_inset)
+        gb += bd
+        gi += ins
+        bd, ins = _seam_steps(s_grey, pboxes[i], o.seam_inset)
+        sb += bd
+        si += ins
 
     # audio/mouth agreement
-    pg = _mouth_patches(gen_grey, mboxes, o.patch_size)
     motion = np.zeros(n)
     motion[1:] = np.mean(np.abs(np.diff(pg, axis=0)), axis=(1, 2))
     motion[0] = motion[1]
@@ -326,25 +379,8 @@ def weightfree_metrics(
     if silent.any() and speech.any():
         silence_ratio = _ratio(float(motion[silent].mean()), float(motion[speech].mean()))
 
-    # identity outside the mouth
-    psnrs, ssims = [], []
-    pad = 5  # half the SSIM window: pixels whose window reaches into the mouth are left out
-    for i in range(n):
-        x1, y1, x2, y2 = mboxes[i]
-        outside = np.ones((h, w), dtype=bool)
-        outside[y1:y2, x1:x2] = False
-        s_rgb = src[i if len(src) > 1 else 0].astype(np.float64)
-        mse = float(np.mean((gen[i].astype(np.float64) - s_rgb)[outside] ** 2))
-        psnrs.append(PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10 * math.log10(255.0**2 / mse)))
-        far = np.ones((h, w), dtype=bool)
-        far[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad] = False
-        far[:pad], far[-pad:], far[:, :pad], far[:, -pad:] = False, False, False, False
-        ssims.append(ssim(gen_grey[i], src_seq[i], far))
-
     # temporal stability of the generated mouth region
-    d2 = pg[2:] - 2 * pg[1:-1] + pg[:-2]
-    jitter = float(np.mean(np.abs(d2)))
-    ps = _mouth_patches(src_seq, mboxes, o.patch_size)
+    jitter = float(np.mean(np.abs(pg[2:] - 2 * pg[1:-1] + pg[:-2])))
     jitter_src = float(np.mean(np.abs(ps[2:] - 2 * ps[1:-1] + ps[:-2])))
     hf_ratio = None
     if o.hf_cutoff_hz < fps / 2:
@@ -353,15 +389,6 @@ def weightfree_metrics(
         total = float(spec[1:].sum())
         hf_ratio = float(spec[freqs > o.hf_cutoff_hz].sum()) / total if total > 1e-9 else None
 
-    # seams
-    gb, gi, sb, si = [], [], [], []
-    for i in range(n):
-        b, ins = _seam_steps(gen_grey[i], pboxes[i], o.seam_inset)
-        gb += b
-        gi += ins
-        b, ins = _seam_steps(src_seq[i], pboxes[i], o.seam_inset)
-        sb += b
-        si += ins
     border_g = float(np.mean(gb)) if gb else 0.0
     inside_g = float(np.mean(gi)) if gi else 0.0
 
