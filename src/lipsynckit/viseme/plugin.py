@@ -35,6 +35,8 @@ INFO = ModelInfo(
     default_detector="auto",
     needs_weights=False,
     quality=0.0,
+    # measured: 720p frame, 250 px face, prepare+generate+composite on one thread (~94 frames/s)
+    cpu_seconds_per_frame=0.011,
 )
 
 

@@ -49,7 +49,7 @@ class _Field:
         self.lift = opts.upper_lip_lift * self.drop
         self.a = max(m.half_width, 2.0)
         self.eps = max(1.0, 0.006 * big_h)  # source band on the lip line that stretches into the gap
-        self.c, self.s = math.cos(m.roll), math.sin(m.roll)
+        self.c, self.s = (1.0, 0.0) if abs(m.roll) < 1e-6 else (math.cos(m.roll), math.sin(m.roll))
 
     def lens(self, u: np.ndarray) -> np.ndarray:
         """1 at the mouth centre, 0 beyond the corners (elliptic lip opening)."""
@@ -57,8 +57,11 @@ class _Field:
 
     def window(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Fades the warp to exactly 0 at the crop border."""
-        x = self.m.cx + u * self.c - v * self.s
-        y = self.m.cy + u * self.s + v * self.c
+        if self.s == 0.0:  # upright face: separable, so each factor is computed on one axis only
+            x, y = self.m.cx + u * self.c, self.m.cy + v * self.c
+        else:
+            x = self.m.cx + u * self.c - v * self.s
+            y = self.m.cy + u * self.s + v * self.c
         ef = self.opts.edge_falloff
         wx = smoothstep(np.minimum(x, self.w - 1 - x) / max(ef * self.w, 1.0))
         wy = smoothstep(np.minimum(y, self.h - 1 - y) / max(ef * self.h, 1.0))
@@ -88,6 +91,8 @@ class _Field:
 @lru_cache(maxsize=16)
 def _crop_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs.setflags(write=False)  # shared between threads through the cache
+    ys.setflags(write=False)
     return xs, ys
 
 
@@ -98,7 +103,7 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
         return crop.copy()
     h, w = crop.shape[:2]
     f = _Field(m, (h, w), opening, opts)
-    axis_aligned = abs(m.roll) < 1e-6
+    axis_aligned = f.s == 0.0
     step = max(1.0, max(h, w) / float(opts.field_max_side))
     if axis_aligned and step == 1.0:
         u = np.arange(w, dtype=np.float64) - m.cx
@@ -108,7 +113,7 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
         cv = [-(x - m.cx) * f.s + (y - m.cy) * f.c for x in (0, w - 1) for y in (0, h - 1)]
         u = np.arange(min(cu) - step, max(cu) + 2 * step, step)
         v = np.arange(min(cv) - step, max(cv) + 2 * step, step)
-    uu, vv = np.meshgrid(u, v)  # (Nv, Nu)
+    uu, vv = u[None, :], v[:, None]  # broadcast to (Nv, Nu): 1-D factors stay cheap
     # forward map of each column, forced monotonic, then inverted exactly by interpolation
     vo = vv + f.d(uu, vv)
     vo = np.maximum.accumulate(vo, axis=0) + np.arange(v.size)[:, None] * 1e-7
@@ -137,7 +142,7 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
         top = -tw / 2.0 + f.d(u, -tw / 2.0)
         gap = (tw / 2.0 + f.d(u, tw / 2.0)) - top
         teeth_h = np.minimum(0.3 * gap, 0.03 * big_h)
-        below_top = vv - top[None, :]
+        below_top = vv - top[None, :]  # (Nv, Nu)
         band = smoothstep(below_top / 1.0 + 0.5) * (
             1.0 - smoothstep((below_top - teeth_h) / np.maximum(1.0, 0.3 * teeth_h))
         )
