@@ -1,0 +1,218 @@
+"""Entry points ``wav2lip`` and ``wav2lip_gan``: what the models are, in data.
+
+Imports nothing heavy: the network and runtime are imported in :meth:`Wav2LipPlugin._load`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ValidationError
+
+from lipsynckit.errors import LipSyncError, WeightsError
+from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
+
+log = logging.getLogger(__name__)
+
+LICENSE_TEXT = "research/non-commercial only (trained on LRS2; commercial licences via sync.so)"
+_SHAREPOINT = "https://iiitaphyd-my.sharepoint.com/:u:/g/personal/radrabha_m_research_iiit_ac_in/"
+_DRIVE_FOLDER = "https://drive.google.com/drive/folders/153HLrqlBNxzZcHi17PEvP09kkAfzRshM"
+_DRIVE_GAN = "https://drive.google.com/file/d/15G3U08c8xsCkOqQxE38Z2XXDnPcOptNk"
+
+S3FD_WEIGHTS = WeightFile(
+    key="detector",
+    filename="s3fd.pth",
+    sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
+    size_bytes=89_843_225,
+    sources=[
+        WeightSource(
+            url="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+            note="official (face-alignment)",
+        ),
+        WeightSource(
+            hf_repo="camenduru/Wav2Lip", hf_filename="checkpoints/s3fd-619a316812.pth", note="mirror"
+        ),
+        WeightSource(hf_repo="Kedreamix/Linly-Talker", hf_filename="checkpoints/s3fd.pth", note="mirror"),
+    ],
+    license="BSD-3-Clause (face-alignment)",
+    description="S3FD face detector used by official Wav2Lip inference (also named s3fd-619a316812.pth)",
+    optional=True,
+)
+
+WAV2LIP_WEIGHTS = WeightFile(
+    key="generator",
+    filename="wav2lip.pth",
+    sha256=None,  # no published digest; record it on first download
+    size_bytes=None,
+    sources=[
+        WeightSource(
+            url=_SHAREPOINT + "Eb3LEzbfuKlJiR600lQWRxgBIY27JZg80f7V9jtMfbNDaQ",
+            note="official (expired links are common)",
+        ),
+        WeightSource(
+            url=_DRIVE_FOLDER, note="official, current README: TorchScript Wav2Lip-SD-NOGAN.pt, also accepted"
+        ),
+        WeightSource(hf_repo="rippertnt/wav2lip", hf_filename="checkpoints/wav2lip.pth", note="mirror"),
+        WeightSource(hf_repo="numz/wav2lip_studio", hf_filename="Wav2lip/wav2lip.pth", note="mirror"),
+        WeightSource(hf_repo="Nekochu/Wav2Lip", hf_filename="wav2lip.pth", note="mirror"),
+    ],
+    license=LICENSE_TEXT,
+    non_commercial=True,
+    description="Wav2Lip generator trained without the visual-quality GAN (best lip sync)",
+)
+
+WAV2LIP_GAN_WEIGHTS = WeightFile(
+    key="generator",
+    filename="wav2lip_gan.pth",
+    sha256="ca9ab7b7b812c0e80a6e70a5977c545a1e8a365a6c49d5e533023c034d7ac3d8",
+    size_bytes=435_801_865,
+    sources=[
+        WeightSource(
+            url=_SHAREPOINT + "EdjI7bZlgApMqsVoEUUXpLsBxqXbn5z8VTmoxp55YNDcIA",
+            note="official (expired links are common)",
+        ),
+        WeightSource(
+            url=_DRIVE_GAN, note="official, current README: TorchScript Wav2Lip-SD-GAN.pt, also accepted"
+        ),
+        WeightSource(hf_repo="camenduru/Wav2Lip", hf_filename="checkpoints/wav2lip_gan.pth", note="mirror"),
+        WeightSource(hf_repo="numz/wav2lip_studio", hf_filename="Wav2lip/wav2lip_gan.pth", note="mirror"),
+        WeightSource(
+            hf_repo="Kedreamix/Linly-Talker", hf_filename="checkpoints/wav2lip_gan.pth", note="mirror"
+        ),
+        WeightSource(hf_repo="Cong-HGMedia/wav2lip", hf_filename="wav2lip_gan.pth", note="mirror"),
+    ],
+    license=LICENSE_TEXT,
+    non_commercial=True,
+    description="Wav2Lip generator trained with the visual-quality GAN (sharper, slightly worse sync)",
+)
+
+
+def _torchscript_record(name: str, url: str, what: str) -> WeightFile:
+    return WeightFile(
+        key="generator_torchscript",
+        filename=name,
+        sources=[WeightSource(url=url, note="official, current README")],
+        license=LICENSE_TEXT,
+        non_commercial=True,
+        description=f"{what} as the TorchScript archive the current README links (used when the .pth is absent)",
+        optional=True,
+    )
+
+
+def _info(
+    name: str, display: str, generator: WeightFile, torchscript: WeightFile, description: str
+) -> ModelInfo:
+    return ModelInfo(
+        name=name,
+        display_name=display,
+        version="2020 (Rudrabha/Wav2Lip 5c90fa9b)",
+        description=description,
+        homepage="https://github.com/Rudrabha/Wav2Lip",
+        face_size=96,
+        audio_sample_rate=16000,
+        chunk_frames=1,
+        min_vram_gb=1.0,
+        supports_cpu=True,
+        license="none stated (README: non-commercial only)",
+        weights_license=LICENSE_TEXT,
+        non_commercial=True,
+        weights=[generator, torchscript, S3FD_WEIGHTS],
+        extra="wav2lip",
+        requires=["cv2"],
+        default_detector="s3fd",
+        needs_weights=True,
+    )
+
+
+WAV2LIP_INFO = _info(
+    "wav2lip",
+    "Wav2Lip",
+    WAV2LIP_WEIGHTS,
+    _torchscript_record("Wav2Lip-SD-NOGAN.pt", _DRIVE_FOLDER, "wav2lip.pth"),
+    "Wav2Lip (2020) 96x96 lower-face generator, best lip-sync accuracy; official inference reproduced exactly.",
+)
+WAV2LIP_GAN_INFO = _info(
+    "wav2lip_gan",
+    "Wav2Lip + GAN",
+    WAV2LIP_GAN_WEIGHTS,
+    _torchscript_record("Wav2Lip-SD-GAN.pt", _DRIVE_GAN, "wav2lip_gan.pth"),
+    "Wav2Lip trained with a visual-quality discriminator: sharper mouths, slightly weaker sync.",
+)
+
+
+class Wav2LipPlugin(ModelPlugin):
+    """Loads the Wav2Lip generator from any form users hold (see :func:`runtime.load_generator`)."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+
+    def _generator_records(self) -> list[WeightFile]:
+        return [wf for wf in self.info.weights if wf.key in ("generator", "generator_torchscript")]
+
+    def find_generator(self, weights: str | Path | None = None, download: bool = False) -> Path:
+        """The generator file: an explicit file, else the .pth then the TorchScript .pt in the folder or
+        cache; downloads the .pth from the hub only when ``download``. Missing → WeightsError saying
+        where to get it and where to put it."""
+        from lipsynckit.weights import model_cache_dir, resolve, verify
+
+        if weights is not None and Path(weights).expanduser().is_file():
+            return Path(weights).expanduser()
+        records = self._generator_records()
+        first_error: WeightsError | None = None
+        for wf in records:
+            try:
+                path = resolve(wf, self.info.name, weights, download=False)
+            except WeightsError as exc:
+                first_error = first_error or exc
+                continue
+            if model_cache_dir(self.info.name).absolute() in path.absolute().parents:
+                verify(path, wf)  # files in our cache must be the release they claim to be
+            return path
+        if download:
+            return resolve(records[0], self.info.name, weights, download=True)
+        assert first_error is not None
+        raise first_error
+
+    def find_weights(self, weights: str | Path | None = None) -> dict[str, Path]:
+        """Resolve locally (no download); the TorchScript archive counts as the generator."""
+        return {"generator": self.find_generator(weights)}
+
+    def _load(
+        self,
+        weights: str | Path | None,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        options: dict[str, Any] | BaseModel | None,
+        download: bool,
+    ) -> LipSyncModel:
+        from lipsynckit_wav2lip.options import Wav2LipOptions
+        from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
+
+        try:
+            if isinstance(options, Wav2LipOptions):
+                opts = options
+            elif isinstance(options, BaseModel):
+                opts = Wav2LipOptions.model_validate(options.model_dump())
+            else:
+                opts = Wav2LipOptions.model_validate(options or {})
+        except ValidationError as exc:
+            fields = ", ".join(sorted(Wav2LipOptions.model_fields))
+            raise LipSyncError(
+                f"invalid {self.info.name} options: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
+                stage="options",
+                remedy=f"valid options: {fields}",
+            ) from exc
+        path = self.find_generator(weights, download=download)
+        log.info("loading %s generator from %s", self.info.display_name, path)
+        net = load_generator(path)
+        model = Wav2LipModel(self.info, net, opts, device=device, weights_path=path)
+        if dtype is not None:
+            model.to(device, dtype)
+        return model
+
+
+plugin = Wav2LipPlugin(WAV2LIP_INFO)
+plugin_gan = Wav2LipPlugin(WAV2LIP_GAN_INFO)

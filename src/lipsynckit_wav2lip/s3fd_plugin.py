@@ -1,0 +1,90 @@
+"""Entry point ``s3fd`` (group ``lipsynckit.face_detectors``): Wav2Lip's official face detector.
+
+Imports nothing heavy; the network is built in :meth:`S3FDPlugin.create`. Usable by every model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lipsynckit.errors import FaceDetectorError, WeightsError
+from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin
+from lipsynckit_wav2lip.plugin import S3FD_WEIGHTS
+
+#: the name the file has at its original home; Wav2Lip renames it to ``s3fd.pth``
+ORIGINAL_FILENAME = "s3fd-619a316812.pth"
+_CACHE_MODELS = ("wav2lip", "s3fd", "wav2lip_gan")  # `weights fetch wav2lip` puts it in the model's folder
+
+
+def find_s3fd_weights(weights: str | Path | None = None, download: bool = False) -> Path:
+    """Locate the S3FD file: an explicit path, else either file name in the s3fd or wav2lip caches."""
+    from lipsynckit.weights import model_cache_dir, resolve, verify
+
+    records = [S3FD_WEIGHTS, S3FD_WEIGHTS.model_copy(update={"filename": ORIGINAL_FILENAME})]
+    first_error: WeightsError | None = None
+    for model in _CACHE_MODELS:
+        for wf in records:
+            try:
+                path = resolve(wf, model, weights, download=False)
+            except WeightsError as exc:
+                first_error = first_error or exc
+                if weights is not None and not Path(weights).expanduser().exists():
+                    raise
+                continue
+            if model_cache_dir(model).absolute() in path.absolute().parents:
+                verify(path, wf)
+            return path
+    if download:
+        return resolve(S3FD_WEIGHTS, "wav2lip", weights, download=True)
+    assert first_error is not None
+    raise first_error
+
+
+class S3FDPlugin(FaceDetectorPlugin):
+    """S3FD as official Wav2Lip runs it (full-resolution frames, first box after NMS)."""
+
+    name = "s3fd"
+    description = "S3FD (face-alignment weights), the detector of official Wav2Lip inference; boxes only"
+    requires = ("torch", "cv2")
+    landmarks = 0
+    offline = False  # needs s3fd.pth
+    license = "BSD-3-Clause"
+    non_commercial = False
+
+    def status(self) -> tuple[bool, str]:
+        ok, reason = super().status()
+        if not ok:
+            return ok, reason
+        try:
+            find_s3fd_weights()
+        except WeightsError as exc:
+            return False, f"weights not found ({str(exc).splitlines()[0]})"
+        return True, ""
+
+    def create(self, **kwargs: Any) -> FaceDetector:
+        """Options: ``weights`` (file or folder), ``device`` ("cpu"), ``batch_size`` (16), ``download`` (False)."""
+        from lipsynckit_wav2lip.s3fd import S3FDDetector, load_s3fd
+
+        weights = kwargs.pop("weights", None)
+        device = kwargs.pop("device", "cpu")
+        batch_size = int(kwargs.pop("batch_size", 16))
+        download = bool(kwargs.pop("download", False))
+        if kwargs:
+            raise FaceDetectorError(
+                f"unknown s3fd options: {', '.join(sorted(kwargs))}",
+                stage="faces",
+                remedy="s3fd accepts weights, device, batch_size, download",
+            )
+        try:
+            path = find_s3fd_weights(weights, download=download)
+        except WeightsError as exc:
+            raise FaceDetectorError(
+                f"S3FD weights not available: {exc.message}",
+                stage="faces",
+                remedy=exc.remedy or "pass weights=PATH to s3fd.pth",
+            ) from exc
+        return S3FDDetector(load_s3fd(path), device=device, batch_size=batch_size)
+
+
+detector_plugin = S3FDPlugin()
