@@ -77,7 +77,9 @@ class MuseTalkModel(BaseLipSyncModel):
             dtype = torch.float32
         self.dtype = dtype
         for m in (self.unet, self.vae, self.whisper):
-            m.to(self.device, dtype)
+            m.to(self.device)
+            if next(m.parameters()).dtype != dtype:
+                m.to(dtype=dtype)
         if self.parser is not None:
             self.parser.net.to(self.device)
             self.parser.device = self.device
@@ -173,7 +175,7 @@ class MuseTalkModel(BaseLipSyncModel):
             crop=crop,
             data={
                 "latents": latents,
-                "blend_mask": mask,
+                "blend_mask": torch.from_numpy(np.ascontiguousarray(mask)),
                 "blend_box": [int(v) for v in blend_box],
                 "parsed": self.parser is not None and self.options.face_parsing,
             },
@@ -205,6 +207,6 @@ class MuseTalkModel(BaseLipSyncModel):
         box = tuple(int(v) for v in face.box)
         assert len(box) == 4
         resized = blending.resize_face(generated, box)  # type: ignore[arg-type]
-        mask = np.asarray(face.data["blend_mask"], dtype=np.uint8)
+        mask = np.asarray(torch.as_tensor(face.data["blend_mask"]).cpu().numpy(), dtype=np.uint8)
         blend_box = tuple(int(v) for v in face.data["blend_box"])
         return blending.paste_with_mask(frame, resized, box, mask, blend_box)  # type: ignore[arg-type]
