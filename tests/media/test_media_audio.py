@@ -22,6 +22,7 @@ def _encode(src: Path, dst: Path, codec: str, fmt: str, rate: int | None = None)
     rate = rate or sr
     with av.open(str(dst), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(s, av.audio.stream.AudioStream)
         s.codec_context.time_base = Fraction(1, rate)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x.T), format="fltp", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = sr, 0, Fraction(1, sr)

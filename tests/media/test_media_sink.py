@@ -64,6 +64,8 @@ def test_mp4_has_audio_and_follows_its_length(
         assert v.codec_context.name == "h264" and v.codec_context.pix_fmt == "yuv420p"
         assert a.codec_context.name == "aac" and a.codec_context.sample_rate == 16000
         assert v.average_rate == fps
+        assert v.duration is not None and v.time_base is not None
+        assert a.duration is not None and a.time_base is not None
         video_s = float(v.duration * v.time_base)
         audio_s = float(a.duration * a.time_base)
     assert abs(video_s - n / fps) < 1e-6
@@ -104,7 +106,9 @@ def test_png_folder(carphone_frames: np.ndarray, speech_wav: Path, tmp_path: Pat
     names = sorted(p.name for p in out.iterdir())
     assert names == ["audio.wav"] + [f"frame_{i:06d}.png" for i in range(10)]
     for i in (0, 9):
-        png = cv2.cvtColor(cv2.imread(str(out / f"frame_{i:06d}.png")), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(out / f"frame_{i:06d}.png"))
+        assert bgr is not None
+        png = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         assert np.array_equal(png, carphone_frames[i])
     wav, sr = sf.read(str(out / "audio.wav"), dtype="float32")
     assert sr == 16000 and np.array_equal(wav, speech.samples[0].numpy())

@@ -123,7 +123,9 @@ def test_variable_frame_rate_is_regularised(tmp_path: Path) -> None:
 
 def test_still_images(grace_hopper_jpg: Path, astronaut_png: Path, tmp_path: Path) -> None:
     for path in (grace_hopper_jpg, astronaut_png):
-        ref = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(path))
+        assert bgr is not None
+        ref = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         src = VideoSource(path, fps_for_images=30.0)
         assert src.info.is_image and src.info.num_frames == 1 and src.info.fps == 30.0
         assert (src.info.height, src.info.width) == ref.shape[:2]
@@ -201,8 +203,8 @@ def test_memory_stays_flat_on_a_long_video(tmp_path: Path) -> None:
 
     base = _rss_bytes()
     peak, ids = base, []
-    for i, f in enumerate(src):
-        ids.append(_frame_id(f))
+    for i, frame in enumerate(src):
+        ids.append(_frame_id(frame))
         if i % 50 == 0:
             peak = max(peak, _rss_bytes())
     assert ids == [i % 256 for i in range(n)]
@@ -212,8 +214,8 @@ def test_memory_stays_flat_on_a_long_video(tmp_path: Path) -> None:
     base = _rss_bytes()
     peak = base
     ids = []
-    for j, f in enumerate(src.frames(range(1499, -1, -1))):
-        ids.append(_frame_id(f))
+    for j, frame in enumerate(src.frames(range(1499, -1, -1))):
+        ids.append(_frame_id(frame))
         if j % 50 == 0:
             peak = max(peak, _rss_bytes())
     assert ids == [i % 256 for i in range(1499, -1, -1)]
