@@ -18,7 +18,8 @@ import numpy as np
 from lipsynckit.viseme.options import VisemeOptions
 
 _TEETH_RGB = np.array([200.0, 192.0, 180.0], dtype=np.float32)  # in the mouth's shade
-_CAVITY_RGB = np.array([52.0, 20.0, 20.0], dtype=np.float32)  # dark red-brown of the mouth interior
+_CAVITY_RGB = np.array([46.0, 18.0, 18.0], dtype=np.float32)  # dark red-brown of the mouth interior
+_TONGUE_RGB = np.array([128.0, 56.0, 58.0], dtype=np.float32)  # in shadow
 
 
 @dataclass(frozen=True)
@@ -136,18 +137,21 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
     stretch = np.gradient(vs, axis=0) / step
     lens = f.lens(uu)
     cavity = np.clip((0.55 - stretch) / 0.35, 0.0, 1.0) * smoothstep(lens / 0.15)
+    # where the gap lies in each column (output coordinates): teeth hang from its top, the tongue
+    # shows in its lower part
+    tw = f.transition(u)
+    top = -tw / 2.0 + f.d(u, -tw / 2.0)
+    gap = np.maximum((tw / 2.0 + f.d(u, tw / 2.0)) - top, 1e-3)
+    below_top = vv - top[None, :]  # (Nv, Nu)
+    tongue = 0.55 * cavity * smoothstep((below_top / gap[None, :] - 0.55) / 0.45)
     teeth = np.zeros_like(cavity)
     if opts.teeth > 0.0:
-        tw = f.transition(u)
-        top = -tw / 2.0 + f.d(u, -tw / 2.0)
-        gap = (tw / 2.0 + f.d(u, tw / 2.0)) - top
         teeth_h = np.minimum(0.3 * gap, 0.03 * big_h)
-        below_top = vv - top[None, :]  # (Nv, Nu)
         band = smoothstep(below_top / 1.0 + 0.5) * (
             1.0 - smoothstep((below_top - teeth_h) / np.maximum(1.0, 0.3 * teeth_h))
         )
         teeth = opts.teeth * cavity * band * smoothstep((1.0 - np.abs(uu) / (0.6 * f.a)) / 0.3)
-    layers: np.ndarray = np.stack([us, vs, cavity, teeth], axis=-1).astype(np.float32)
+    layers: np.ndarray = np.stack([us, vs, cavity, teeth, tongue], axis=-1).astype(np.float32)
     if not (axis_aligned and step == 1.0):
         xs, ys = _crop_grid(h, w)
         gu = ((xs - m.cx) * f.c + (ys - m.cy) * f.s - u[0]) / step
@@ -159,14 +163,15 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
-    us_, vs_, cav, tee = (layers[..., i] for i in range(4))
+    us_, vs_, cav, tee, ton = (layers[..., i] for i in range(5))
     map_x = (m.cx + us_ * f.c - vs_ * f.s).astype(np.float32)
     map_y = (m.cy + us_ * f.s + vs_ * f.c).astype(np.float32)
     out = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     sigma = max(0.5, 0.003 * big_h)
     cav = cv2.GaussianBlur(cav, (0, 0), sigma)
     k = (cav * (1.0 - opts.cavity_shade))[..., None]
-    outf = out.astype(np.float32) * (1.0 - k) + k * _CAVITY_RGB
+    interior = _CAVITY_RGB + ton[..., None] * (_TONGUE_RGB - _CAVITY_RGB)
+    outf = out.astype(np.float32) * (1.0 - k) + k * interior
     if opts.teeth > 0.0:
         tee = cv2.GaussianBlur(tee, (0, 0), sigma)
         outf += tee[..., None] * (_TEETH_RGB - outf)
