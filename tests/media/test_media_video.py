@@ -153,6 +153,26 @@ def test_missing_corrupt_and_wrong_files(carphone_mp4: Path, speech_wav: Path, t
         VideoSource(truncated)
     assert e.value.path == str(truncated) and e.value.stage == "video" and e.value.remedy
 
+    # Index first (faststart, as we write mp4s), data cut off: the index promises frames that are gone.
+    whole = tmp_path / "whole.mp4"
+    with (
+        av.open(str(carphone_mp4)) as c_in,
+        av.open(str(whole), "w", options={"movflags": "+faststart"}) as c_out,
+    ):
+        s = c_out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt, s.options = 176, 144, "yuv420p", {"preset": "ultrafast"}
+        for i, f in enumerate(c_in.decode(video=0)):
+            f.pts, f.time_base, f.pict_type = i, Fraction(1, 25), av.video.frame.PictureType.NONE
+            for p in s.encode(f):
+                c_out.mux(p)
+        for p in s.encode(None):
+            c_out.mux(p)
+    assert VideoSource(whole).info.num_frames == 120
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    with pytest.raises(VideoError, match="truncated"):
+        VideoSource(cut)
+
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes())
     with pytest.raises(VideoError):

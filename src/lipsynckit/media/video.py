@@ -234,12 +234,16 @@ class VideoSource:
         if rot % 2:
             w, h = h, w
         # Count frames by their timestamps, demuxing only (no decoding): cheap even for long videos.
-        n_packets, max_pts, have_pts = 0, None, first_pts is not None
+        n_packets, n_stored, max_pts, have_pts = 0, 0, None, first_pts is not None
         with self._open() as container:
             stream = container.streams.video[0]
+            indexed = int(stream.frames or 0)  # mp4/mov: the sample table's count, exact
             try:
                 for packet in container.demux(stream):
-                    if packet.size == 0 or packet.is_discard:
+                    if packet.size == 0:
+                        continue
+                    n_stored += 1
+                    if packet.is_discard:  # edit list: decoded as a reference, never shown
                         continue
                     n_packets += 1
                     if packet.pts is None:
@@ -247,7 +251,13 @@ class VideoSource:
                     elif max_pts is None or packet.pts > max_pts:
                         max_pts = packet.pts
             except (av.FFmpegError, ValueError) as e:
-                raise _corrupt_error(self.path, e, f"after packet {n_packets}") from e
+                raise _corrupt_error(self.path, e, f"after packet {n_stored}") from e
+        if indexed and n_stored < indexed:
+            raise _corrupt_error(
+                self.path,
+                EOFError(f"the index lists {indexed} frames, only {n_stored} are present"),
+                "end of file",
+            )
         if have_pts and max_pts is not None and first_pts is not None:
             num_frames = self._slot(max_pts, first_pts, time_base, fps) + 1
         else:
