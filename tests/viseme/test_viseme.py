@@ -204,6 +204,8 @@ def test_opening_zero_is_identity(model: LipSyncModel, astronaut_png: Path) -> N
     assert np.array_equal(model.composite(img, pf, gen), img)
     opened = _render(model, img, pf, torch.tensor([0.8, 0.0, 1.0, 1.0]))
     assert not np.array_equal(opened, img)
+    with pytest.raises(LipSyncError, match="audio features"):
+        model.generate(ModelBatch([WorkItem(0, 0, pf, torch.tensor([float("nan"), 0.0]))]))
 
 
 def test_batch_matches_single_items(model: LipSyncModel, astronaut_png: Path) -> None:

@@ -125,9 +125,9 @@ class VisemeModel(BaseLipSyncModel):
         out: list[np.ndarray] = []
         for item in batch.items:
             feat = item.audio.detach().reshape(-1).cpu().numpy()
-            if feat.size < 1:
+            if feat.size < 1 or not np.isfinite(feat[:2]).all():
                 raise LipSyncError(
-                    f"work item {item.index} of job {item.job_id} has no audio features",
+                    f"work item {item.index} of job {item.job_id} has no usable audio features: {feat[:4].tolist()}",
                     stage="model",
                     remedy="pass rows of model.audio_features(...) as WorkItem.audio",
                 )
@@ -140,7 +140,7 @@ class VisemeModel(BaseLipSyncModel):
                 float(pf.data["roll"]),
                 float(pf.data["face_height"]),
             )
-            width = float(feat[1]) if feat.size > 1 else 0.0
+            width = float(np.clip(feat[1], -1.0, 1.0)) if feat.size > 1 else 0.0
             out.append(render(pf.crop, mouth, float(feat[0]), width, self.options))
         return out
 
