@@ -129,3 +129,14 @@ def test_too_short_clip_is_a_clear_error(scorer: SyncNetScorer) -> None:
     frames = np.zeros((5, 224, 224, 3), np.uint8)
     with pytest.raises(VideoError, match="too short"):
         scorer.score_video(frames, AudioClip(torch.zeros(1, 3200), 16000))
+
+
+@pytest.mark.gpu
+def test_golden_lse_on_cuda(manifest: dict[str, tuple[int, ...]], reference_dir: Path) -> None:
+    """Same evaluate on the GPU; cuDNN may use TF32 convolutions, hence the looser tolerance."""
+    g = load_npz(reference_dir / W2L / "golden_lse.npz")
+    scorer = SyncNetScorer.from_state_dict(deterministic_state_dict(manifest), device="cuda")
+    r = scorer.score_bgr_pcm(g["frames_bgr"], g["pcm16"])
+    assert r.av_offset == int(g["av_offset"])
+    np.testing.assert_allclose(r.dists_array(), g["dists"], rtol=2e-3)
+    np.testing.assert_allclose(r.lse_d, float(g["lse_d"]), rtol=2e-3)

@@ -96,7 +96,9 @@ def test_real_video_with_face_track_end_to_end(
     """
     with av.open(str(carphone_mp4)) as c:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(
+        str(Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml")
+    )
     faces: list[Face | None] = []
     for f in frames:
         found = cascade.detectMultiScale(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), 1.1, 4, minSize=(30, 30))

@@ -27,9 +27,13 @@ class Clip:
     """Grace Hopper (half size) with a mouth that opens with the loudness of real speech."""
 
     def __init__(self, photo: Path, speech: Path) -> None:
-        img = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(photo))
+        assert bgr is not None, photo
+        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         self.img = cv2.resize(img, (256, 300), interpolation=cv2.INTER_AREA)
-        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        cascade = cv2.CascadeClassifier(
+            str(Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml")
+        )
         found = cascade.detectMultiScale(cv2.cvtColor(self.img, cv2.COLOR_RGB2GRAY), 1.1, 5, minSize=(60, 60))
         assert len(found) == 1, found
         x, y, w, h = (int(v) for v in found[0])
