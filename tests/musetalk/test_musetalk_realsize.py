@@ -1,0 +1,65 @@
+"""Real-size MuseTalk: the official models/ layout with deterministic weights at the released sizes.
+
+One module-scoped folder (UNet 3.4 GB on disk, memory-mapped on load) serves both tests: the real-size
+UNet golden through ``plugin.load(weights=models/)`` and one prepare/generate/composite on a real photo.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import load_npz
+from mt_helpers import build_models_dir
+
+from lipsynckit.types import Face, ModelBatch, WorkItem
+from lipsynckit_musetalk.plugin import plugin
+from lipsynckit_musetalk.runtime import MuseTalkModel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_model(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MuseTalkModel]:
+    models = build_models_dir(tmp_path_factory.mktemp("mt_real") / "models", reference_dir, version="v1.5")
+    gc.collect()
+    model = plugin.load(weights=str(models), device="cpu")
+    assert isinstance(model, MuseTalkModel)
+    yield model
+    del model
+    gc.collect()
+
+
+def test_unet_realsize_golden(real_model: MuseTalkModel, reference_dir: Path) -> None:
+    g = load_npz(reference_dir / "musetalk" / "golden_unet_realsize.npz")
+    assert sum(p.numel() for p in real_model.unet.parameters()) == 849_947_844
+    assert sum(p.numel() for p in real_model.vae.parameters()) == 83_653_863
+    with torch.no_grad():
+        out = real_model.unet(
+            torch.from_numpy(g["unet_input_latents"]),
+            torch.from_numpy(g["timestep"]),
+            encoder_hidden_states=torch.from_numpy(g["encoder_hidden_states"]),
+        ).sample
+    np.testing.assert_allclose(out.numpy(), g["unet_output_latents"], atol=1e-4, rtol=0)
+
+
+def test_generate_real_photo_realsize(real_model: MuseTalkModel, grace_hopper_jpg: Path) -> None:
+    frame = cv2.cvtColor(cv2.imread(str(grace_hopper_jpg)), cv2.COLOR_BGR2RGB)
+    prepared = real_model.prepare(frame, Face(box=np.array([170, 120, 350, 330])))
+    assert prepared.data["parsed"] is True
+    assert tuple(prepared.data["latents"].shape) == (8, 32, 32)
+    window = torch.zeros(50, 384)
+    out = real_model.generate(ModelBatch([WorkItem(0, 0, prepared, window)]))
+    assert len(out) == 1 and out[0].shape == (256, 256, 3) and out[0].dtype == np.uint8
+    assert out[0].std() > 0
+    result = real_model.composite(frame, prepared, out[0])
+    assert result.shape == frame.shape
+    x1, y1, x2, y2 = prepared.box
+    changed = np.any(result != frame, axis=-1)
+    assert changed[y1:y2, x1:x2].any()
+    assert not changed[: y1 + (y2 - y1) // 4].any()  # the upper face is never touched
