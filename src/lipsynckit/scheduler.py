@@ -97,8 +97,11 @@ class SchedulerOptions(BaseModel):
     @field_validator("device")
     @classmethod
     def _check_device(cls, v: str) -> str:
-        torch.device(v)  # raises on nonsense
-        if torch.device(v).type not in ("cpu", "cuda"):
+        try:
+            kind = torch.device(v).type
+        except RuntimeError as exc:
+            raise ValueError(f"not a torch device: {v!r} ({exc})") from None
+        if kind not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {v!r}")
         return v
 
@@ -828,7 +831,8 @@ class BatchScheduler:
         known = remembered_batch_size(*self._key)
         if known is not None:
             self._set_batch_size(known, remember=False)
-            return False
+            self._run_in_pieces(units)  # this batch was formed before the size was known
+            return True
         budget = self.options.memory_budget_bytes
         if budget is None:
             return False
@@ -875,15 +879,25 @@ class BatchScheduler:
                 min(fit, self.options.max_batch),
             )
             self._set_batch_size(fit, remember=True)
-        # the rest of the first batch still has to run (at the probed size)
+        self._run_in_pieces(rest)  # the rest of the first batch, at the probed size
+        return True
+
+    def _run_in_pieces(self, units: list[_Unit]) -> None:
+        """Run units in batches of the size in force (whole units, at least one per batch)."""
+        rest = list(units)
         while rest:
             take: list[_Unit] = []
             total = 0
             while rest and (not take or total + len(rest[0].items) <= self._batch_size):
                 total += len(rest[0].items)
                 take.append(rest.pop(0))
-            self._run_units(take)
-        return True
+            if self._cuda and self._staged:
+                inflight: deque[_Launched] = deque()
+                self._launch_or_split(take, inflight)
+                while inflight:
+                    self._retire(inflight.popleft())
+            else:
+                self._run_units(take)
 
     def _call(self, batch: ModelBatch) -> list[np.ndarray]:
         gen = self._generate
