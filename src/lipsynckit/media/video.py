@@ -98,6 +98,7 @@ class _Meta:
     time_base: Fraction
     first_pts: int | None  # None: the stream has no timestamps, frames are counted instead
     rot90_ccw: int
+    regular: bool = True  # every frame has its own slot (constant rate): seeks may land on `start`
 
 
 def _open_error(path: Path, e: Exception) -> VideoError:
@@ -235,6 +236,7 @@ class VideoSource:
             w, h = h, w
         # Count frames by their timestamps, demuxing only (no decoding): cheap even for long videos.
         n_packets, n_stored, max_pts, have_pts = 0, 0, None, first_pts is not None
+        pts_seen: list[int] = []
         with self._open() as container:
             stream = container.streams.video[0]
             indexed = int(stream.frames or 0)  # mp4/mov: the sample table's count, exact
@@ -248,8 +250,10 @@ class VideoSource:
                     n_packets += 1
                     if packet.pts is None:
                         have_pts = False
-                    elif max_pts is None or packet.pts > max_pts:
-                        max_pts = packet.pts
+                    else:
+                        pts_seen.append(packet.pts)
+                        if max_pts is None or packet.pts > max_pts:
+                            max_pts = packet.pts
             except (av.FFmpegError, ValueError) as e:
                 raise _corrupt_error(self.path, e, f"after packet {n_stored}") from e
         if indexed and n_stored < indexed:
@@ -258,13 +262,24 @@ class VideoSource:
                 EOFError(f"the index lists {indexed} frames, only {n_stored} are present"),
                 "end of file",
             )
+        regular = True
         if have_pts and max_pts is not None and first_pts is not None:
             num_frames = self._slot(max_pts, first_pts, time_base, fps) + 1
+            slots = {self._slot(p, first_pts, time_base, fps) for p in pts_seen if p >= first_pts}
+            regular = len(slots) == len(pts_seen) == num_frames
+            if not regular:
+                logger.info(
+                    "%s: variable frame rate (%d frames in %d slots); regularised to %s fps",
+                    self.path,
+                    len(pts_seen),
+                    num_frames,
+                    fps,
+                )
         else:
             first_pts = None
             num_frames = n_packets
         num_frames = max(1, num_frames)
-        self._meta = _Meta(fps=fps, time_base=time_base, first_pts=first_pts, rot90_ccw=rot)
+        self._meta = _Meta(fps=fps, time_base=time_base, first_pts=first_pts, rot90_ccw=rot, regular=regular)
         return VideoInfo(
             path=str(self.path),
             width=w,
@@ -279,7 +294,10 @@ class VideoSource:
 
     @staticmethod
     def _slot(pts: int, first_pts: int, time_base: Fraction, fps: Fraction) -> int:
-        return math.floor((pts - first_pts) * time_base * fps + Fraction(1, 2))
+        """``floor((pts - first_pts) * time_base * fps + 1/2)`` in exact integer arithmetic."""
+        num = time_base.numerator * fps.numerator
+        den = time_base.denominator * fps.denominator
+        return (2 * (pts - first_pts) * num + den) // (2 * den)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -319,8 +337,9 @@ class VideoSource:
             stream.thread_type = "AUTO"
             seeked = False
             if seek and start > 0 and m.first_pts is not None:
-                # Seek to the key frame at or before the earliest frame that can land in `start`.
-                t = Fraction(2 * start - 1, 2) / m.fps
+                # Seek to the key frame at or before the earliest frame that can land in `start`
+                # (one slot earlier for irregular streams, see `_regularise`).
+                t = Fraction(2 * start - (1 if m.regular else 3), 2) / m.fps
                 container.seek(m.first_pts + math.floor(t / m.time_base), stream=stream, backward=True)
                 seeked = True
             yield from self._regularise(container, stream, start, seeked)
@@ -336,8 +355,7 @@ class VideoSource:
     ) -> Iterator[tuple[int, np.ndarray]]:
         m, n = self._meta, self.info.num_frames
         nxt = 0  # next slot to emit (slots before `start` are decoded but not converted)
-        prev: av.VideoFrame | None = None
-        prev_rgb: np.ndarray | None = None
+        prev: av.VideoFrame | None = None  # the frame on screen: repeated across gaps
         counted = 0
         try:
             for frame in container.decode(stream):
@@ -347,24 +365,22 @@ class VideoSource:
                     s = counted
                 counted += 1
                 if seeked and prev is None:
-                    if s > start:
+                    # Irregular streams may have given `start` to the frame before this key frame.
+                    if s > start or (s == start and not m.regular):
                         raise _SeekMissed
                     nxt = s
                 if s < nxt:  # this slot is already filled: drop, but remember it for gap filling
-                    prev, prev_rgb = frame, None
+                    prev = frame
                     continue
-                while nxt < s and nxt < n:  # gap: repeat the frame on screen
+                while nxt < s and nxt < n:  # gap: repeat the frame on screen (a fresh array each time)
                     if nxt >= start and prev is not None:
-                        if prev_rgb is None:
-                            prev_rgb = _rgb(prev, m.rot90_ccw)
-                        yield nxt, prev_rgb.copy()
+                        yield nxt, _rgb(prev, m.rot90_ccw)
                     nxt += 1
                 if nxt >= n:
                     return
-                prev, prev_rgb = frame, None
+                prev = frame
                 if nxt >= start:
-                    prev_rgb = _rgb(frame, m.rot90_ccw)
-                    yield nxt, prev_rgb
+                    yield nxt, _rgb(frame, m.rot90_ccw)
                 nxt += 1
         except av.FFmpegError as e:
             raise _corrupt_error(self.path, e, f"decoding frame {nxt}") from e
@@ -372,7 +388,7 @@ class VideoSource:
             logger.warning(
                 "%s: decoding ended at frame %d of %d; repeating the last frame", self.path, nxt, n
             )
-            last = _rgb(prev, m.rot90_ccw) if prev_rgb is None else prev_rgb
+            last = _rgb(prev, m.rot90_ccw)
             for s in range(max(nxt, start), n):
                 yield s, last.copy()
 
@@ -449,7 +465,8 @@ class VideoSource:
                     reader.close()
                 reader = self._reader(i)
                 frame = reader.read(i)
-            last_i, last_frame = i, frame
+            # Keep a private copy only when the next index repeats this one (the caller owns `frame`).
+            last_i, last_frame = (i, frame.copy()) if nxt == i else (-1, None)
             yield frame
             cur = nxt
         if reader is not None:
