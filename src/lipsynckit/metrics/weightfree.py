@@ -270,18 +270,19 @@ def _seam_steps(grey: np.ndarray, box: np.ndarray, inset: tuple[int, int]) -> tu
     border: list[float] = []
     inside: list[float] = []
     rows, cols = slice(y1, y2), slice(x1, x2)
+    band = range(*inset) if min(x2 - x1, y2 - y1) > 2 * inset[1] else range(0)  # tiny boxes: border only
     if x1 >= 1:
         border.append(float(np.mean(np.abs(grey[rows, x1] - grey[rows, x1 - 1]))))
-        inside += [float(np.mean(np.abs(grey[rows, x1 + d] - grey[rows, x1 + d - 1]))) for d in range(*inset)]
+        inside += [float(np.mean(np.abs(grey[rows, x1 + d] - grey[rows, x1 + d - 1]))) for d in band]
     if x2 < w:
         border.append(float(np.mean(np.abs(grey[rows, x2] - grey[rows, x2 - 1]))))
-        inside += [float(np.mean(np.abs(grey[rows, x2 - d] - grey[rows, x2 - d - 1]))) for d in range(*inset)]
+        inside += [float(np.mean(np.abs(grey[rows, x2 - d] - grey[rows, x2 - d - 1]))) for d in band]
     if y1 >= 1:
         border.append(float(np.mean(np.abs(grey[y1, cols] - grey[y1 - 1, cols]))))
-        inside += [float(np.mean(np.abs(grey[y1 + d, cols] - grey[y1 + d - 1, cols]))) for d in range(*inset)]
+        inside += [float(np.mean(np.abs(grey[y1 + d, cols] - grey[y1 + d - 1, cols]))) for d in band]
     if y2 < h:
         border.append(float(np.mean(np.abs(grey[y2, cols] - grey[y2 - 1, cols]))))
-        inside += [float(np.mean(np.abs(grey[y2 - d, cols] - grey[y2 - d - 1, cols]))) for d in range(*inset)]
+        inside += [float(np.mean(np.abs(grey[y2 - d, cols] - grey[y2 - d - 1, cols]))) for d in band]
     return border, inside
 
 
