@@ -14,13 +14,17 @@ from lipsynckit.errors import LipSyncError
 
 @pytest.fixture(scope="module")
 def frame(astronaut_png: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(astronaut_png)), cv2.COLOR_BGR2RGB)
+    bgr = cv2.imread(str(astronaut_png))
+    assert bgr is not None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
 def face(grace_hopper_jpg: Path) -> np.ndarray:
     """A 'generated' face: Grace Hopper's face crop (96x96, like Wav2Lip's output size)."""
-    rgb = cv2.cvtColor(cv2.imread(str(grace_hopper_jpg)), cv2.COLOR_BGR2RGB)
+    bgr = cv2.imread(str(grace_hopper_jpg))
+    assert bgr is not None
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(cv2.resize(rgb[105:330, 155:375], (96, 96), interpolation=cv2.INTER_AREA))
 
 

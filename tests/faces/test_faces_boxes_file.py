@@ -66,6 +66,7 @@ def test_landmarks_per_frame_and_shared(tmp_path: Path) -> None:
         ({"boxes": [[0, 0, 10, 10], [0, 0, 10, "x"], None, None, None]}, "frame 1"),
         ({"boxes": [0, 0, 10, 10], "landmarks": [[[1, 2, 3]]] * 5}, "landmarks must be"),
         ({"boxes": [0, 0, 10, 10], "extra": 1}, "unknown keys"),
+        ({"boxes": [-60, -50, -10, -5]}, "frame 0: .* outside the frame"),
     ],
 )
 def test_malformed_files_raise_clear_errors(tmp_path: Path, content: Any, match: str) -> None:

@@ -71,7 +71,9 @@ def test_real_detection_with_local_models(group_photo_jpg: Path) -> None:
     import cv2
 
     det = InsightFaceDetector(root=str(_local_models()))
-    rgb = cv2.cvtColor(cv2.imread(str(group_photo_jpg)), cv2.COLOR_BGR2RGB)
+    bgr = cv2.imread(str(group_photo_jpg))
+    assert bgr is not None
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     faces = det.detect(rgb)
     assert len(faces) == 6
     assert all(f.landmarks is not None and f.landmarks.shape == (106, 2) for f in faces)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -168,7 +169,7 @@ def test_short_gaps_are_filled_between_sightings(
     carphone_frames: list[np.ndarray], cached: CachedDetector
 ) -> None:
     frames = carphone_frames[40:52]
-    base = {"detect_every": 1, "max_track_frames": 0, "smooth_window": 1}
+    base: dict[str, Any] = {"detect_every": 1, "max_track_frames": 0, "smooth_window": 1}
     gappy = track_faces(frames, HidingDetector(cached, {5, 6}), TrackOptions(**base, fill_gaps=0))
     assert gappy.faces[5] is None and gappy.faces[6] is None and gappy.num_found == 10
     filled = track_faces(frames, HidingDetector(cached, {5, 6}), TrackOptions(**base, fill_gaps=3))

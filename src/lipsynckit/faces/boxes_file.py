@@ -142,6 +142,12 @@ def load_face_boxes(
         box = _to_xyxy(raw, fmt, p, i)
         if frame_size is not None:
             _check_inside(box, frame_size, p, i)
+        elif box[2] <= 0 or box[3] <= 0:  # left of or above any frame, whatever its size
+            raise _fail(
+                p,
+                f"frame {i}: box {box.tolist()} lies outside the frame (negative coordinates)",
+                remedy="give boxes in pixels of the source video, x from 0 to width, y from 0 to height",
+            )
         landmarks = None
         if lm is not None:
             try:
