@@ -78,3 +78,33 @@ def test_real_detection_with_local_models(group_photo_jpg: Path) -> None:
     assert len(faces) == 6
     assert all(f.landmarks is not None and f.landmarks.shape == (106, 2) for f in faces)
     assert np.all(np.diff([f.score for f in faces]) <= 0)
+
+
+def test_detect_converts_insightface_faces(grace_rgb: np.ndarray) -> None:
+    """Our side of the boundary: BGR input, boxes, scores, 106 landmarks and score order.
+
+    insightface's own model is stood in for by a recorder returning insightface ``Face`` objects,
+    because the buffalo_l files cannot be shipped with the tests (non-commercial licence).
+    """
+    from insightface.app.common import Face as IFace
+
+    seen: list[np.ndarray] = []
+
+    class Recorder:
+        models = {"detection": None, "landmark_2d_106": None}
+
+        def get(self, img: np.ndarray) -> list[IFace]:
+            seen.append(img)
+            lmk = np.tile(np.array([[200.0, 200.0]], np.float32), (106, 1))
+            return [
+                IFace(bbox=np.array([10, 20, 60, 80], np.float32), det_score=0.6, landmark_2d_106=lmk),
+                IFace(bbox=np.array([150, 100, 380, 330], np.float32), det_score=0.9, landmark_2d_106=lmk),
+            ]
+
+    det = InsightFaceDetector.__new__(InsightFaceDetector)
+    det._app = Recorder()
+    faces = det.detect(grace_rgb)
+    assert np.array_equal(seen[0], grace_rgb[:, :, ::-1])  # insightface expects BGR
+    assert [round(f.score, 3) for f in faces] == [0.9, 0.6]
+    assert faces[0].landmarks is not None and faces[0].landmarks.shape == (106, 2)
+    np.testing.assert_array_equal(faces[0].box, [150, 100, 380, 330])

@@ -4,7 +4,7 @@ Why: SCRFD is what LatentSync (and many MuseTalk forks) use to find and align fa
 robust than Haar cascades and gives landmarks for mouth masks and affine alignment.
 
 The model pack is *not* inside the insightface wheel: insightface downloads ``buffalo_l.zip`` into
-``<root>/models/buffalo_l`` (``root`` defaults to ``~/.insightface``). We look for the files first and
+``<root>/models/buffalo_l`` (``root`` defaults to ``$INSIGHTFACE_HOME``, else ``~/.insightface``). We look for the files first and
 only ask insightface to download when ``download=True``, so an offline machine fails at once with a
 :class:`~lipsynckit.errors.FaceDetectorError` instead of hanging on a network call. The buffalo_l
 models are released for non-commercial research use only.
