@@ -145,6 +145,20 @@ def test_still_images(grace_hopper_jpg: Path, astronaut_png: Path, tmp_path: Pat
     assert is_image_file(disguised) and VideoSource(disguised).info.is_image
     assert VideoSource(grace_hopper_jpg).info.fps == 25.0
 
+    # A phone photo stored sideways with an EXIF orientation tag comes out upright.
+    from PIL import Image, ImageOps
+
+    with Image.open(grace_hopper_jpg) as im:
+        exif = im.getexif()
+        exif[0x0112] = 6  # "rotate 90 CW to display"
+        sideways = tmp_path / "sideways.jpg"
+        im.save(sideways, exif=exif.tobytes(), quality=95)
+    with Image.open(sideways) as im:
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    src = VideoSource(sideways)
+    assert (src.info.width, src.info.height) == (upright.shape[1], upright.shape[0]) == (600, 512)
+    assert np.abs(next(iter(src)).astype(int) - upright).mean() < 2.0
+
 
 def test_missing_corrupt_and_wrong_files(carphone_mp4: Path, speech_wav: Path, tmp_path: Path) -> None:
     with pytest.raises(InputNotFoundError) as nf:
