@@ -185,3 +185,24 @@ def test_identity_ssim_equals_full_frame_computation(clip: Clip, synced: np.ndar
     expected = np.mean([ssim_map(grey(g), grey(clip.img))[far].mean() for g in gen])
     assert got.identity_ssim == pytest.approx(expected, abs=1e-12)
     assert got.identity_ssim < 0.99
+
+
+def test_builtin_viseme_output_is_told_apart_from_shifted_and_still(clip: Clip) -> None:
+    """The same ordering on what the built-in ``viseme`` model makes of the photo and the speech."""
+    import lipsynckit as lsk
+    from lipsynckit.api import sync_frames
+    from lipsynckit.types import Face, FaceTrack
+
+    model = lsk.load_model("viseme")
+    out = sync_frames(model, clip.img, clip.audio, fps=FPS, track=FaceTrack([Face(clip.face)]))
+    assert out.shape[1:] == clip.img.shape and abs(len(out) - clip.n) <= 1
+    good = weightfree_metrics(clip.img, out, clip.audio, FPS, clip.mouth)
+    late = weightfree_metrics(clip.img, out, clip.delayed_audio(10), FPS, clip.mouth)
+    assert good.av_correlation is not None and late.av_correlation is not None
+    assert good.av_correlation > late.av_correlation + 0.1
+    assert good.av_best_lag_frames is not None and abs(good.av_best_lag_frames) <= 1
+    assert late.av_best_lag_frames is not None and abs(late.av_best_lag_frames + 10) <= 1
+    assert good.silence_motion_ratio is not None and late.silence_motion_ratio is not None
+    assert good.silence_motion_ratio < late.silence_motion_ratio
+    # it repaints the lower face: identity drops a little, but stays high
+    assert 25.0 < good.identity_psnr < 100.0 and 0.9 < good.identity_ssim < 1.0
