@@ -455,6 +455,7 @@ class VideoSource:
             elif nxt is not None and nxt < i and i - int(nxt) < k:
                 # A backward run: decode [i-k+1, i] forward once, then serve it in reverse.
                 lo = max(0, i - k + 1)
+                block = {}  # release the old block first: never two blocks at once
                 if reader is not None:
                     reader.close()
                 reader = self._reader(lo)
