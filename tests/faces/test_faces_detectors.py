@@ -63,6 +63,10 @@ def test_selection_largest_index_and_box(t1_faces: list[Face]) -> None:
     far = select_face(t1_faces, "box", box=(1200, 0, 1270, 40))  # overlaps nothing: nearest centre
     assert far is not None and box_iou(far.box, T1_FACES["matt"]) > 0.5
     assert select_face([], "largest") is None
+    best = select_face(t1_faces, "score")
+    assert best is not None and best.score == max(f.score for f in t1_faces)
+    with pytest.raises(ValueError, match="unknown face selection mode"):
+        select_face(t1_faces, "smallest")  # type: ignore[arg-type]
 
 
 def test_portraits_have_exactly_one_face(

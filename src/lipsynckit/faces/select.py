@@ -9,7 +9,7 @@ import numpy as np
 
 from lipsynckit.types import Face
 
-SelectMode = Literal["largest", "index", "box"]
+SelectMode = Literal["largest", "index", "box", "score"]
 
 
 def box_iou(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
@@ -34,7 +34,8 @@ def select_face(
     box: Sequence[float] | np.ndarray | None = None,
 ) -> Face | None:
     """Pick one face: ``largest`` area, ``index`` (0 = leftmost by box centre, negative counts from
-    the right), or ``box`` (highest IoU with ``box``; the nearest centre when none overlaps).
+    the right), ``box`` (highest IoU with ``box``; the nearest centre when none overlaps) or ``score``
+    (the detector's most confident face: what official Wav2Lip takes from S3FD).
 
     Returns None when ``faces`` is empty or ``index`` is out of range (that face is not in view).
     """
@@ -42,6 +43,8 @@ def select_face(
         return None
     if mode == "largest":
         return max(faces, key=lambda f: f.area)
+    if mode == "score":
+        return max(faces, key=lambda f: f.score)
     if mode == "index":
         ordered = sorted(faces, key=lambda f: float(f.box[0] + f.box[2]))
         if -len(ordered) <= index < len(ordered):
@@ -56,7 +59,7 @@ def select_face(
         if ious[best] > 0.0:
             return faces[best]
         return min(faces, key=lambda f: _centre_distance(f.box, ref))
-    raise ValueError(f"unknown face selection mode {mode!r} (use largest, index or box)")
+    raise ValueError(f"unknown face selection mode {mode!r} (use largest, index, box or score)")
 
 
 def match_face(faces: Sequence[Face], ref: np.ndarray, min_iou: float = 0.3) -> Face | None:

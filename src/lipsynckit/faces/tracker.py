@@ -10,7 +10,7 @@ copy) and
 * between detections moves the box with a median-flow tracker: pyramidal Lucas-Kanade on corners
   inside the box, forward-backward checked; the median displacement moves the box and the median
   ratio of point distances scales it (landmarks follow the same similarity);
-* chooses the face (``select``: largest, n-th from the left, or under a given box) when none is
+* chooses the face (``select``: largest, n-th from the left, under a given box, or most confident) when none is
   followed yet, and afterwards keeps identity: the detection with the highest IoU with the tracked box;
 * afterwards fills gaps of at most ``fill_gaps`` frames between two sightings of the same face by
   linear interpolation, and smooths boxes with a centred moving average of ``smooth_window`` frames
@@ -44,7 +44,9 @@ class TrackOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    select: Literal["largest", "index", "box"] = Field(default="largest", description="which face to follow")
+    select: Literal["largest", "index", "box", "score"] = Field(
+        default="largest", description="which face to follow (score = the detector's most confident)"
+    )
     index: int = Field(default=0, description="with select='index': 0 = leftmost face, -1 = rightmost")
     box: tuple[float, float, float, float] | None = Field(
         default=None, description="with select='box': x1, y1, x2, y2"
