@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from w2l_helpers import golden, manifest, save_s3fd, save_training_checkpoint, state_dict
+from w2l_helpers import golden, load_model, manifest, save_s3fd, save_training_checkpoint, state_dict
 
 from lipsynckit.errors import WeightsError
 from lipsynckit_wav2lip.network import Wav2LipNet, count_parameters
@@ -58,7 +58,7 @@ def test_names_shapes_and_count_match_the_official_manifest(reference_dir: Path)
 
 
 def test_official_training_checkpoint_matches_golden(training_ckpt: Path) -> None:
-    model = plugin.load(weights=training_ckpt)
+    model = load_model(plugin, weights=training_ckpt)
     assert isinstance(model, Wav2LipModel)
     assert not model.net.training  # BN uses running statistics, as in official inference
     _check_same_weights(model)
@@ -67,7 +67,7 @@ def test_official_training_checkpoint_matches_golden(training_ckpt: Path) -> Non
 
 def test_5d_training_path_equals_the_4d_path(training_ckpt: Path) -> None:
     g = golden("golden_wav2lip")
-    model = plugin.load(weights=training_ckpt)
+    model = load_model(plugin, weights=training_ckpt)
     mel = torch.from_numpy(g["mel"])  # (2,1,80,16)
     face = torch.from_numpy(g["face"])  # (2,6,96,96)
     mel5 = torch.stack([mel, mel.flip(0)], dim=1)  # (B,T,1,80,16)
@@ -87,7 +87,7 @@ def test_torchscript_archive_loads_through_the_user_loader(weights_dir: Path) ->
     scripted.save(str(path))
     with pytest.raises(Exception):  # noqa: B017 - what users hit with torch.load (issue #743)
         torch.load(path, weights_only=True)
-    model = plugin.load(weights=path)
+    model = load_model(plugin, weights=path)
     _check_same_weights(model)
     _check_golden(model)
     # found by name in a folder that only holds the TorchScript file
@@ -111,13 +111,13 @@ def test_traced_archive_and_bare_and_safetensors_forms(weights_dir: Path) -> Non
         {k: v.contiguous() for k, v in state_dict("wav2lip").items()}, str(weights_dir / "w.safetensors")
     )
     for name in ("traced.pt", "bare.pth", "w.safetensors"):
-        _check_same_weights(plugin_gan.load(weights=weights_dir / name))
+        _check_same_weights(load_model(plugin_gan, weights=weights_dir / name))
 
 
 def test_wrong_checkpoint_names_the_key_diff(weights_dir: Path) -> None:
     s3fd = save_s3fd(weights_dir / "s3fd.pth")
     with pytest.raises(WeightsError) as err:
-        plugin.load(weights=s3fd)
+        load_model(plugin, weights=s3fd)
     text = str(err.value)
     assert "s3fd.pth" in text and "[weights]" in text
     assert re.search(r"missing \(352\): face_encoder_blocks\.0\.0\.conv_block\.0\.weight", text), text
@@ -129,12 +129,12 @@ def test_truncated_file_is_a_weights_error(weights_dir: Path, training_ckpt: Pat
     bad = weights_dir / "truncated.pth"
     bad.write_bytes(training_ckpt.read_bytes()[: 1 << 20])
     with pytest.raises(WeightsError, match="cannot read checkpoint"):
-        plugin.load(weights=bad)
+        load_model(plugin, weights=bad)
 
 
 def test_missing_weights_offline_say_where_to_get_and_where_to_put(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as err:
-        plugin_gan.load(weights=None, download=False)
+        load_model(plugin_gan, weights=None, download=False)
     text = str(err.value)
     assert "wav2lip_gan.pth" in text
     assert "sharepoint.com" in text and "drive.google.com" in text and "camenduru/Wav2Lip" in text
@@ -150,9 +150,9 @@ def test_cache_directory_is_used_and_verified(tmp_path: Path, training_ckpt: Pat
     (cache / "wav2lip").mkdir(parents=True)
     (cache / "wav2lip" / "wav2lip.pth").symlink_to(training_ckpt)
     assert plugin.status() == (True, "")
-    _check_same_weights(plugin.load())
+    _check_same_weights(load_model(plugin))
     # wav2lip_gan.pth has a published sha256: a different file under that name in the cache is refused
     (cache / "wav2lip_gan").mkdir(parents=True)
     (cache / "wav2lip_gan" / "wav2lip_gan.pth").symlink_to(training_ckpt)
     with pytest.raises(WeightsError, match="sha256 mismatch"):
-        plugin_gan.load()
+        load_model(plugin_gan)

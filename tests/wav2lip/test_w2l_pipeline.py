@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from w2l_helpers import golden, save_training_checkpoint
+from w2l_helpers import golden, load_model, save_training_checkpoint
 
 from lipsynckit.errors import LipSyncError, NoFaceError
 from lipsynckit.model import LipSyncModel
@@ -30,7 +30,7 @@ def ckpt(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(ckpt: Path) -> Wav2LipModel:
-    m = plugin.load(weights=ckpt, device="cpu")
+    m = load_model(plugin, weights=ckpt, device="cpu")
     assert isinstance(m, Wav2LipModel)
     return m
 
@@ -47,7 +47,8 @@ def _run(
     h, w = frames_rgb[0].shape[:2]
     adj = model.adjust_track(track, (h, w))
     prepared = [
-        model.prepare(f, face) if face is not None else None for f, face in zip(frames_rgb, adj.faces)
+        model.prepare(f, face) if face is not None else None
+        for f, face in zip(frames_rgb, adj.faces, strict=True)
     ]
     n_src = len(frames_rgb)
     items = [WorkItem(0, i, prepared[i % n_src], feats[i]) for i in range(len(feats))]  # type: ignore[arg-type]
@@ -143,7 +144,7 @@ def test_real_video_and_speech_official_and_feathered(
     box = np.array([52.0, 28.0, 124.0, 110.0])  # the driver's face in carphone (176x144)
     track = FaceTrack([Face(box=box) for _ in carphone])
     adj, prepared, generated, out = _run(model, carphone, track, feats[:6], batch=4)
-    feathered = plugin.load(weights=ckpt, options={"paste": "feathered"})
+    feathered = load_model(plugin, weights=ckpt, options={"paste": "feathered"})
     for i, frame in enumerate(carphone):
         pf = prepared[i]
         assert pf is not None and pf.crop.shape == (96, 96, 3) and pf.crop.dtype == np.uint8
@@ -172,9 +173,11 @@ def test_real_video_and_speech_official_and_feathered(
 def test_still_image_is_one_frame_reused(
     model: Wav2LipModel, grace_hopper_jpg: Path, speech_wav: Path
 ) -> None:
-    import cv2
+    from lipsynckit.media import read_video_frames
 
-    rgb = cv2.cvtColor(cv2.imread(str(grace_hopper_jpg)), cv2.COLOR_BGR2RGB)
+    stills = read_video_frames(grace_hopper_jpg)  # a still image is a one-frame video
+    assert len(stills) == 1
+    rgb = stills[0]
     data, sr = sf.read(speech_wav, dtype="float32")
     feats = model.audio_features(AudioClip(torch.from_numpy(data[: sr // 2]), sr), 25.0)  # 0.5 s
     track = model.adjust_track(FaceTrack([Face(box=np.array([170.0, 90.0, 360.0, 330.0]))]), rgb.shape[:2])
@@ -186,9 +189,9 @@ def test_still_image_is_one_frame_reused(
 def test_reduced_precision_and_channels_last_on_cpu(ckpt: Path, gp: dict[str, np.ndarray]) -> None:
     faces = gp["face_crops96_bgr"][:2]
     mels = torch.from_numpy(gp["mel_chunks"][:2]).unsqueeze(1)
-    cl = plugin.load(weights=ckpt, options={"channels_last": True})
+    cl = load_model(plugin, weights=ckpt, options={"channels_last": True})
     np.testing.assert_allclose(cl.predict(mels, faces).numpy(), gp["pred"][:2], atol=1e-5, rtol=0)
-    bf = plugin.load(weights=ckpt, dtype=torch.bfloat16)
+    bf = load_model(plugin, weights=ckpt, dtype=torch.bfloat16)
     assert bf.precision == "bf16"
     got = bf.predict(mels, faces)
     assert got.dtype == torch.float32
@@ -200,10 +203,10 @@ def test_reduced_precision_and_channels_last_on_cpu(ckpt: Path, gp: dict[str, np
 def test_cuda_fp16_channels_last_compile(ckpt: Path, gp: dict[str, np.ndarray]) -> None:
     faces = gp["face_crops96_bgr"][:16]
     mels = torch.from_numpy(gp["mel_chunks"][:16]).unsqueeze(1)
-    fp32 = plugin.load(weights=ckpt, device="cuda")
+    fp32 = load_model(plugin, weights=ckpt, device="cuda")
     np.testing.assert_allclose(fp32.predict(mels, faces).numpy(), gp["pred"][:16], atol=1e-4, rtol=0)
-    fast = plugin.load(
-        weights=ckpt, device="cuda", options={"fp16": True, "channels_last": True, "compile": True}
+    fast = load_model(
+        plugin, weights=ckpt, device="cuda", options={"fp16": True, "channels_last": True, "compile": True}
     )
     assert fast.precision == "fp16"
     np.testing.assert_allclose(fast.predict(mels, faces).numpy(), gp["pred"][:16], atol=2e-2, rtol=0)
@@ -221,7 +224,7 @@ def test_options_are_validated_and_default_to_official() -> None:
     assert Wav2LipOptions(pads="0 0 0 0").pads == (0, 0, 0, 0)  # type: ignore[arg-type]
     assert Wav2LipOptions(fp16=True).precision == "fp16"
     with pytest.raises(LipSyncError, match="steps"):
-        plugin.load(weights="/nonexistent", options={"steps": 20})
+        load_model(plugin, weights="/nonexistent", options={"steps": 20})
 
 
 def test_plugin_module_is_light_and_licence_is_announced(
@@ -242,5 +245,5 @@ def test_plugin_module_is_light_and_licence_is_announced(
 
     monkeypatch.setattr(lw, "_announced", set())
     with caplog.at_level(logging.WARNING):
-        plugin.load(weights=ckpt)
+        load_model(plugin, weights=ckpt)
     assert any("NON-COMMERCIAL" in r.getMessage() for r in caplog.records)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from lipsynckit_wav2lip.runtime import Wav2LipModel
 
 REFERENCE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference").resolve()
 W2L_REF = REFERENCE / "wav2lip"
@@ -75,3 +78,10 @@ def save_s3fd(path: Path) -> Path:
     """``s3fd.pth`` as released: a plain state dict."""
     torch.save(state_dict("s3fd"), path)
     return path
+
+
+def load_model(plugin: Any, **kwargs: Any) -> Wav2LipModel:
+    """``plugin.load`` (the user-facing loader), typed as the Wav2Lip runtime for the checks."""
+    model = plugin.load(**kwargs)
+    assert isinstance(model, Wav2LipModel)
+    return model
