@@ -53,6 +53,7 @@ __all__ = [
     "SyncNetScorer",
     "audio_to_pcm16",
     "crop_faces_from_track",
+    "jpeg_roundtrip_bgr",
     "resample_frames_to_25fps",
 ]
 
@@ -173,6 +174,13 @@ class SyncNetOptions(BaseModel):
     pad_value: int = Field(
         default=110, ge=0, le=255, description="grey used where a crop runs past the frame"
     )
+    jpeg_roundtrip: bool = Field(
+        default=True,
+        description=(
+            "pass the 25 fps frames through JPEG as the official scripts do (ffmpeg's mjpeg encoder at its "
+            "defaults, decoded by OpenCV); off = score the frames losslessly"
+        ),
+    )
 
 
 def audio_to_pcm16(audio: AudioClip) -> np.ndarray:
@@ -206,6 +214,47 @@ def resample_frames_to_25fps(num_frames: int, fps: float) -> np.ndarray:
     n_out = int(np.floor(num_frames * VIDEO_FPS / fps + 1e-6))
     idx = np.floor(np.arange(n_out) * fps / VIDEO_FPS + 1e-6).astype(np.int64)
     return np.minimum(idx, num_frames - 1)
+
+
+def jpeg_roundtrip_bgr(frames_rgb: np.ndarray) -> np.ndarray:
+    """RGB frames -> JPEG -> BGR frames, the way the official scripts extract frames before scoring.
+
+    ``ffmpeg -i clip -f image2 %06d.jpg`` encodes with the mjpeg encoder at its defaults (yuvj420p,
+    200 kb/s rate control, qscale 2..31: strong quantisation on small frames) and syncnet_python
+    reads the files back with ``cv2.imread``. The same encoder (FFmpeg via PyAV) runs here on one
+    codec context so that its rate control sees the same frame sequence; files are decoded with
+    OpenCV. The source colour path differs (the official one converts decoded YUV, this one RGB),
+    so this is close to, not bit-identical with, the scripts.
+    """
+    from fractions import Fraction
+
+    import av
+
+    n, h, w, _ = frames_rgb.shape
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width, ctx.height = w, h
+    ctx.pix_fmt = "yuvj420p"
+    ctx.time_base = Fraction(1, VIDEO_FPS)  # frames are at 25 fps by now
+    ctx.bit_rate = 200_000  # the ffmpeg command-line default for video encoders
+    out = np.empty((n, h, w, 3), dtype=np.uint8)
+    packets: list[bytes] = []
+    for i in range(n):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames_rgb[i]), format="rgb24").reformat(
+            format="yuvj420p"
+        )
+        frame.pts = i
+        packets += [bytes(p) for p in ctx.encode(frame)]
+    packets += [bytes(p) for p in ctx.encode(None)]
+    if len(packets) != n:
+        raise VideoError(f"JPEG round trip produced {len(packets)} images for {n} frames", stage="metrics")
+    for i, data in enumerate(packets):
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None or img.shape != (h, w, 3):
+            raise VideoError(
+                f"JPEG round trip failed at frame {i}", stage="metrics", remedy="pass jpeg_roundtrip=False"
+            )
+        out[i] = img
+    return out
 
 
 def crop_faces_from_track(
@@ -402,5 +451,5 @@ class SyncNetScorer:
         idx = resample_frames_to_25fps(len(frames), fps)
         if len(idx) != len(frames) or not np.array_equal(idx, np.arange(len(frames))):
             frames = frames[idx]
-        bgr = frames[..., ::-1]
+        bgr = jpeg_roundtrip_bgr(frames) if self.options.jpeg_roundtrip else frames[..., ::-1]
         return self.score_bgr_pcm(np.ascontiguousarray(bgr), audio_to_pcm16(audio))
