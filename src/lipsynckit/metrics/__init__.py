@@ -14,6 +14,7 @@ from lipsynckit.metrics.syncnet import (
     SyncNetScorer,
     audio_to_pcm16,
     crop_faces_from_track,
+    jpeg_roundtrip_bgr,
 )
 from lipsynckit.metrics.weightfree import (
     WeightFreeMetrics,
@@ -36,6 +37,7 @@ __all__ = [
     "WeightFreeOptions",
     "audio_to_pcm16",
     "crop_faces_from_track",
+    "jpeg_roundtrip_bgr",
     "lse_from_features",
     "mfcc",
     "mouth_box_from_face",
