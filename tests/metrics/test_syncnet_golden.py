@@ -36,7 +36,7 @@ def checkpoint(manifest: dict[str, tuple[int, ...]], tmp_path_factory: pytest.Te
         k: v for k, v in deterministic_state_dict(manifest).items() if not k.endswith("num_batches_tracked")
     }
     p = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
-    torch.save(sd, p)
+    torch.save(sd, p, _use_new_zipfile_serialization=False)  # the 2016 file predates the zip format
     return p
 
 

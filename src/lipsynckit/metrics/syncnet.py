@@ -357,7 +357,10 @@ class SyncNetScorer:
         from lipsynckit.weights import load_checkpoint, resolve, verify
 
         p = resolve(SYNCNET_V2, "syncnet", path, download=download)
-        verify(p, SYNCNET_V2)
+        if not verify(p, SYNCNET_V2):  # no published digest: log it so users can pin their copy
+            from lipsynckit.weights import sha256_file
+
+            log.info("loading %s (sha256 %s)", p, sha256_file(p))
         sd = load_checkpoint(p)
         if not isinstance(sd, dict):
             raise WeightsError(f"expected a tensor dict, found {type(sd).__name__}", path=p, stage="weights")
