@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -530,7 +530,7 @@ def test_map_ordered_keeps_order_bounds_work_and_raises_in_place() -> None:
 
     pulled = []
 
-    def source() -> object:
+    def source() -> Iterator[int]:
         for i in range(60):
             pulled.append(i)
             yield i
@@ -558,7 +558,12 @@ def test_map_ordered_keeps_order_bounds_work_and_raises_in_place() -> None:
 
 def test_scheduler_map_ordered_records_stage_time() -> None:
     with BatchScheduler(ConvGenerate(), SchedulerOptions(workers=2)) as sched:
-        out = list(sched.map_ordered(lambda x: (time.sleep(0.002), x)[1], range(10), stage="decode"))
+
+        def slow(x: int) -> int:
+            time.sleep(0.002)
+            return x
+
+        out = list(sched.map_ordered(slow, range(10), stage="decode"))
         assert out == list(range(10))
         assert sched.stats().stage_s["decode"] >= 0.015
 
