@@ -91,22 +91,6 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _paste_feathered_local(
-    frame: np.ndarray, face: np.ndarray, box: tuple[int, int, int, int], feather: float
-) -> np.ndarray:
-    """Soft-edged paste used when ``lipsynckit.compositor`` is not importable (same contract)."""
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    resized = cv2.resize(face, (w, h)).astype(np.float32)
-    ramp_y = np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5) / max(1.0, feather * h)
-    ramp_x = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / max(1.0, feather * w)
-    alpha = np.clip(np.minimum(ramp_y[:, None], ramp_x[None, :]), 0.0, 1.0)[..., None]
-    out = frame.copy()
-    region = out[y1:y2, x1:x2].astype(np.float32)
-    out[y1:y2, x1:x2] = np.clip(np.rint(alpha * resized + (1.0 - alpha) * region), 0, 255).astype(np.uint8)
-    return out
-
-
 class Wav2LipModel(BaseLipSyncModel):
     """A loaded Wav2Lip generator plus the official pre- and post-processing."""
 
@@ -264,10 +248,8 @@ class Wav2LipModel(BaseLipSyncModel):
         """Official: the face resized (INTER_LINEAR) to the box replaces the whole box. Feathered: soft edges."""
         x1, y1, x2, y2 = face.box
         if self.options.paste == "feathered":
-            try:
-                from lipsynckit.compositor import paste_feathered
-            except ImportError:
-                return _paste_feathered_local(frame, generated, face.box, self.options.feather)
+            from lipsynckit.compositor import paste_feathered
+
             return paste_feathered(frame, generated, face.box, feather=self.options.feather)
         out = frame.copy()
         out[y1:y2, x1:x2] = cv2.resize(generated, (x2 - x1, y2 - y1))

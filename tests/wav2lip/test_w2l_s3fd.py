@@ -110,3 +110,12 @@ def test_blank_image_has_no_face_and_bad_input_is_refused(detector: S3FDDetector
         detector.detect(np.zeros((64, 80), dtype=np.uint8))
     with torch.no_grad():
         assert len(detector.raw_outputs(np.zeros((1, 64, 80, 3), dtype=np.uint8))) == 12
+
+
+def test_built_by_name_through_the_core_factory(s3fd_file: Path, g: dict[str, np.ndarray]) -> None:
+    from lipsynckit.faces import get_face_detector
+
+    det = get_face_detector("s3fd", weights=s3fd_file)
+    assert det.name == "s3fd"
+    rgb = np.ascontiguousarray(g["images_bgr"][0, ..., ::-1])
+    assert first_box(det.detect(rgb)) == tuple(g["first_box_x1y1x2y2"][0].tolist())
