@@ -62,7 +62,8 @@ def _run(
 def test_protocol_reproduces_official_main(
     model: Wav2LipModel, gp: dict[str, np.ndarray], monkeypatch
 ) -> None:  # noqa: ANN001
-    assert isinstance(model, LipSyncModel)
+    as_protocol: object = model
+    assert isinstance(as_protocol, LipSyncModel)
     clip = AudioClip(torch.from_numpy(gp["pcm16"].astype(np.float32) / 32768.0), 16000)
     feats = model.audio_features(clip, float(gp["fps"]))
     assert feats.shape == (47, 1, 80, 16)  # 47 output frames from 20 input frames: the audio decides

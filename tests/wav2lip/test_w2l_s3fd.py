@@ -34,9 +34,9 @@ def g(reference_dir: Path) -> dict[str, np.ndarray]:
 
 
 def test_registered_as_a_face_detector_plugin() -> None:
+    assert detector_plugin.name == "s3fd" and not detector_plugin.offline
     entry = face_detector_plugins()["s3fd"]
     assert entry.plugin is detector_plugin, entry.error
-    assert detector_plugin.name == "s3fd" and not detector_plugin.offline
 
 
 def test_network_names_match_the_official_file(reference_dir: Path) -> None:
