@@ -191,10 +191,11 @@ def _quality(video: Path, output: Path, clip: Any, fps: float) -> dict[str, floa
     gen = read_video_frames(output)
     src = read_video_frames(video)
     src = src[np.arange(len(gen)) % len(src)]
+    from lipsynckit.metrics import mouth_box_from_face
+
     track = detect_faces(src[:1])
     face = next(f for f in track.faces if f is not None)
-    x1, y1, x2, y2 = face.box
-    mouth = np.array([x1 + 0.2 * (x2 - x1), y1 + 0.55 * (y2 - y1), x2 - 0.2 * (x2 - x1), y2], dtype=np.float32)
+    mouth = np.asarray(mouth_box_from_face(face.box), dtype=np.float32)
     boxes = np.repeat(mouth[None], len(gen), axis=0)
     m = weightfree_metrics(src, gen, clip, fps, boxes)
     return {k: float(v) for k, v in m.model_dump().items() if isinstance(v, (int, float))}
@@ -220,7 +221,7 @@ def write_report(report: BenchReport, out_dir: Path) -> dict[str, Path]:
         lines.append(
             f"| {r.model} | {r.init_seconds:.2f} | {r.face_size} | {r.step_fps:.1f} ({r.step_batch}) | "
             f"{r.pipeline_fps:.1f} | {r.realtime_factor:.2f} | {r.peak_rss_mb:.0f} | {r.peak_vram_mb:.0f} | "
-            f"{r.metrics.get('sync_correlation', float('nan')):.2f} | {r.metrics.get('psnr_outside', float('nan')):.1f} | "
+            f"{r.metrics.get('av_correlation', float('nan')):.2f} | {r.metrics.get('identity_psnr', float('nan')):.1f} | "
             f"{'non-commercial weights' if r.non_commercial else ''} |"
         )
     paths["markdown"].write_text("\n".join(lines) + "\n")
@@ -238,7 +239,7 @@ def _plot(report: BenchReport, path: Path) -> None:
     for r in report.rows:
         if not r.usable:
             continue
-        q = r.metrics.get("sync_correlation", 0.0)
+        q = r.metrics.get("av_correlation", 0.0)
         ax.scatter([max(r.pipeline_fps, 1e-3)], [q], s=60)
         ax.annotate(r.model, (max(r.pipeline_fps, 1e-3), q), textcoords="offset points", xytext=(5, 5))
     ax.set_xscale("log")

@@ -103,6 +103,7 @@ def track_source(
     options: SyncOptions,
     model: LipSyncModel,
     timer: _Timer,
+    frame_size: tuple[int, int] | None = None,
 ) -> FaceTrack:
     """Find the face in the first ``num_frames`` source frames (or read them from --face-boxes)."""
     from lipsynckit.faces import TrackOptions, get_face_detector, load_face_boxes, track_faces
@@ -111,7 +112,7 @@ def track_source(
     if options.face_boxes is not None:
         _check_input(options.face_boxes, "faces")
         with timer.stage("detect"):
-            return load_face_boxes(options.face_boxes, num_frames)
+            return load_face_boxes(options.face_boxes, num_frames, frame_size=frame_size)
     name = options.detector
     if name == "auto" and model.info.default_detector not in ("auto", ""):
         name = _usable_detector(model.info.default_detector)
@@ -289,6 +290,8 @@ def sync_file(
         )
     n_src = max(1, int(info.num_frames))
     index = index_map(n_out, n_src, options.length_mode)
+    if len(index) < n_out:  # "cut": the output stops with the video, and so does its audio
+        clip = clip.slice(0, len(index) / fps)
     n_out = len(index)
     n_needed = int(index.max()) + 1
 
@@ -306,7 +309,7 @@ def sync_file(
         else:
             track = None
     if track is None:
-        track = track_source(video_path, n_needed, options, model, timer)
+        track = track_source(video_path, n_needed, options, model, timer, (info.width, info.height))
         track = model.adjust_track(track, (info.height, info.width))
         if cache is not None:
             cache.save_track(track)
