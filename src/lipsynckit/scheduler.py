@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -389,7 +389,6 @@ class _Launched:
     done: Any  # torch.cuda.Event after device-to-host copies
     start: Any  # compute start / end events (timing)
     end: Any
-    t_launch: float = field(default_factory=time.perf_counter)
 
 
 class Job:
@@ -471,8 +470,9 @@ class Job:
                             f"scheduler stopped before frame {seq} of job {self.id} was generated",
                             stage="model",
                         )
-                    self._consumer_waiting = True
-                    s._cv.notify_all()
+                    if not self._consumer_waiting:  # notify on the change only: no wake-up storms
+                        self._consumer_waiting = True
+                        s._cv.notify_all()
                     s._cv.wait(timeout=0.5)
                 self._consumer_waiting = False
             yield out
@@ -498,15 +498,17 @@ class Job:
         self._partial = []
         cap = s.options.queue_size
         while block and self._queue and self._queued_items + len(unit.items) > cap:
-            self._producer_blocked = True
-            s._cv.notify_all()
+            if not self._producer_blocked:  # notify on the change only: no wake-up storms
+                self._producer_blocked = True
+                s._cv.notify_all()
             s._cv.wait()
-            self._producer_blocked = False
             if self._failure is not None or s._stopped:
+                self._producer_blocked = False
                 self._fail_units(
                     [unit], self._failure or SchedulerClosedError("scheduler stopped", stage="model")
                 )
                 self._check_open()
+        self._producer_blocked = False
         self._queue.append(unit)
         self._queued_items += len(unit.items)
         self.max_queue_depth = max(self.max_queue_depth, self._queued_items)
@@ -528,10 +530,6 @@ class Job:
 # --------------------------------------------------------------------------------------------------
 # The scheduler
 # --------------------------------------------------------------------------------------------------
-
-
-class _BatchFailed(Exception):
-    pass
 
 
 class BatchScheduler:
@@ -903,7 +901,10 @@ class BatchScheduler:
         gen = self._generate
         if self._staged:
             assert isinstance(gen, StagedGenerate)
-            return list(gen.to_host(gen.compute(gen.to_device(batch, None)), None))
+            outs = list(gen.to_host(gen.compute(gen.to_device(batch, None)), None))
+            if self._cuda:  # to_host may have queued non-blocking copies into pinned memory
+                torch.cuda.current_stream(self._device).synchronize()
+            return outs
         if self._pin:
             for it in batch.items:
                 if isinstance(it.audio, torch.Tensor) and not it.audio.is_pinned():
@@ -1068,6 +1069,10 @@ class BatchScheduler:
         except BaseException as exc:  # noqa: BLE001 - routed to the jobs concerned
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            try:  # kernels of this batch may be queued: let them finish before its tensors are freed
+                torch.cuda.synchronize(self._device)
+            except RuntimeError:
+                log.debug("scheduler: synchronize after a failed launch failed too", exc_info=True)
             while inflight:  # settle what is in flight before retrying in less memory
                 self._retire(inflight.popleft())
             if not is_out_of_memory(exc):
