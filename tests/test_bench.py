@@ -17,8 +17,22 @@ def test_bench_writes_report(astronaut_png: Path, speech_wav: Path, tmp_path: Pa
     clip = load_audio(speech_wav, sample_rate=16000)
     sf.write(short, clip.numpy()[: 16000 * 2], 16000)
     report = tmp_path / "bench"
-    rc = main(["-q", "bench", "--models", "viseme,no_such_model", "--video", str(astronaut_png),
-               "--audio", str(short), "--report", str(report), "--device", "cpu"])
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--models",
+            "viseme,no_such_model",
+            "--video",
+            str(astronaut_png),
+            "--audio",
+            str(short),
+            "--report",
+            str(report),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     data = json.loads((report / "bench.json").read_text())
     rows = {r["model"]: r for r in data["rows"]}

@@ -14,9 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import load_npz
 from lipsynckit.cli import main
 from lipsynckit.media import VideoSink, read_video_frames
+
+from conftest import load_npz
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +31,15 @@ def official_checkpoint(reference_dir: Path, tmp_path_factory: pytest.TempPathFa
 
     sd = deterministic_state_dict(load_manifest(reference_dir / "wav2lip" / "manifest_wav2lip.json"))
     path = tmp_path_factory.mktemp("w") / "wav2lip.pth"
-    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "global_step": 1, "global_epoch": 1}, path)
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in sd.items()}, "global_step": 1, "global_epoch": 1}, path
+    )
     return path
 
 
-def test_cli_reproduces_golden_pipeline(golden: dict[str, np.ndarray], official_checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_reproduces_golden_pipeline(
+    golden: dict[str, np.ndarray], official_checkpoint: Path, tmp_path: Path
+) -> None:
     frames_bgr = golden["frames_in"]
     h, w = frames_bgr.shape[1:3]
     video = tmp_path / "in.mkv"
@@ -47,9 +52,28 @@ def test_cli_reproduces_golden_pipeline(golden: dict[str, np.ndarray], official_
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"format": "xyxy", "boxes": golden["raw_boxes_x1y1x2y2"].tolist()}))
     out = tmp_path / "out.mkv"
-    rc = main(["-q", "sync", str(video), str(wav), "-o", str(out), "--model", "wav2lip",
-               "--weights", str(official_checkpoint), "--face-boxes", str(boxes), "--paste", "official",
-               "--lossless", "--no-progress", "--device", "cpu"])
+    rc = main(
+        [
+            "-q",
+            "sync",
+            str(video),
+            str(wav),
+            "-o",
+            str(out),
+            "--model",
+            "wav2lip",
+            "--weights",
+            str(official_checkpoint),
+            "--face-boxes",
+            str(boxes),
+            "--paste",
+            "official",
+            "--lossless",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     got = read_video_frames(out)[..., ::-1]  # back to BGR, as the golden stores it
     want = golden["frames_out"]

@@ -15,9 +15,15 @@ def test_quickstart_notebook_executes() -> None:
     from nbclient import NotebookClient
 
     nb = nbformat.read(REPO / "docs" / "quickstart.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO / "docs")}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO / "docs")}}
+    ).execute()
     html_outputs = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "text/html" in o.get("data", {})
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "text/html" in o.get("data", {})
     ]
     # the AudioClip and the SyncResult render themselves inline
     assert any("<audio" in o["data"]["text/html"] for o in html_outputs)

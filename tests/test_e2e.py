@@ -36,7 +36,9 @@ def test_photo_and_speech_make_a_talking_video(astronaut_png: Path, speech_wav: 
     assert np.abs(frames.astype(int) - frames[0].astype(int)).max() > 20
 
 
-def test_carphone_keeps_fps_size_and_follows_audio(carphone_mp4: Path, speech_wav: Path, tmp_path: Path) -> None:
+def test_carphone_keeps_fps_size_and_follows_audio(
+    carphone_mp4: Path, speech_wav: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "carphone.mp4"
     assert main(["-q", "sync", str(carphone_mp4), str(speech_wav), "-o", str(out), "--model", "viseme"]) == 0
     s = _streams(out)
@@ -48,11 +50,26 @@ def test_carphone_keeps_fps_size_and_follows_audio(carphone_mp4: Path, speech_wa
     assert s["audio"] == 1
 
 
-def test_lossless_output_keeps_pixels_outside_the_face(carphone_mp4: Path, speech_wav: Path, tmp_path: Path) -> None:
+def test_lossless_output_keeps_pixels_outside_the_face(
+    carphone_mp4: Path, speech_wav: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "carphone.mkv"
     stats = tmp_path / "stats.json"
-    rc = main(["-q", "sync", str(carphone_mp4), str(speech_wav), "-o", str(out), "--model", "viseme",
-               "--lossless", "--json", str(stats)])
+    rc = main(
+        [
+            "-q",
+            "sync",
+            str(carphone_mp4),
+            str(speech_wav),
+            "-o",
+            str(out),
+            "--model",
+            "viseme",
+            "--lossless",
+            "--json",
+            str(stats),
+        ]
+    )
     assert rc == 0
     src = read_video_frames(carphone_mp4)
     got = read_video_frames(out)
@@ -87,7 +104,9 @@ def test_mouth_motion_follows_speech(astronaut_png: Path, speech_wavs: list[Path
     photo = cv2.cvtColor(cv2.imread(str(astronaut_png)), cv2.COLOR_BGR2RGB).astype(np.float32)
     motion = np.abs(frames - photo[None]).reshape(len(frames), -1).mean(1)
     hop = len(audio) / len(frames)
-    env = np.array([np.sqrt(np.mean(audio[int(i * hop) : int((i + 1) * hop)] ** 2)) for i in range(len(frames))])
+    env = np.array(
+        [np.sqrt(np.mean(audio[int(i * hop) : int((i + 1) * hop)] ** 2)) for i in range(len(frames))]
+    )
     r_corr = np.corrcoef(motion, env)[0, 1]
     assert r_corr > 0.4, r_corr
     # inside the pause, once the mouth has had 5 frames to close, the face is exactly the source
@@ -114,23 +133,36 @@ def _fails(args: list[str], capsys: pytest.CaptureFixture[str], out: Path, needl
     return err
 
 
-def test_photo_without_face(no_face_jpg: Path, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_photo_without_face(
+    no_face_jpg: Path, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "o" / "x.mp4"
     out.parent.mkdir()
-    err = _fails(["sync", str(no_face_jpg), str(speech_wav), "-o", str(out), "--model", "viseme"], capsys, out, "no face")
+    err = _fails(
+        ["sync", str(no_face_jpg), str(speech_wav), "-o", str(out), "--model", "viseme"],
+        capsys,
+        out,
+        "no face",
+    )
     assert str(no_face_jpg) in err
 
 
-def test_corrupt_video(carphone_mp4: Path, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_video(
+    carphone_mp4: Path, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(carphone_mp4.read_bytes()[:3000])
     out = tmp_path / "o" / "x.mp4"
     out.parent.mkdir()
-    err = _fails(["sync", str(bad), str(speech_wav), "-o", str(out), "--model", "viseme"], capsys, out, "corrupt.mp4")
+    err = _fails(
+        ["sync", str(bad), str(speech_wav), "-o", str(out), "--model", "viseme"], capsys, out, "corrupt.mp4"
+    )
     assert "video" in err.lower()
 
 
-def test_empty_and_silent_audio(astronaut_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_and_silent_audio(
+    astronaut_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import soundfile as sf
 
     empty = tmp_path / "empty.wav"
@@ -139,8 +171,15 @@ def test_empty_and_silent_audio(astronaut_png: Path, tmp_path: Path, capsys: pyt
     sf.write(silent, np.zeros(32000, dtype=np.float32), 16000)
     out = tmp_path / "o" / "x.mp4"
     out.parent.mkdir()
-    _fails(["sync", str(astronaut_png), str(empty), "-o", str(out), "--model", "viseme"], capsys, out, "empty.wav")
-    _fails(["sync", str(astronaut_png), str(silent), "-o", str(out), "--model", "viseme"], capsys, out, "silent")
+    _fails(
+        ["sync", str(astronaut_png), str(empty), "-o", str(out), "--model", "viseme"],
+        capsys,
+        out,
+        "empty.wav",
+    )
+    _fails(
+        ["sync", str(astronaut_png), str(silent), "-o", str(out), "--model", "viseme"], capsys, out, "silent"
+    )
 
 
 def test_missing_file(astronaut_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_builtin_models_are_listed_with_reasons() -> None:
     rows = {r.name: r for r in list_models()}
-    for name in ("viseme", "wav2lip", "wav2lip_gan", "musetalk", "musetalk_v10", "latentsync", "latentsync_15"):
+    for name in (
+        "viseme",
+        "wav2lip",
+        "wav2lip_gan",
+        "musetalk",
+        "musetalk_v10",
+        "latentsync",
+        "latentsync_15",
+    ):
         assert name in rows, sorted(rows)
     assert rows["viseme"].usable, rows["viseme"].reason
     for name in ("wav2lip", "musetalk", "latentsync"):
@@ -40,8 +48,18 @@ def external_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Install the third-party test distribution into its own folder (the venv is left untouched)."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(REPO / "tests" / "external_plugin")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(REPO / "tests" / "external_plugin"),
+        ],
         check=True,
         capture_output=True,
     )
@@ -51,7 +69,12 @@ def external_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run_cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(site)}
     return subprocess.run(
-        [sys.executable, "-m", "lipsynckit.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "lipsynckit.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -72,7 +95,17 @@ def test_external_plugin_runs_end_to_end(
 ) -> None:
     out = tmp_path / "mirror.mkv"
     proc = _run_cli(
-        ["-q", "sync", str(astronaut_png), str(speech_wav), "-o", str(out), "--model", "mirror", "--no-progress"],
+        [
+            "-q",
+            "sync",
+            str(astronaut_png),
+            str(speech_wav),
+            "-o",
+            str(out),
+            "--model",
+            "mirror",
+            "--no-progress",
+        ],
         external_plugin_path,
         tmp_path,
     )
@@ -89,9 +122,19 @@ def test_external_plugin_runs_end_to_end(
     assert any(changed) and not all(changed)
 
 
-def test_missing_extra_reports_install_hint(external_plugin_path: Path, tmp_path: Path, astronaut_png: Path, speech_wav: Path) -> None:
+def test_missing_extra_reports_install_hint(
+    external_plugin_path: Path, tmp_path: Path, astronaut_png: Path, speech_wav: Path
+) -> None:
     proc = _run_cli(
-        ["sync", str(astronaut_png), str(speech_wav), "-o", str(tmp_path / "x.mp4"), "--model", "mirror_fancy"],
+        [
+            "sync",
+            str(astronaut_png),
+            str(speech_wav),
+            "-o",
+            str(tmp_path / "x.mp4"),
+            "--model",
+            "mirror_fancy",
+        ],
         external_plugin_path,
         tmp_path,
     )

@@ -38,7 +38,9 @@ def resolve_model(
     if name == "auto":
         name, why = choose_model(str(weights) if weights is not None else None, device)
         log.warning("model auto: %s", why) if name == "viseme" else log.info("model auto: %s", why)
-    return load_model(name, weights=weights, device=device, dtype=dtype, options=model_options, download=download)
+    return load_model(
+        name, weights=weights, device=device, dtype=dtype, options=model_options, download=download
+    )
 
 
 def _options(options: SyncOptions | None, overrides: dict[str, Any]) -> SyncOptions:
@@ -83,22 +85,38 @@ def prepare_avatar(
     from lipsynckit.media import VideoSource
     from lipsynckit.pipeline import track_source
 
-    opts = _options(kwargs.pop("options", None), {k: v for k, v in kwargs.items() if k in SyncOptions.model_fields})
-    m = resolve_model(model, kwargs.get("weights"), kwargs.get("device"), kwargs.get("dtype"), kwargs.get("model_options"))
+    opts = _options(
+        kwargs.pop("options", None), {k: v for k, v in kwargs.items() if k in SyncOptions.model_fields}
+    )
+    m = resolve_model(
+        model, kwargs.get("weights"), kwargs.get("device"), kwargs.get("dtype"), kwargs.get("model_options")
+    )
     root = Path(avatar_dir) if avatar_dir is not None else Path(video).with_suffix(".avatar")
     opts = opts.model_copy(update={"avatar_dir": root})
     key = cache_key(
         video,
         m.info.name,
         getattr(m, "options", None),
-        opts.model_dump(include={"detector", "face_boxes", "face_select", "face_index", "face_box", "exact_detection", "fps"}),
+        opts.model_dump(
+            include={
+                "detector",
+                "face_boxes",
+                "face_select",
+                "face_index",
+                "face_box",
+                "exact_detection",
+                "fps",
+            }
+        ),
     )
     cache = PreparedCache(root, key)
     src = VideoSource(video, fps_for_images=opts.fps)
     timer = _Timer()
     track = cache.load_track()
     if track is None:
-        track = m.adjust_track(track_source(Path(video), src.info.num_frames, opts, m, timer), (src.info.height, src.info.width))
+        track = m.adjust_track(
+            track_source(Path(video), src.info.num_frames, opts, m, timer), (src.info.height, src.info.width)
+        )
         cache.save_track(track)
     for s, frame in enumerate(src.frames(range(src.info.num_frames))):
         face = track.faces[s]
@@ -134,7 +152,14 @@ def sync_batch(
     with BatchScheduler(m.generate, SchedulerOptions(**sopts)) as scheduler:
 
         def one(a: str | Path) -> SyncResult:
-            return sync_file(template, a, m, out / f"{Path(a).stem}.mp4", opts.model_copy(update={"progress": False}), scheduler)
+            return sync_file(
+                template,
+                a,
+                m,
+                out / f"{Path(a).stem}.mp4",
+                opts.model_copy(update={"progress": False}),
+                scheduler,
+            )
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             results = list(pool.map(one, audios))
@@ -151,7 +176,9 @@ def detect_faces(
     from lipsynckit.faces import TrackOptions, get_face_detector, track_faces
 
     arr = frames[None] if frames.ndim == 3 else frames
-    return track_faces(iter(arr), get_face_detector(detector), TrackOptions(**(options or {})), num_frames=len(arr))
+    return track_faces(
+        iter(arr), get_face_detector(detector), TrackOptions(**(options or {})), num_frames=len(arr)
+    )
 
 
 def sync_frames(

@@ -98,7 +98,11 @@ class PreparedCache:
         faces = [
             None
             if f is None
-            else {"box": f.box, "score": float(f.score), **({"landmarks": f.landmarks} if f.landmarks is not None else {})}
+            else {
+                "box": f.box,
+                "score": float(f.score),
+                **({"landmarks": f.landmarks} if f.landmarks is not None else {}),
+            }
             for f in track.faces
         ]
         _atomic_save(_pack({"faces": faces, "detector": track.detector}), self.dir / "track.pt")
@@ -118,4 +122,6 @@ class PreparedCache:
         return PreparedFace(box=tuple(int(v) for v in raw["box"]), crop=raw["crop"], data=raw["data"])  # type: ignore[arg-type]
 
     def put(self, index: int, face: PreparedFace) -> None:
-        _atomic_save(_pack({"box": list(face.box), "crop": face.crop, "data": face.data}), self._face_path(index))
+        _atomic_save(
+            _pack({"box": list(face.box), "crop": face.crop, "data": face.data}), self._face_path(index)
+        )

@@ -103,7 +103,9 @@ def machine_name() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {gpu}"
 
 
-def _step_fps(model: Any, frames: np.ndarray, track: Any, features: torch.Tensor, batch: int, repeats: int) -> float:
+def _step_fps(
+    model: Any, frames: np.ndarray, track: Any, features: torch.Tensor, batch: int, repeats: int
+) -> float:
     from lipsynckit.types import ModelBatch, WorkItem
 
     face = next(f for f in track.faces if f is not None)
@@ -135,8 +137,8 @@ def bench_model(
     from lipsynckit.api import detect_faces
     from lipsynckit.errors import LipSyncError
     from lipsynckit.media import load_audio, read_video_frames
-    from lipsynckit.pipeline import sync_file
     from lipsynckit.options import SyncOptions
+    from lipsynckit.pipeline import sync_file
     from lipsynckit.registry import load_model
 
     row = BenchRow(model=name, device=device)
@@ -158,7 +160,9 @@ def bench_model(
             row.step_fps = _step_fps(model, frames, track, features, batch, repeats=2)
             out = out_dir / f"{name}.mkv"
             t0 = time.perf_counter()
-            result = sync_file(video, clip, model, out, SyncOptions(progress=False, batch_size=batch, output_mode="ffv1"))
+            result = sync_file(
+                video, clip, model, out, SyncOptions(progress=False, batch_size=batch, output_mode="ffv1")
+            )
             wall = time.perf_counter() - t0
             row.pipeline_fps = result.frames / wall
             row.realtime_factor = row.pipeline_fps / result.fps
@@ -267,7 +271,9 @@ def run_bench(
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if models == ["all"]:
         models = [r.name for r in list_models(weights) if r.usable]
-    report = BenchReport(machine=machine_name(), torch=torch.__version__, device=dev, video=str(video), audio=str(audio))
+    report = BenchReport(
+        machine=machine_name(), torch=torch.__version__, device=dev, video=str(video), audio=str(audio)
+    )
     report.frames = VideoSource(video).info.num_frames
     work = out_dir / "outputs"
     work.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", "-w", help="weight file, or a folder in the model's official layout")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     g.add_argument("--fp16", action="store_true", help="half precision on GPU")
-    g.add_argument("--paste", choices=["official", "feathered"], help="paste-back mode (model-specific default)")
+    g.add_argument(
+        "--paste", choices=["official", "feathered"], help="paste-back mode (model-specific default)"
+    )
     g.add_argument("--steps", type=int, help="denoising steps (diffusion models)")
     g.add_argument("--seed", type=int, help="random seed (diffusion models)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (diffusion models)")
@@ -95,8 +97,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     f.add_argument("--exact-detection", action="store_true", help="detect on every frame at full resolution")
     f.add_argument("--detect-every", type=int, help="run the detector every N frames, track in between")
     o = p.add_argument_group("output")
-    o.add_argument("--length-mode", choices=["loop", "pingpong", "cut"], default="loop",
-                   help="when the audio outlasts the video (default loop)")
+    o.add_argument(
+        "--length-mode",
+        choices=["loop", "pingpong", "cut"],
+        default="loop",
+        help="when the audio outlasts the video (default loop)",
+    )
     o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
     o.add_argument("--lossless", action="store_true", help="lossless FFV1 .mkv output")
     o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, default 18)")
@@ -250,7 +256,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lipsynckit", description="Lip-sync a video or a still image to new audio.")
+    p = argparse.ArgumentParser(
+        prog="lipsynckit", description="Lip-sync a video or a still image to new audio."
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less logging")
     sub = p.add_subparsers(dest="command", required=True)

@@ -76,7 +76,9 @@ class ModelInfo(BaseModel):
     needs_weights: bool = True
     # data for `--model auto`: higher quality wins among the models the hardware can run
     quality: float = 0.0  # relative lip-sync/visual quality the plugin claims (0 = weight-free fallback)
-    cpu_seconds_per_frame: float | None = None  # measured on a 2-core CPU at default settings (None = unknown)
+    cpu_seconds_per_frame: float | None = (
+        None  # measured on a 2-core CPU at default settings (None = unknown)
+    )
 
 
 @runtime_checkable
@@ -189,13 +191,19 @@ class ModelPlugin(ABC):
 
         missing = self.missing_modules()
         if missing:
-            hint = f'pip install "lipsynckit[{self.info.extra}]"' if self.info.extra else "pip install " + " ".join(missing)
+            hint = (
+                f'pip install "lipsynckit[{self.info.extra}]"'
+                if self.info.extra
+                else "pip install " + " ".join(missing)
+            )
             raise ModelUnavailableError(
                 f"model {self.info.name!r} needs {', '.join(missing)}",
                 stage="model",
                 remedy=hint,
             )
-        model = self._load(weights=weights, device=torch.device(device), dtype=dtype, options=options, download=download)
+        model = self._load(
+            weights=weights, device=torch.device(device), dtype=dtype, options=options, download=download
+        )
         announce_licences(self.info)
         return model
 

@@ -52,7 +52,9 @@ def audio_html(clip: AudioClip) -> str:
     )
 
 
-def overlay_track(frames: np.ndarray, track: FaceTrack, color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
+def overlay_track(
+    frames: np.ndarray, track: FaceTrack, color: tuple[int, int, int] = (0, 255, 0)
+) -> np.ndarray:
     """Frames with the tracked box (and landmarks) drawn, for a quick look at detection."""
     import cv2
 

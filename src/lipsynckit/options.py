@@ -18,7 +18,8 @@ class SyncOptions(BaseModel):
         "loop", description="when the audio outlasts the video: loop it, ping-pong it, or cut the output"
     )
     output_mode: Literal["auto", "mp4", "ffv1", "png"] = Field(
-        "auto", description="mp4 = H.264 + AAC; ffv1 = lossless mkv; png = lossless frame folder; auto = from suffix"
+        "auto",
+        description="mp4 = H.264 + AAC; ffv1 = lossless mkv; png = lossless frame folder; auto = from suffix",
     )
     crf: int = Field(18, ge=0, le=51, description="x264 quality for mp4 output")
     detector: str = Field("auto", description="face detector plugin name")
@@ -26,11 +27,19 @@ class SyncOptions(BaseModel):
     face_select: Literal["largest", "index", "box"] = "largest"
     face_index: int = 0
     face_box: tuple[float, float, float, float] | None = None
-    exact_detection: bool = Field(False, description="detect on every frame at full resolution (official behaviour)")
-    detect_every: int | None = Field(None, ge=1, description="run the detector every N frames and track between")
-    batch_size: int | None = Field(None, ge=1, description="model batch size (default: the scheduler decides)")
+    exact_detection: bool = Field(
+        False, description="detect on every frame at full resolution (official behaviour)"
+    )
+    detect_every: int | None = Field(
+        None, ge=1, description="run the detector every N frames and track between"
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="model batch size (default: the scheduler decides)"
+    )
     prepare_workers: int = Field(2, ge=1)
-    avatar_dir: Path | None = Field(None, description="cache prepared faces here (one template, many audio tracks)")
+    avatar_dir: Path | None = Field(
+        None, description="cache prepared faces here (one template, many audio tracks)"
+    )
     allow_silent_audio: bool = False
     progress: bool = True
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions, output_mode_for
 from lipsynckit.progress import progress_bar
 from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
+
+if TYPE_CHECKING:
+    from lipsynckit.scheduler import BatchScheduler
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,9 @@ def _check_input(path: str | Path, what: str) -> Path:
     if not p.exists():
         raise InputNotFoundError(f"{what} file not found", path=p, stage=what, remedy="check the path")
     if p.is_dir():
-        raise InputNotFoundError(f"{what} path is a folder, not a file", path=p, stage=what, remedy="pass a file")
+        raise InputNotFoundError(
+            f"{what} path is a folder, not a file", path=p, stage=what, remedy="pass a file"
+        )
     return p
 
 
@@ -128,7 +133,11 @@ def track_source(
     src = VideoSource(video, fps_for_images=options.fps)
     with timer.stage("detect"):
         return track_faces(
-            src.frames(range(num_frames)), detector, track_opts, num_frames=num_frames, progress=options.progress
+            src.frames(range(num_frames)),
+            detector,
+            track_opts,
+            num_frames=num_frames,
+            progress=options.progress,
         )
 
 
@@ -151,21 +160,24 @@ def generate_frames(
     timer: _Timer,
     failed: list[tuple[int, str]],
     cache: PreparedCache | None = None,
-    scheduler: Any | None = None,
+    scheduler: BatchScheduler | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the output frames in order. ``frames`` yields the source frame for each output index."""
-    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions, map_ordered
+    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions, map_ordered  # noqa: F811
 
     chunk = max(1, model.info.chunk_frames)
     own_scheduler = scheduler is None
-    if own_scheduler:
+    sched: BatchScheduler
+    if scheduler is None:
         sopts: dict[str, Any] = {"chunk_frames": chunk, "device": str(model.device.type)}
         if options.batch_size is not None:
             sopts["max_batch"] = options.batch_size
-        scheduler = BatchScheduler(model.generate, SchedulerOptions(**sopts))
-        scheduler.__enter__()
-    job = scheduler.open_job()
-    max_batch = getattr(getattr(scheduler, "options", None), "max_batch", 16) or 16
+        sched = BatchScheduler(model.generate, SchedulerOptions(**sopts))
+        sched.__enter__()
+    else:
+        sched = scheduler
+    job = sched.open_job()
+    max_batch = sched.options.max_batch
     pending: queue.Queue[Any] = queue.Queue(maxsize=max(48, 3 * max(max_batch, chunk)))
     done = object()
     error: list[BaseException] = []
@@ -242,9 +254,9 @@ def generate_frames(
     finally:
         thread.join(timeout=30)
         if own_scheduler:
-            stats = scheduler.stats()
-            timer.seconds.setdefault("generate", getattr(stats, "busy_seconds", 0.0))
-            scheduler.__exit__(None, None, None)
+            stats = sched.stats()
+            timer.add("generate", stats.stage_s.get("generate", 0.0))
+            sched.__exit__(None, None, None)
 
 
 def sync_file(
@@ -265,7 +277,9 @@ def sync_file(
     if out_path.resolve() == video_path.resolve() or (
         isinstance(audio, (str, Path)) and out_path.resolve() == Path(audio).expanduser().resolve()
     ):
-        raise OutputError("output would overwrite an input", path=out_path, stage="output", remedy="choose another -o")
+        raise OutputError(
+            "output would overwrite an input", path=out_path, stage="output", remedy="choose another -o"
+        )
     if not out_path.parent.exists():
         out_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -299,9 +313,22 @@ def sync_file(
     track: FaceTrack | None = None
     notes: list[str] = []
     if options.avatar_dir is not None:
-        key = cache_key(video_path, model.info.name, getattr(model, "options", None), options.model_dump(
-            include={"detector", "face_boxes", "face_select", "face_index", "face_box", "exact_detection", "fps"}
-        ))
+        key = cache_key(
+            video_path,
+            model.info.name,
+            getattr(model, "options", None),
+            options.model_dump(
+                include={
+                    "detector",
+                    "face_boxes",
+                    "face_select",
+                    "face_index",
+                    "face_box",
+                    "exact_detection",
+                    "fps",
+                }
+            ),
+        )
         cache = PreparedCache(options.avatar_dir, key)
         track = cache.load_track()
         if track is not None and len(track) >= n_needed:
@@ -320,14 +347,16 @@ def sync_file(
             stage="faces",
             remedy="use a clearer frontal face, another --detector, or give the box with --face-boxes",
         )
-    used = index[: n_out]
+    used = index[:n_out]
     with_face = int(sum(1 for s in used if track.faces[int(s)] is not None))
 
     mode = output_mode_for(out_path, options.output_mode)
     failed: list[tuple[int, str]] = []
     bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
     t_gen = time.perf_counter()
-    with VideoSink(out_path, fps=fps, size=(info.width, info.height), audio=clip, mode=mode, crf=options.crf) as sink:
+    with VideoSink(
+        out_path, fps=fps, size=(info.width, info.height), audio=clip, mode=mode, crf=options.crf
+    ) as sink:
         frames = src.frames(int(s) for s in index)
         for k, frame in enumerate(
             generate_frames(model, frames, index, track, features, options, timer, failed, cache, scheduler)

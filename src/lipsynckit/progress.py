@@ -36,6 +36,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", enable: bool = 
         from tqdm.auto import tqdm
     else:
         from tqdm import tqdm
+
         if not sys.stderr.isatty():
             return tqdm(total=total, desc=desc, unit=unit, mininterval=5.0, file=sys.stderr)
     return tqdm(total=total, desc=desc, unit=unit)

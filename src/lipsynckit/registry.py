@@ -63,7 +63,9 @@ def list_models(weights: str | Path | None = None) -> list[ModelStatus]:
         hint = _install_hint(entry.ep)
         if entry.plugin is None or not isinstance(entry.plugin, ModelPlugin):
             reason = entry.error or f"{entry.ep.value} is not a lipsynckit ModelPlugin"
-            rows.append(ModelStatus(name=name, usable=False, reason=reason, install_hint=hint, distribution=dist))
+            rows.append(
+                ModelStatus(name=name, usable=False, reason=reason, install_hint=hint, distribution=dist)
+            )
             continue
         plugin = entry.plugin
         missing = plugin.missing_modules()

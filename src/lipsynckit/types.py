@@ -21,7 +21,9 @@ class AudioClip:
         if self.samples.ndim == 1:
             self.samples = self.samples[None]
         if self.samples.ndim != 2:
-            raise ValueError(f"AudioClip samples must be (channels, samples), got {tuple(self.samples.shape)}")
+            raise ValueError(
+                f"AudioClip samples must be (channels, samples), got {tuple(self.samples.shape)}"
+            )
         self.samples = self.samples.to(torch.float32)
 
     @property

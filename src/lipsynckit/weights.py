@@ -98,7 +98,9 @@ def resolve(
     )
 
 
-def resolve_all(info: ModelInfo, weights: str | Path | None = None, download: bool = False) -> dict[str, Path]:
+def resolve_all(
+    info: ModelInfo, weights: str | Path | None = None, download: bool = False
+) -> dict[str, Path]:
     """Resolve every required file of a model (optional ones are included when found)."""
     out: dict[str, Path] = {}
     if weights is not None and Path(weights).is_file():
@@ -241,7 +243,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from exc
 
 
-def unwrap_state_dict(obj: Any, keys: tuple[str, ...] = ("state_dict", "model", "module")) -> dict[str, torch.Tensor]:
+def unwrap_state_dict(
+    obj: Any, keys: tuple[str, ...] = ("state_dict", "model", "module")
+) -> dict[str, torch.Tensor]:
     """Unwrap training containers (``{'state_dict': ..., 'optimizer': ...}``) and strip ``module.``."""
     sd = obj
     for _ in range(3):
