@@ -660,3 +660,100 @@ def test_cuda_oom_is_caught_and_the_cache_emptied(photo: np.ndarray) -> None:
         job.close()
         assert [i for i, _ in job.results()] == list(range(20))
         assert sched.batch_size == 2
+
+
+def test_staged_hooks_run_on_cpu_too(photo: np.ndarray) -> None:
+    base = ConvGenerate()
+    staged = StagedConv(base, torch.device("cpu"))
+    with BatchScheduler(staged, SchedulerOptions(max_batch=4, max_wait_ms=20)) as sched:
+        job = sched.open_job()
+        for i in range(10):
+            job.submit(make_item(photo, job.id, i))
+        job.close()
+        out = list(job.results())
+        stats = sched.stats()
+    assert [i for i, _ in out] == list(range(10))
+    np.testing.assert_allclose(out[9][1], expected(base, photo, 0, 9), atol=1e-5)
+    assert staged.batches == stats.batches >= 3
+
+
+class _FakeEvent:
+    """Stands in for torch.cuda.Event on CPU: records what was recorded, always complete."""
+
+    log: list[str]
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        self.stream: object = None
+
+    def record(self, stream: object = None) -> None:
+        self.stream = stream
+
+    def synchronize(self) -> None:
+        _FakeEvent.log.append("sync")
+
+    def query(self) -> bool:
+        return True
+
+    def elapsed_time(self, other: _FakeEvent) -> float:
+        return 1.0
+
+
+class _FakeStream:
+    def __init__(self, device: object = None, priority: int = 0) -> None:
+        self.waits: list[object] = []
+
+    def wait_event(self, event: object) -> None:
+        self.waits.append(event)
+
+    def synchronize(self) -> None:
+        pass
+
+
+def test_cuda_control_flow_with_stand_in_streams(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a GPU, drive the streams path with stand-ins: batch k+1 is launched before batch k is
+    retired (overlap), every stream waits on the event before it, and OOM in a launch splits the batch."""
+    import contextlib
+
+    _FakeEvent.log = []
+    monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: _FakeEvent.log.append("empty_cache"))
+
+    base = ConvGenerate()
+    calls = _FakeEvent.log
+
+    class Logged(StagedConv):
+        def to_device(self, batch: ModelBatch, stream: object | None) -> tuple[torch.Tensor, torch.Tensor]:
+            assert isinstance(stream, _FakeStream)
+            calls.append(f"h2d {batch.items[0].index}")
+            return super().to_device(batch, stream)
+
+        def compute(self, handle: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            if handle[0].shape[0] > 4:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (stand-in)")
+            return super().compute(handle)
+
+    staged = Logged(base, torch.device("cpu"))
+    opts = SchedulerOptions(max_batch=8, max_wait_ms=30, queue_size=64)
+    sched = BatchScheduler(staged, opts)
+    sched._cuda = True  # take the CUDA path with the stand-ins above
+    with sched:
+        job = sched.open_job()
+        for i in range(40):
+            job.submit(make_item(photo, job.id, i))
+        job.close()
+        out = list(job.results())
+        stats = sched.stats()
+    assert [i for i, _ in out] == list(range(40))
+    np.testing.assert_allclose(out[33][1], expected(base, photo, 0, 33), atol=1e-5)
+    assert stats.batch_size == 4 and stats.oom_retries >= 1 and "empty_cache" in calls
+    # overlap: after the OOM settled, a batch is launched (h2d) before the previous one is synced
+    seq = [c.split()[0] for c in calls]
+    assert any(a == "h2d" and b == "h2d" for a, b in zip(seq, seq[1:], strict=False)), calls
+    h2d, comp, d2h = sched._streams  # type: ignore[misc]
+    # compute waits on the copy-in event of every launch (the OOM one included), copy-out on compute's
+    assert len(comp.waits) == stats.batches + stats.oom_retries and len(d2h.waits) == stats.batches
+    assert all(e.stream is h2d for e in comp.waits) and all(e.stream is comp for e in d2h.waits)
