@@ -147,8 +147,9 @@ class _ResidualAttentionBlock(nn.Module):
 class WhisperEncoder(nn.Module):
     """Whisper's audio encoder; :meth:`hidden_states` returns the stack LatentSync conditions on."""
 
-    def __init__(self, n_mels: int = 80, n_ctx: int = 1500, n_state: int = 384, n_head: int = 6,
-                 n_layer: int = 4) -> None:
+    def __init__(
+        self, n_mels: int = 80, n_ctx: int = 1500, n_state: int = 384, n_head: int = 6, n_layer: int = 4
+    ) -> None:
         super().__init__()
         self.n_state = n_state
         self.conv1 = nn.Conv1d(n_mels, n_state, kernel_size=3, padding=1)
@@ -162,7 +163,8 @@ class WhisperEncoder(nn.Module):
         block's output (``ln_post`` is not part of what LatentSync uses)."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).permute(0, 2, 1)
-        x = (x + self.positional_embedding).to(x.dtype)
+        pos: torch.Tensor = self.positional_embedding  # type: ignore[assignment]
+        x = (x + pos).to(x.dtype)
         states = [x]
         for block in self.blocks:
             x = block(x)
@@ -210,8 +212,9 @@ def load_whisper_encoder(path: str | Path, device: torch.device | str = "cpu") -
 
 
 @torch.no_grad()
-def whisper_features(encoder: WhisperEncoder, audio: torch.Tensor, dtype: torch.dtype = torch.float32
-                     ) -> torch.Tensor:
+def whisper_features(
+    encoder: WhisperEncoder, audio: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Encoder states at 50 per second, (T, n_layer + 1, n_state), float32, as the official
     ``Audio2Feature.audio2feat`` returns them for a 16 kHz mono waveform."""
     device = next(encoder.parameters()).device
@@ -243,7 +246,9 @@ def quantize_int16(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
 # Per-frame windows
 
 
-def window_indices(center_frame: int, num_features: int, fps: float, left: int = 2, right: int = 2) -> list[int]:
+def window_indices(
+    center_frame: int, num_features: int, fps: float, left: int = 2, right: int = 2
+) -> list[int]:
     """Feature rows for video frame ``center_frame``: ``int(i*50/fps)`` − 2·left … + 2·(right+1) − 1,
     clamped into the clip (the official ``get_sliced_feature``)."""
     center = int(center_frame * FEATURES_PER_SECOND / fps)
@@ -252,8 +257,9 @@ def window_indices(center_frame: int, num_features: int, fps: float, left: int =
     return [min(num_features - 1, max(0, i)) for i in range(lo, hi)]
 
 
-def frame_window(features: torch.Tensor, frame: int, fps: float, feat_length: tuple[int, int] = (2, 2)
-                 ) -> torch.Tensor:
+def frame_window(
+    features: torch.Tensor, frame: int, fps: float, feat_length: tuple[int, int] = (2, 2)
+) -> torch.Tensor:
     """(10·5, 384) context of one video frame."""
     idx = window_indices(frame, len(features), fps, *feat_length)
     return features[idx].reshape(-1, features.shape[-1])
@@ -275,11 +281,14 @@ def _count_chunks(num_features: int, fps: float) -> int:
             return i
 
 
-def crop_overlap_window(features: torch.Tensor, start: int, num_frames: int = 16,
-                        feat_length: tuple[int, int] = (2, 2)) -> torch.Tensor:
+def crop_overlap_window(
+    features: torch.Tensor, start: int, num_frames: int = 16, feat_length: tuple[int, int] = (2, 2)
+) -> torch.Tensor:
     """Windows of ``num_frames`` consecutive frames from ``start`` at 25 fps (the official
     ``crop_overlap_audio_window``, used for training clips)."""
-    return torch.stack([frame_window(features, i, 25.0, feat_length) for i in range(start, start + num_frames)])
+    return torch.stack(
+        [frame_window(features, i, 25.0, feat_length) for i in range(start, start + num_frames)]
+    )
 
 
 def num_features(num_samples_16k: int) -> int:

@@ -68,8 +68,9 @@ class Aligner:
 
     # -- the similarity transform -----------------------------------------------------------------
 
-    def transform(self, anchors: np.ndarray, prev_bias: torch.Tensor | None, smooth: bool = True
-                  ) -> tuple[np.ndarray, torch.Tensor | None]:
+    def transform(
+        self, anchors: np.ndarray, prev_bias: torch.Tensor | None, smooth: bool = True
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
         """2×3 matrix mapping the frame onto the template (Umeyama on normalised points) and the
         nose-offset bias carried to the next frame (0.2·previous + 0.8·current)."""
         p1 = torch.tensor(anchors, dtype=torch.float32)
@@ -123,7 +124,11 @@ class Aligner:
         """
         h, w = frame.shape[:2]
         face = F.interpolate(
-            face[None].float(), size=(self.face_h, self.face_w), mode="bicubic", align_corners=False, antialias=True
+            face[None].float(),
+            size=(self.face_h, self.face_w),
+            mode="bicubic",
+            align_corners=False,
+            antialias=True,
         )[0]
         m = self.matrix_for_device(affine)
         inv = invert_affine(m)
@@ -152,8 +157,15 @@ class Aligner:
         """Bounding box (x1, y1, x2, y2) of the aligned crop in frame pixels: where restore writes."""
         a = np.vstack([np.asarray(affine, dtype=np.float64).reshape(2, 3), [0, 0, 1]])
         inv = np.linalg.inv(a)
-        corners = np.array([[0, 0, 1], [self.face_w - 1, 0, 1], [0, self.face_h - 1, 1],
-                            [self.face_w - 1, self.face_h - 1, 1]], dtype=np.float64)
+        corners = np.array(
+            [
+                [0, 0, 1],
+                [self.face_w - 1, 0, 1],
+                [0, self.face_h - 1, 1],
+                [self.face_w - 1, self.face_h - 1, 1],
+            ],
+            dtype=np.float64,
+        )
         pts = corners @ inv[:2].T
         h, w = frame_hw
         x1 = int(np.clip(np.floor(pts[:, 0].min()) - 1, 0, w))
@@ -182,6 +194,8 @@ def load_mask(resolution: int) -> np.ndarray:
     0 marks the region LatentSync regenerates), resized with Lanczos as the official code does."""
     data = resources.files("lipsynckit_latentsync").joinpath("mask.png").read_bytes()
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:  # pragma: no cover - the file ships with the package
+        raise RuntimeError("lipsynckit_latentsync/mask.png is missing or unreadable; reinstall lipsynckit")
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_LANCZOS4)
 
@@ -224,8 +238,9 @@ def _inverse_3x3(m: torch.Tensor) -> torch.Tensor:
     return torch.stack([r0, r1, r2], dim=-2) / det[..., None, None]
 
 
-def warp_affine(src: torch.Tensor, m: torch.Tensor, dsize: tuple[int, int], fill: torch.Tensor | None = None
-                ) -> torch.Tensor:
+def warp_affine(
+    src: torch.Tensor, m: torch.Tensor, dsize: tuple[int, int], fill: torch.Tensor | None = None
+) -> torch.Tensor:
     """Bilinear warp of ``src`` (B, C, H, W) by the pixel matrix ``m`` (B, 2, 3) into ``dsize`` (h, w);
     outside pixels are 0, or ``fill`` per channel (blended at the border as a warped mask of ones).
 
@@ -237,12 +252,20 @@ def warp_affine(src: torch.Tensor, m: torch.Tensor, dsize: tuple[int, int], fill
         src, m = src.float(), m.float()
     _, c, hh, ww = src.shape
     m3 = _homography(m)
-    norm = _normal_transform(dsize[0], dsize[1], m.dtype) @ (m3 @ _inverse_3x3(_normal_transform(hh, ww, m.dtype)))
+    norm = _normal_transform(dsize[0], dsize[1], m.dtype) @ (
+        m3 @ _inverse_3x3(_normal_transform(hh, ww, m.dtype))
+    )
     inv = _inverse_3x3(norm)
-    xs = torch.linspace(-1.0, 1.0, dsize[1], dtype=src.dtype, device=src.device) if dsize[1] > 1 else \
-        torch.zeros(1, dtype=src.dtype, device=src.device)
-    ys = torch.linspace(-1.0, 1.0, dsize[0], dtype=src.dtype, device=src.device) if dsize[0] > 1 else \
-        torch.zeros(1, dtype=src.dtype, device=src.device)
+    xs = (
+        torch.linspace(-1.0, 1.0, dsize[1], dtype=src.dtype, device=src.device)
+        if dsize[1] > 1
+        else torch.zeros(1, dtype=src.dtype, device=src.device)
+    )
+    ys = (
+        torch.linspace(-1.0, 1.0, dsize[0], dtype=src.dtype, device=src.device)
+        if dsize[0] > 1
+        else torch.zeros(1, dtype=src.dtype, device=src.device)
+    )
     by, bx = torch.meshgrid(ys, xs, indexing="ij")
     gx = inv[:, 0, 0, None, None] * bx + inv[:, 0, 1, None, None] * by + inv[:, 0, 2, None, None]
     gy = inv[:, 1, 0, None, None] * bx + inv[:, 1, 1, None, None] * by + inv[:, 1, 2, None, None]
@@ -262,7 +285,9 @@ def _erode_2x2(x: torch.Tensor) -> torch.Tensor:
     border ignored."""
     big = torch.finfo(x.dtype).max if x.dtype != torch.float16 else 1e4
     p = F.pad(x, [1, 0, 1, 0], mode="constant", value=float(big))
-    return torch.minimum(torch.minimum(p[..., :-1, :-1], p[..., :-1, 1:]), torch.minimum(p[..., 1:, :-1], p[..., 1:, 1:]))
+    return torch.minimum(
+        torch.minimum(p[..., :-1, :-1], p[..., :-1, 1:]), torch.minimum(p[..., 1:, :-1], p[..., 1:, 1:])
+    )
 
 
 def gaussian_blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:

@@ -50,11 +50,21 @@ class UNet3DConfig(BaseModel):
     center_input_sample: bool = False
     cross_attention_dim: int = 384
     down_block_types: list[str] = Field(
-        default_factory=lambda: ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"]
+        default_factory=lambda: [
+            "CrossAttnDownBlock3D",
+            "CrossAttnDownBlock3D",
+            "CrossAttnDownBlock3D",
+            "DownBlock3D",
+        ]
     )
     mid_block_type: str = "UNetMidBlock3DCrossAttn"
     up_block_types: list[str] = Field(
-        default_factory=lambda: ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"]
+        default_factory=lambda: [
+            "UpBlock3D",
+            "CrossAttnUpBlock3D",
+            "CrossAttnUpBlock3D",
+            "CrossAttnUpBlock3D",
+        ]
     )
     downsample_padding: int = 1
     flip_sin_to_cos: bool = True
@@ -122,8 +132,15 @@ class Upsample3D(nn.Module):
 class ResnetBlock3D(nn.Module):
     """GroupNorm → SiLU → conv → (+ time) → GroupNorm → SiLU → conv, plus a 1×1 shortcut when widths differ."""
 
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, groups: int, eps: float,
-                 output_scale_factor: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        temb_channels: int,
+        groups: int,
+        eps: float,
+        output_scale_factor: float = 1.0,
+    ) -> None:
         super().__init__()
         self.output_scale_factor = output_scale_factor
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps, affine=True)
@@ -148,7 +165,9 @@ class ResnetBlock3D(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention with the official names (``to_q/to_k/to_v/to_out.0``), no q/k/v bias."""
 
-    def __init__(self, query_dim: int, heads: int, dim_head: int, cross_attention_dim: int | None = None) -> None:
+    def __init__(
+        self, query_dim: int, heads: int, dim_head: int, cross_attention_dim: int | None = None
+    ) -> None:
         super().__init__()
         inner = heads * dim_head
         kv_dim = cross_attention_dim if cross_attention_dim is not None else query_dim
@@ -177,7 +196,9 @@ class Attention(nn.Module):
 class BasicTransformerBlock(nn.Module):
     """Spatial self-attention, audio cross-attention, GEGLU feed-forward (pre-LayerNorm each)."""
 
-    def __init__(self, dim: int, heads: int, dim_head: int, cross_attention_dim: int, add_audio_layer: bool) -> None:
+    def __init__(
+        self, dim: int, heads: int, dim_head: int, cross_attention_dim: int, add_audio_layer: bool
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn1 = Attention(dim, heads, dim_head)
@@ -200,8 +221,15 @@ class BasicTransformerBlock(nn.Module):
 class Transformer3DModel(nn.Module):
     """Per-frame spatial transformer (1×1 conv projections, as ``use_linear_projection=False``)."""
 
-    def __init__(self, heads: int, dim_head: int, in_channels: int, groups: int, cross_attention_dim: int,
-                 add_audio_layer: bool) -> None:
+    def __init__(
+        self,
+        heads: int,
+        dim_head: int,
+        in_channels: int,
+        groups: int,
+        cross_attention_dim: int,
+        add_audio_layer: bool,
+    ) -> None:
         super().__init__()
         inner = heads * dim_head
         self.norm = nn.GroupNorm(groups, in_channels, eps=1e-6, affine=True)
@@ -247,12 +275,14 @@ class PositionalEncoding(nn.Module):
 
     def reset(self) -> None:
         """Recompute ``pe`` in place (after ``to_empty`` left it uninitialised)."""
-        pe = self.compute(self.d_model, self.max_len, device=self.pe.device)
+        buf: torch.Tensor = self.pe  # type: ignore[assignment]
+        pe = self.compute(self.d_model, self.max_len, device=buf.device)
         with torch.no_grad():
-            self.pe.copy_(pe.to(self.pe.dtype))
+            buf.copy_(pe.to(buf.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(x + self.pe[:, : x.size(1)].to(x.dtype))
+        buf: torch.Tensor = self.pe  # type: ignore[assignment]
+        return self.dropout(x + buf[:, : x.size(1)].to(x.dtype))
 
 
 class TemporalAttention(Attention):
@@ -262,7 +292,9 @@ class TemporalAttention(Attention):
         super().__init__(dim, heads, dim_head)
         self.pos_encoder = PositionalEncoding(dim, max_len) if position_encoding else None
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, video_length: int = 1) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, video_length: int = 1
+    ) -> torch.Tensor:
         bf, s, c = x.shape
         b = bf // video_length
         x = x.reshape(b, video_length, s, c).permute(0, 2, 1, 3).reshape(b * s, video_length, c)
@@ -273,12 +305,21 @@ class TemporalAttention(Attention):
 
 
 class TemporalTransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, dim_head: int, block_types: list[str], position_encoding: bool,
-                 max_len: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dim_head: int,
+        block_types: list[str],
+        position_encoding: bool,
+        max_len: int,
+    ) -> None:
         super().__init__()
         for name in block_types:
             if name != "Temporal_Self":
-                raise ValueError(f"unsupported motion attention block {name!r} (released configs use Temporal_Self)")
+                raise ValueError(
+                    f"unsupported motion attention block {name!r} (released configs use Temporal_Self)"
+                )
         self.attention_blocks = nn.ModuleList(
             [TemporalAttention(dim, heads, dim_head, position_encoding, max_len) for _ in block_types]
         )
@@ -337,7 +378,7 @@ class VanillaTemporalModule(nn.Module):
         return self.temporal_transformer(x)
 
 
-def _motion(channels: int, cfg: UNet3DConfig, use: bool) -> VanillaTemporalModule | None:
+def _motion(channels: int, cfg: UNet3DConfig, use: bool) -> Any:
     if not use:
         return None
     if cfg.motion_module_type != "Vanilla":
@@ -352,7 +393,9 @@ class _Block(nn.Module):
     motion_modules: nn.ModuleList
     attentions: nn.ModuleList | None
 
-    def _layer(self, i: int, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def _layer(
+        self, i: int, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor | None
+    ) -> torch.Tensor:
         x = self.resnets[i](x, temb)
         if self.attentions is not None:
             x = self.attentions[i](x, context)
@@ -363,16 +406,26 @@ class _Block(nn.Module):
 
 
 class DownBlock3D(_Block):
-    def __init__(self, in_ch: int, out_ch: int, temb: int, cfg: UNet3DConfig, layers: int, add_downsample: bool,
-                 cross: bool, motion: bool) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        temb: int,
+        cfg: UNet3DConfig,
+        layers: int,
+        add_downsample: bool,
+        cross: bool,
+        motion: bool,
+    ) -> None:
         super().__init__()
         groups, eps = cfg.norm_num_groups, cfg.norm_eps
         heads = cfg.attention_head_dim
         if cross:
             self.attentions = nn.ModuleList(
                 [
-                    Transformer3DModel(heads, out_ch // heads, out_ch, groups, cfg.cross_attention_dim,
-                                       cfg.add_audio_layer)
+                    Transformer3DModel(
+                        heads, out_ch // heads, out_ch, groups, cfg.cross_attention_dim, cfg.add_audio_layer
+                    )
                     for _ in range(layers)
                 ]
             )
@@ -386,8 +439,9 @@ class DownBlock3D(_Block):
             nn.ModuleList([Downsample3D(out_ch, cfg.downsample_padding)]) if add_downsample else None
         )
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor | None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         states = []
         for i in range(len(self.resnets)):
             x = self._layer(i, x, temb, context)
@@ -399,16 +453,27 @@ class DownBlock3D(_Block):
 
 
 class UpBlock3D(_Block):
-    def __init__(self, in_ch: int, out_ch: int, prev_ch: int, temb: int, cfg: UNet3DConfig, layers: int,
-                 add_upsample: bool, cross: bool, motion: bool) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        prev_ch: int,
+        temb: int,
+        cfg: UNet3DConfig,
+        layers: int,
+        add_upsample: bool,
+        cross: bool,
+        motion: bool,
+    ) -> None:
         super().__init__()
         groups, eps = cfg.norm_num_groups, cfg.norm_eps
         heads = cfg.attention_head_dim
         if cross:
             self.attentions = nn.ModuleList(
                 [
-                    Transformer3DModel(heads, out_ch // heads, out_ch, groups, cfg.cross_attention_dim,
-                                       cfg.add_audio_layer)
+                    Transformer3DModel(
+                        heads, out_ch // heads, out_ch, groups, cfg.cross_attention_dim, cfg.add_audio_layer
+                    )
                     for _ in range(layers)
                 ]
             )
@@ -423,9 +488,15 @@ class UpBlock3D(_Block):
         self.motion_modules = nn.ModuleList([_motion(out_ch, cfg, motion) for _ in range(layers)])
         self.upsamplers = nn.ModuleList([Upsample3D(out_ch)]) if add_upsample else None
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], temb: torch.Tensor,
-                context: torch.Tensor | None, upsample_size: Any = None,
-                cache: DeepCacheState | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        skips: list[torch.Tensor],
+        temb: torch.Tensor,
+        context: torch.Tensor | None,
+        upsample_size: Any = None,
+        cache: DeepCacheState | None = None,
+    ) -> torch.Tensor:
         n = len(self.resnets)
         for i in range(n):
             if cache is not None and i == n - 1:
@@ -486,7 +557,11 @@ class UNet3DConditionModel(nn.Module):
         out = ch[0]
         for i, kind in enumerate(cfg.down_block_types):
             inp, out = out, ch[i]
-            motion = cfg.use_motion_module and (2**i in cfg.motion_module_resolutions) and not cfg.motion_module_decoder_only
+            motion = (
+                cfg.use_motion_module
+                and (2**i in cfg.motion_module_resolutions)
+                and not cfg.motion_module_decoder_only
+            )
             self.down_blocks.append(
                 DownBlock3D(inp, out, temb, cfg, cfg.layers_per_block, i < n - 1, _is_cross(kind), motion)
             )
@@ -497,7 +572,9 @@ class UNet3DConditionModel(nn.Module):
             inp = rev[min(i + 1, n - 1)]
             motion = cfg.use_motion_module and (2 ** (3 - i) in cfg.motion_module_resolutions)
             self.up_blocks.append(
-                UpBlock3D(inp, out, prev, temb, cfg, cfg.layers_per_block + 1, i < n - 1, _is_cross(kind), motion)
+                UpBlock3D(
+                    inp, out, prev, temb, cfg, cfg.layers_per_block + 1, i < n - 1, _is_cross(kind), motion
+                )
             )
         self.mid_block = UNetMidBlock3DCrossAttn(ch[-1], temb, cfg)
         self.conv_norm_out = nn.GroupNorm(cfg.norm_num_groups, ch[0], eps=cfg.norm_eps)
@@ -518,7 +595,9 @@ class UNet3DConditionModel(nn.Module):
             if isinstance(m, PositionalEncoding):
                 m.reset()
 
-    def embed_time(self, timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
+    def embed_time(
+        self, timestep: torch.Tensor | float | int, batch: int, device: torch.device
+    ) -> torch.Tensor:
         t = timestep
         if not torch.is_tensor(t):
             t = torch.tensor([t], dtype=torch.float64 if isinstance(t, float) else torch.int64, device=device)
@@ -549,7 +628,7 @@ class UNet3DConditionModel(nn.Module):
             # DeepCache skip step: everything but conv_in and the last layer of the final up block is
             # taken from the last full step (the official helper returns cached outputs for them).
             assert cache.features is not None
-            last = self.up_blocks[-1]
+            last: UpBlock3D = self.up_blocks[-1]  # type: ignore[assignment]
             x = last._layer(len(last.resnets) - 1, torch.cat([cache.features, x], dim=1), emb, ctx)
         else:
             skips: list[torch.Tensor] = [x]
@@ -557,13 +636,14 @@ class UNet3DConditionModel(nn.Module):
                 x, states = block(x, emb, ctx)
                 skips += states
             x = self.mid_block(x, emb, ctx)
-            for i, block in enumerate(self.up_blocks):
+            for i, up in enumerate(self.up_blocks):
+                block_up: UpBlock3D = up  # type: ignore[assignment]
                 is_final = i == len(self.up_blocks) - 1
-                n_res = len(block.resnets)
+                n_res = len(block_up.resnets)
                 block_skips = skips[-n_res:]
                 skips = skips[:-n_res]
                 size = skips[-1].shape[2:] if (forward_size and not is_final) else None
-                x = block(x, block_skips, emb, ctx, size, cache if is_final else None)
+                x = block_up(x, block_skips, emb, ctx, size, cache if is_final else None)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
         if cache is not None:
             cache.advance()

@@ -1,0 +1,179 @@
+"""Loading the released LatentSync files strictly, with bounded memory.
+
+The UNet (1.27 G parameters, 5 GB in float32) is built on the ``meta`` device, materialised once
+with ``to_empty`` and filled in place from a memory-mapped checkpoint, so the peak is about one copy
+of the weights rather than three.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import BaseModel
+
+from lipsynckit.errors import WeightsError
+
+from .options import VAE_CONFIG, LatentSyncOptions
+from .unet import UNet3DConditionModel, UNet3DConfig
+
+if TYPE_CHECKING:
+    from .plugin import LatentSyncPlugin
+    from .runtime import LatentSyncRuntime
+
+log = logging.getLogger(__name__)
+
+COMPUTED_BUFFERS = ("pos_encoder.pe",)
+
+# The architecture configs the plugin builds (the released ``stage2*.yaml`` model section and the
+# sd-vae-ft-mse config). Module-level so that tests can load small stand-ins through the same path.
+UNET_CONFIG: UNet3DConfig = UNet3DConfig()
+VAE_ARCH: dict[str, Any] = dict(VAE_CONFIG)
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(str(path), map_location="cpu", weights_only=True)  # legacy (non-zip) format
+
+
+def read_unet_checkpoint(path: str | Path) -> tuple[Mapping[str, torch.Tensor], int | None]:
+    """The state dict and ``global_step`` of a ``latentsync_unet.pt`` (``{"state_dict": ...}``); a bare
+    state dict and ``module.`` prefixes (DDP saves) are accepted too."""
+    p = Path(path)
+    try:
+        ckpt = _torch_load(p)
+    except Exception as exc:  # noqa: BLE001 - reported with the file and what to do
+        raise WeightsError(
+            f"cannot read the LatentSync UNet checkpoint ({exc.__class__.__name__}: {str(exc).splitlines()[0]})",
+            path=p,
+            stage="weights",
+            remedy="download latentsync_unet.pt again from ByteDance/LatentSync-1.5 or -1.6 on Hugging Face",
+        ) from exc
+    if not isinstance(ckpt, dict):
+        raise WeightsError(
+            "not a LatentSync UNet checkpoint (no state dict inside)",
+            path=p,
+            stage="weights",
+            remedy="pass latentsync_unet.pt from the official checkpoints/ folder",
+        )
+    step = ckpt.get("global_step") if "state_dict" in ckpt else None
+    sd = ckpt["state_dict"] if "state_dict" in ckpt else ckpt
+    if any(k.startswith("module.") for k in sd):
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    return sd, (int(step) if step is not None else None)
+
+
+def load_unet(path: str | Path, config: UNet3DConfig | dict[str, Any] | None = None) -> UNet3DConditionModel:
+    """Build the UNet from its config and load the released checkpoint strictly.
+
+    Every missing or unexpected key is reported; only the computed ``*.pos_encoder.pe`` buffers may
+    be absent (they are recomputed). Shape mismatches are errors.
+    """
+    from lipsynckit.weights import load_strict
+
+    with torch.device("meta"):
+        unet = UNet3DConditionModel(config)
+    unet.to_empty(device="cpu")
+    unet.reset_computed_buffers()
+    sd, step = read_unet_checkpoint(path)
+    load_strict(unet, sd, path=path, ignore_missing=COMPUTED_BUFFERS, what="LatentSync UNet")
+    del sd
+    log.info("loaded LatentSync UNet from %s%s", path, f" (global_step {step})" if step is not None else "")
+    return unet.eval()
+
+
+_OLD_ATTN = {"query.": "to_q.", "key.": "to_k.", "value.": "to_v.", "proj_attn.": "to_out.0."}
+
+
+def _rename_old_attention(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in sd.items():
+        if ".attentions." in k:
+            for old, new in _OLD_ATTN.items():
+                if f".{old}" in k:
+                    k = k.replace(f".{old}", f".{new}")
+                    break
+        out[k] = v
+    return out
+
+
+def load_vae(path: str | Path, config: dict[str, Any] | None = None) -> Any:
+    """sd-vae-ft-mse (``AutoencoderKL``) from a diffusers-format file, strictly (old attention names
+    of early diffusers saves are renamed)."""
+    from diffusers import AutoencoderKL
+
+    from lipsynckit.weights import load_strict
+
+    p = Path(path)
+    cfg = dict(config or VAE_CONFIG)
+    vae: Any = AutoencoderKL(**cfg)
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(p))
+        else:
+            sd = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsError(
+            f"cannot read the VAE weights ({exc.__class__.__name__})",
+            path=p,
+            stage="weights",
+            remedy="download stabilityai/sd-vae-ft-mse (diffusion_pytorch_model.safetensors) again",
+        ) from exc
+    load_strict(vae, _rename_old_attention(sd), path=p, what="sd-vae-ft-mse VAE")
+    return vae.eval()
+
+
+def build_runtime(
+    plugin: LatentSyncPlugin,
+    weights: str | Path | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    options: dict[str, Any] | BaseModel | None,
+    download: bool,
+) -> LatentSyncRuntime:
+    """Resolve, verify and load the files of one LatentSync version into a runtime."""
+    from lipsynckit.errors import LipSyncError
+    from lipsynckit.weights import resolve_all, verify
+
+    from .audio import load_whisper_encoder
+    from .runtime import LatentSyncRuntime
+
+    if isinstance(options, LatentSyncOptions):
+        opts = options
+    else:
+        raw = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
+        try:
+            opts = LatentSyncOptions.model_validate(raw)
+        except Exception as exc:  # noqa: BLE001 - pydantic's message names the bad option
+            raise LipSyncError(
+                f"invalid LatentSync options: {exc}",
+                stage="options",
+                remedy="see docs/models/latentsync.md for the option names",
+            ) from exc
+    if dtype is not None:
+        opts = opts.model_copy(update={"fp16": dtype == torch.float16})
+    try:
+        files = plugin.find_weights(weights)
+    except WeightsError:
+        if not download:
+            raise
+        wanted = [wf for wf in plugin.info.weights if wf.key != "vae_bin"]
+        files = resolve_all(plugin.info.model_copy(update={"weights": wanted}), weights, download=True)
+        if "vae" not in files:
+            raise
+    records = {wf.key: wf for wf in plugin.info.weights}
+    for key, path in files.items():
+        verify(path, records[key])
+    unet = load_unet(files["unet"], UNET_CONFIG)
+    vae = load_vae(files.get("vae") or files["vae_bin"], VAE_ARCH)
+    encoder = load_whisper_encoder(files["whisper"])
+    return LatentSyncRuntime(plugin.info, unet, vae, encoder, plugin.resolution, opts, device=device)

@@ -1,0 +1,76 @@
+"""Options of the LatentSync plugin; defaults reproduce the official ``inference.sh``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# configs/scheduler_config.json of bytedance/LatentSync
+SCHEDULER_CONFIG: dict[str, object] = {
+    "_class_name": "DDIMScheduler",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "trained_betas": None,
+    "skip_prk_steps": True,
+}
+
+# stabilityai/sd-vae-ft-mse config.json; the official inference sets scaling 0.18215 and shift 0
+VAE_CONFIG: dict[str, object] = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 256,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "scaling_factor": 0.18215,
+}
+VAE_SHIFT = 0.0
+
+
+class LatentSyncOptions(BaseModel):
+    """Inference settings. Defaults: 20 DDIM steps, guidance 1.5, DeepCache on (interval 3), seed
+    1247, 16-frame chunks sharing one initial noise, float16 on CUDA GPUs that support it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(20, ge=1, description="DDIM steps (--inference_steps)")
+    guidance: float = Field(
+        1.5, ge=0.0, description="classifier-free guidance scale over the audio (--guidance_scale)"
+    )
+    seed: int | None = Field(
+        1247, description="seed of the job's noise and VAE posterior draws (official --seed); None: random"
+    )
+    deepcache: bool = Field(True, description="DeepCache feature reuse (--enable_deepcache)")
+    deepcache_interval: int = Field(3, ge=1, description="full UNet pass every N steps (official 3)")
+    fp16: bool | None = Field(
+        None, description="float16 UNet/VAE/Whisper; None: on CUDA with compute capability > 7, as official"
+    )
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (official 0)")
+    align_dtype: Literal["float16", "float32"] = Field(
+        "float16",
+        description="precision of the alignment warp and restoration (official AlignRestore: float16)",
+    )
+    round_landmarks: bool = Field(
+        True, description="round the 106 landmarks to pixels (the official detector does)"
+    )
+    exact_restore: bool = Field(
+        False,
+        description="generate returns float32 faces in [-1, 1] instead of uint8 so composite restores the "
+        "un-quantised decoder output, as the official pipeline does",
+    )
+    paste: str | None = Field(
+        None, description="accepted for CLI symmetry; LatentSync always uses its own mask"
+    )
+    version: str | None = Field(
+        None, description="accepted for CLI symmetry; pick latentsync or latentsync_15"
+    )

@@ -1,0 +1,150 @@
+"""LatentSync plugin objects: ``latentsync`` (1.6, 512 px, default) and ``latentsync_15`` (1.5, 256 px).
+
+Data only at import time (ModelInfo and weight records); torch/diffusers work happens in ``_load``.
+``--weights DIR`` accepts the official ``checkpoints/`` layout (``latentsync_unet.pt``,
+``whisper/tiny.pt``) plus the VAE (``sd-vae-ft-mse/``, which the official code fetches from the hub
+itself); each file may also sit in the lipsynckit cache, or be downloaded when ``download=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
+
+_WEIGHTS_LICENSE = (
+    "LatentSync checkpoints: licence on the Hugging Face model card of ByteDance/LatentSync-1.5 / -1.6 "
+    "(openrail++ with use restrictions when this was written): read it before use"
+)
+
+
+def _unet(version: str) -> WeightFile:
+    repo = f"ByteDance/LatentSync-{version}"
+    return WeightFile(
+        key="unet",
+        filename="latentsync_unet.pt",
+        relpath="latentsync_unet.pt",
+        sources=[WeightSource(hf_repo=repo, hf_filename="latentsync_unet.pt", note="official")],
+        license=_WEIGHTS_LICENSE,
+        description=f"LatentSync {version} 3-D UNet ({{'state_dict', 'global_step'}}, 1.27 G parameters)",
+    )
+
+
+def _whisper(version: str) -> WeightFile:
+    return WeightFile(
+        key="whisper",
+        filename="tiny.pt",
+        relpath="whisper/tiny.pt",
+        sources=[
+            WeightSource(
+                hf_repo=f"ByteDance/LatentSync-{version}", hf_filename="whisper/tiny.pt", note="official"
+            ),
+            WeightSource(
+                url="https://openaipublic.azureedge.net/main/whisper/models/"
+                "65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9/tiny.pt",
+                note="openai-whisper release (same format; its URL carries its sha256)",
+            ),
+        ],
+        license="MIT (openai-whisper)",
+        description="openai-whisper tiny checkpoint; only the audio encoder is used",
+    )
+
+
+_VAE = [
+    WeightFile(
+        key="vae",
+        filename="diffusion_pytorch_model.safetensors",
+        relpath="sd-vae-ft-mse/diffusion_pytorch_model.safetensors",
+        sources=[
+            WeightSource(
+                hf_repo="stabilityai/sd-vae-ft-mse",
+                hf_filename="diffusion_pytorch_model.safetensors",
+                note="official",
+            )
+        ],
+        license="MIT",
+        optional=True,
+        description="sd-vae-ft-mse AutoencoderKL (diffusers format); the .bin twin is accepted too",
+    ),
+    WeightFile(
+        key="vae_bin",
+        filename="diffusion_pytorch_model.bin",
+        relpath="sd-vae-ft-mse/diffusion_pytorch_model.bin",
+        sources=[
+            WeightSource(
+                hf_repo="stabilityai/sd-vae-ft-mse",
+                hf_filename="diffusion_pytorch_model.bin",
+                note="official",
+            )
+        ],
+        license="MIT",
+        optional=True,
+        description="sd-vae-ft-mse AutoencoderKL as a torch pickle (used when the safetensors file is absent)",
+    ),
+]
+
+
+def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
+    return ModelInfo(
+        name=name,
+        display_name=f"LatentSync {version}",
+        version=version,
+        description=f"audio-conditioned latent diffusion lip-sync (ByteDance), {resolution} px faces",
+        homepage="https://github.com/bytedance/LatentSync",
+        face_size=resolution,
+        audio_sample_rate=16000,
+        chunk_frames=16,
+        min_vram_gb=vram,
+        supports_cpu=True,
+        license="Apache-2.0",
+        weights_license=_WEIGHTS_LICENSE,
+        non_commercial=False,
+        weights=[_unet(version), _whisper(version), *_VAE],
+        extra="latentsync",
+        requires=["diffusers", "safetensors"],
+        default_detector="insightface",
+        needs_weights=True,
+    )
+
+
+class LatentSyncPlugin(ModelPlugin):
+    """Loads one LatentSync version (the UNet config is the same; the face resolution differs)."""
+
+    def __init__(self, name: str, version: str, resolution: int, vram: float) -> None:
+        self.info = _info(name, version, resolution, vram)
+        self.resolution = resolution
+
+    def find_weights(self, weights: str | Path | None = None) -> dict[str, Path]:
+        from lipsynckit.errors import WeightsError
+        from lipsynckit.weights import resolve_all
+
+        found = resolve_all(self.info, weights, download=False)
+        if "vae" not in found and "vae_bin" not in found:
+            from lipsynckit.weights import where_to_get
+
+            raise WeightsError(
+                "the sd-vae-ft-mse VAE was not found",
+                stage="weights",
+                remedy=where_to_get(self.info.weights[2], self.info.name),
+            )
+        return found
+
+    def _load(
+        self,
+        weights: str | Path | None,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        options: dict[str, Any] | BaseModel | None,
+        download: bool,
+    ) -> LipSyncModel:
+        from .loader import build_runtime
+
+        return build_runtime(self, weights, device, dtype, options, download)
+
+
+plugin = LatentSyncPlugin("latentsync", "1.6", 512, 18.0)
+plugin_15 = LatentSyncPlugin("latentsync_15", "1.5", 256, 8.0)
