@@ -1,0 +1,69 @@
+"""One template, many audio tracks: faces are prepared once, and concurrent jobs share batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import lipsynckit as lsk
+from lipsynckit.media import read_video_frames
+
+
+def test_avatar_cache_skips_detection_and_prepare(
+    carphone_mp4: Path, speech_wavs: list[Path], tmp_path: Path
+) -> None:
+    avatar = tmp_path / "avatar"
+    first = lsk.sync(
+        carphone_mp4,
+        speech_wavs[1],
+        model="viseme",
+        output=tmp_path / "a.mkv",
+        avatar_dir=avatar,
+        progress=False,
+    )
+    assert first.avatar_hits == 0
+    assert "detect" in first.stage_seconds
+    second = lsk.sync(
+        carphone_mp4,
+        speech_wavs[1],
+        model="viseme",
+        output=tmp_path / "b.mkv",
+        avatar_dir=avatar,
+        progress=False,
+    )
+    assert "detect" not in second.stage_seconds  # the face track came from the cache
+    assert second.avatar_hits > 0
+    assert any("avatar cache" in n for n in second.notes)
+    # the same inputs through the cache give the same pixels
+    assert np.array_equal(read_video_frames(tmp_path / "a.mkv"), read_video_frames(tmp_path / "b.mkv"))
+
+
+def test_sync_batch_shares_batches_across_jobs(
+    carphone_mp4: Path, speech_wavs: list[Path], tmp_path: Path
+) -> None:
+    audios = speech_wavs[:3]
+    results = lsk.sync_batch(
+        carphone_mp4, audios, tmp_path / "out", model="viseme", concurrency=3, batch_size=8
+    )
+    assert [r.output.name for r in results] == [f"{a.stem}.mp4" for a in audios]
+    for r, a in zip(results, audios, strict=True):
+        assert r.output.is_file()
+        assert abs(r.frames / r.fps - lsk.load_audio(str(a)).duration) <= 1 / r.fps
+    stats = results[0].scheduler
+    assert stats["items"] == sum(r.frames_with_face for r in results)
+    assert stats["batches"] < stats["items"]  # frames were batched
+
+
+def test_auto_model_falls_back_to_viseme_and_says_why(
+    caplog, astronaut_png: Path, speech_wav: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from lipsynckit.selection import choose_model
+
+    name, why = choose_model()
+    assert name == "viseme"
+    assert "weight-free" in why and "not chosen" in why
+    with caplog.at_level("INFO", logger="lipsynckit"):
+        r = lsk.sync(astronaut_png, speech_wav, output=tmp_path / "auto.mp4", progress=False)
+    assert r.model == "viseme"
+    assert "weight-free" in caplog.text

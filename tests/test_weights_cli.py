@@ -1,0 +1,92 @@
+"""`lipsynckit weights` and the resolver: local files, the cache, offline errors, sha256, safe loading."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from lipsynckit.cli import main
+from lipsynckit.errors import WeightsError
+from lipsynckit.model import ModelInfo, WeightFile, WeightSource
+from lipsynckit.weights import load_checkpoint, load_strict, resolve, resolve_all, unwrap_state_dict, verify
+
+INFO = ModelInfo(
+    name="toy",
+    display_name="Toy",
+    face_size=8,
+    weights=[
+        WeightFile(
+            key="net",
+            filename="net.pth",
+            relpath="sub/net.pth",
+            sources=[WeightSource(hf_repo="someone/toy", note="official")],
+        ),
+        WeightFile(key="extra", filename="extra.pth", optional=True),
+    ],
+)
+
+
+def test_resolve_explicit_folder_cache_and_offline_error(tmp_path: Path) -> None:
+    wf = INFO.weights[0]
+    with pytest.raises(WeightsError) as e:
+        resolve(wf, "toy")
+    msg = str(e.value)
+    assert (
+        "net.pth" in msg and "hf://someone/toy" in msg and "lsk_home" in msg
+    )  # where to get it, where to put it
+    layout = tmp_path / "models" / "sub"
+    layout.mkdir(parents=True)
+    (layout / "net.pth").write_bytes(b"x")
+    assert resolve(wf, "toy", tmp_path / "models") == layout / "net.pth"
+    assert resolve_all(INFO, tmp_path / "models") == {"net": layout / "net.pth"}
+    with pytest.raises(WeightsError, match="does not exist"):
+        resolve(wf, "toy", tmp_path / "nope")
+
+
+def test_verify_sha256(tmp_path: Path) -> None:
+    p = tmp_path / "net.pth"
+    p.write_bytes(b"weights")
+    good = WeightFile(key="n", filename="net.pth", sha256=hashlib.sha256(b"weights").hexdigest())
+    assert verify(p, good)
+    bad = WeightFile(key="n", filename="net.pth", sha256="0" * 64)
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        verify(p, bad)
+
+
+def test_load_checkpoint_forms_and_strict_diff(tmp_path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    sd = net.state_dict()
+    train = tmp_path / "train.pth"
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in sd.items()}, "optimizer": {}, "global_step": 3}, train
+    )
+    got = unwrap_state_dict(load_checkpoint(train))
+    assert set(got) == set(sd)
+    from safetensors.torch import save_file
+
+    st = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(st))
+    assert set(unwrap_state_dict(load_checkpoint(st))) == set(sd)
+    script = tmp_path / "w.pt"
+    torch.jit.script(net).save(str(script))
+    assert set(unwrap_state_dict(load_checkpoint(script))) == set(sd)
+    wrong = {k.replace("1.", "2."): v for k, v in sd.items()}
+    with pytest.raises(WeightsError) as e:
+        load_strict(net, wrong, path=train, what="toy")
+    assert "missing (" in str(e.value) and "unexpected (" in str(e.value)
+    # a pickle that needs code to load is refused (weights_only=True)
+    evil = tmp_path / "evil.pth"
+    torch.save({"obj": Path("x")}, evil)
+    with pytest.raises(WeightsError, match="cannot read checkpoint"):
+        load_checkpoint(evil)
+
+
+def test_weights_cli_list_and_fetch_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["weights", "list", "wav2lip"]) == 0
+    out = capsys.readouterr().out
+    assert "NON-COMMERCIAL" in out and "MISSING" in out
+    assert main(["weights", "list", "viseme"]) == 0
+    assert "needs no weights" in capsys.readouterr().out
