@@ -83,8 +83,9 @@ def test_stereo_is_averaged_and_other_rates_resampled(speech_wav: Path, model: W
     feats48 = model.audio_features(AudioClip(torch.from_numpy(up), 48000), 25.0)
     assert abs(feats48.shape[0] - mono.shape[0]) <= 1
     n = min(feats48.shape[0], mono.shape[0]) - 1
-    # band-limited round trip: the features agree closely away from the edges
-    assert float((feats48[1:n] - mono[1:n]).abs().mean()) < 0.05
+    # band-limited round trip: the features agree closely away from the edges (measured 0.005; the same
+    # speech shifted by 50 ms differs by 0.8)
+    assert float((feats48[1:n] - mono[1:n]).abs().mean()) < 0.02
 
 
 def test_too_short_audio_and_bad_fps_are_clear_errors(model: Wav2LipModel) -> None:

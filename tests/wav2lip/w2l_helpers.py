@@ -39,7 +39,8 @@ def state_dict(name: str) -> dict[str, torch.Tensor]:
 
 
 def save_training_checkpoint(path: Path) -> Path:
-    """The official training container: DataParallel ``module.`` keys, Adam state, step counters."""
+    """The official training container: DataParallel ``module.`` keys, Adam state, step counters,
+    written in the legacy (non-zip) format the 2020 files use (torch ~1.1)."""
     sd = state_dict("wav2lip")
     some = [k for k, v in sd.items() if v.is_floating_point()][:2]
     optimizer = {
@@ -70,6 +71,7 @@ def save_training_checkpoint(path: Path) -> Path:
             "global_epoch": 80,
         },
         path,
+        _use_new_zipfile_serialization=False,
     )
     return path
 
