@@ -156,3 +156,20 @@ def test_cache_directory_is_used_and_verified(tmp_path: Path, training_ckpt: Pat
     (cache / "wav2lip_gan" / "wav2lip_gan.pth").symlink_to(training_ckpt)
     with pytest.raises(WeightsError, match="sha256 mismatch"):
         load_model(plugin_gan)
+
+
+class _NotATensor:
+    """Stands for arbitrary pickled objects: loading must not construct them (weights_only=True)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("code ran while loading",))
+
+
+def test_pickled_code_in_a_checkpoint_is_never_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wav2lip.pth"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _NotATensor()}, path)
+    with pytest.raises(WeightsError, match="cannot read checkpoint"):
+        load_model(plugin, weights=path)
+    assert "code ran" not in capsys.readouterr().out
