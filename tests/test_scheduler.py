@@ -37,6 +37,8 @@ from lipsynckit.types import ModelBatch, PreparedFace, WorkItem
 
 FACE = 48  # crop side: small, so the whole file runs in seconds
 
+pytestmark = pytest.mark.timeout(120)  # a scheduling bug shows as a hang: fail it, not the whole run
+
 
 @pytest.fixture(autouse=True)
 def _fresh_table() -> None:
@@ -431,6 +433,21 @@ def test_one_thread_can_submit_then_read_without_closing(photo: np.ndarray) -> N
         assert [next(it)[0] for _ in range(3)] == [0, 1, 2]
         job.close()
         assert list(it) == []
+
+
+def test_min_batch_holds_small_batches_while_more_work_can_come(photo: np.ndarray) -> None:
+    gen = ConvGenerate()
+    with BatchScheduler(gen, SchedulerOptions(max_batch=8, min_batch=4, max_wait_ms=1)) as sched:
+        job = sched.open_job()
+        for i in range(2):
+            job.submit(make_item(photo, job.id, i))
+        time.sleep(0.2)  # far past max_wait_ms: still below min_batch, nobody waiting, job open
+        assert gen.batches == []
+        for i in range(2, 5):
+            job.submit(make_item(photo, job.id, i))
+        job.close()
+        assert [i for i, _ in job.results()] == [0, 1, 2, 3, 4]
+    assert len(gen.batches[0]) >= 4
 
 
 def test_leaving_the_scheduler_with_an_open_job_reports_its_frames(photo: np.ndarray) -> None:
