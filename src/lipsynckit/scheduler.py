@@ -20,6 +20,13 @@ joined by events, so that the copies of one batch overlap the compute of the nex
 simply run (their batches' audio tensors are pinned so ``.to(device, non_blocking=True)`` overlaps).
 
 CPU stages of the pipeline (decode, prepare, composite, encode) overlap with :func:`map_ordered`.
+
+Batch formation: a batch launches when it is full, or once ``max_wait_ms`` has passed since its first
+frame was queued and it holds ``min_batch`` frames, or at once when no more work can come (every job
+closed or its producer blocked on a full queue). A consumer waiting in ``results()`` for a frame that is
+queued also flushes it after ``max_wait_ms``, so ``min_batch`` never deadlocks a thread that submits and
+then reads. Memory: ``queue_size`` bounds each job's input queue; generated frames wait in the job
+until ``results()`` takes them, so read results while submitting (another thread) for flat memory.
 """
 
 from __future__ import annotations
@@ -603,7 +610,11 @@ class BatchScheduler:
         self._thread.start()
 
     def close(self) -> None:
-        """Finish queued work of closed jobs, fail what open jobs still hold, and join the device thread."""
+        """Stop: generate what is queued, fail what open jobs still hold back (short chunks), join the thread.
+
+        Frames that were not generated are reported through their jobs' ``results()`` as
+        :class:`SchedulerClosedError`; nothing is dropped silently.
+        """
         with self._cv:
             self._stopped = True
             self._cv.notify_all()
