@@ -224,6 +224,23 @@ def test_back_pressure_bounds_the_queue(photo: np.ndarray) -> None:
     assert stats.max_queue_depth[job.id] <= 5
 
 
+def test_result_buffer_bounds_unread_outputs_of_a_slow_consumer(photo: np.ndarray) -> None:
+    gen = ConvGenerate()
+    opts = SchedulerOptions(max_batch=2, max_wait_ms=0, queue_size=4, result_buffer=3)
+    held: list[int] = []
+    with BatchScheduler(gen, opts) as sched:
+        job = sched.open_job()
+        producer = produce(job, photo, 30)
+        got = []
+        for i, _ in job.results():
+            got.append(i)
+            time.sleep(0.005)  # a slow encoder
+            held.append(len(job._done))
+        producer.join(timeout=10)
+    assert got == list(range(30))
+    assert max(held) <= 3 + 2  # the buffer plus one batch taken before the consumer caught up
+
+
 def test_chunks_are_never_split_nor_mixed(photo: np.ndarray) -> None:
     gen = ConvGenerate(delay_s=0.005)
     sizes = {0: 40, 1: 35, 2: 16}  # short last chunks: 8 and 3 frames

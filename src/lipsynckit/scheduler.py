@@ -84,6 +84,12 @@ class SchedulerOptions(BaseModel):
         default=5.0, ge=0.0, description="how long to wait for more work to fill a batch"
     )
     queue_size: int = Field(default=64, ge=1, description="queued frames per job before submit() blocks")
+    result_buffer: int | None = Field(
+        default=None,
+        ge=1,
+        description="generated frames a job may hold unread before its work is passed over (None: no bound); "
+        "bounds memory when a consumer is slow, so results() must run beside submit()",
+    )
     chunk_frames: int = Field(
         default=1,
         ge=1,
@@ -469,6 +475,8 @@ class Job:
                         raise self._errors[seq]
                     if seq in self._done:
                         out = self._done.pop(seq)
+                        if s.options.result_buffer is not None:
+                            s._cv.notify_all()  # the device may have passed this job over
                         break
                     if self._closed and seq >= self._next_seq:
                         return
@@ -520,6 +528,11 @@ class Job:
         self._queued_items += len(unit.items)
         self.max_queue_depth = max(self.max_queue_depth, self._queued_items)
         s._cv.notify_all()
+
+    def _ready(self) -> bool:
+        """Work queued, and room for its results (``result_buffer``)."""
+        buf = self._s.options.result_buffer
+        return bool(self._queue) and (buf is None or len(self._done) < buf)
 
     def _pop(self) -> _Unit:
         unit = self._queue.popleft()
@@ -707,7 +720,7 @@ class BatchScheduler:
         n = 0
         urgent = False
         for j in self._jobs:
-            if j._queue:
+            if j._ready():
                 n += j._queued_items
                 if j._closed or j._producer_blocked or j._consumer_waiting:
                     urgent = True
@@ -717,7 +730,7 @@ class BatchScheduler:
         """Round-robin over jobs, one unit at a time, up to the batch size (at least one unit)."""
         units: list[_Unit] = []
         total = 0
-        jobs = [j for j in self._jobs if j._queue]
+        jobs = [j for j in self._jobs if j._ready()]
         if not jobs:
             return units
         start = self._rr % len(jobs)
