@@ -12,8 +12,19 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
+
 from detweights import deterministic_state_dict, load_manifest
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """A photo as an RGB uint8 array (core's frame convention)."""
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
 
 _NEW_TO_OLD = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
 

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_npz
 from mt_helpers import write_bisenet
 from PIL import Image
 
@@ -18,6 +17,13 @@ from lipsynckit.types import Face
 from lipsynckit_musetalk import blending as B
 from lipsynckit_musetalk.bisenet import BiSeNet, FaceParser, load_bisenet
 from lipsynckit_musetalk.face import crop_box, crop_box_from_68, landmark_box
+
+from conftest import load_npz
+
+
+def _box(arr: np.ndarray) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (int(v) for v in arr)
+    return x1, y1, x2, y2
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,7 @@ def test_blend_golden_exact(g: dict[str, np.ndarray], case: tuple) -> None:
     box_key, mode, expand, ratio, key, face_key = case
     labels = g["label_map_512"]
     frame = g["frame_bgr"][..., ::-1]  # core frames are RGB
-    box = tuple(int(v) for v in g[box_key])
+    box = _box(g[box_key])
     face = B.resize_face(g["face256_bgr"][..., ::-1], box)
     np.testing.assert_array_equal(face[..., ::-1], g[face_key])
     mask, crop = B.blend_material(frame, box, lambda _img: labels, mode, expand, ratio)
@@ -58,14 +64,10 @@ def test_blend_golden_exact(g: dict[str, np.ndarray], case: tuple) -> None:
 def test_realtime_masks_and_boxes(g: dict[str, np.ndarray]) -> None:
     labels = g["label_map_512"]
     frame = g["frame_bgr"][..., ::-1]
-    mask, crop = B.blend_material(
-        frame, tuple(int(v) for v in g["bbox_v15"]), lambda _i: labels, "jaw", 1.5, 0.1
-    )
+    mask, crop = B.blend_material(frame, _box(g["bbox_v15"]), lambda _i: labels, "jaw", 1.5, 0.1)
     np.testing.assert_array_equal(mask, g["v15_realtime_mask"])
     assert list(crop) == list(g["v15_realtime_crop_box"]) == list(g["v15_crop_box_expand1p5"])
-    mask, crop = B.blend_material(
-        frame, tuple(int(v) for v in g["bbox"]), lambda _i: labels, "legacy", 1.2, 0.1
-    )
+    mask, crop = B.blend_material(frame, _box(g["bbox"]), lambda _i: labels, "legacy", 1.2, 0.1)
     np.testing.assert_array_equal(mask, g["v10legacy_realtime_mask"])
     assert list(crop) == list(g["v10legacy_crop_box_expand1p2"])
 
@@ -132,7 +134,8 @@ def test_crop_rules() -> None:
 
 def test_float_blend_matches_pil_paste_within_one(g: dict[str, np.ndarray]) -> None:
     frame = np.ascontiguousarray(g["frame_bgr"][..., ::-1])
-    box = tuple(int(v) for v in g["bbox"])
+    x1, y1, x2, y2 = (int(v) for v in g["bbox"])
+    box = (x1, y1, x2, y2)
     face = B.resize_face(g["face256_bgr"][..., ::-1], box)
     mask, crop = B.blend_material(frame, box, lambda _i: g["label_map_512"], "legacy", 1.2, 0.1)
     a = B.paste_with_mask(frame, face, box, mask, crop).astype(np.int16)

@@ -10,16 +10,16 @@ import gc
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_npz
-from mt_helpers import build_models_dir
+from mt_helpers import build_models_dir, read_rgb
 
 from lipsynckit.types import Face, ModelBatch, WorkItem
 from lipsynckit_musetalk.plugin import plugin
 from lipsynckit_musetalk.runtime import MuseTalkModel
+
+from conftest import load_npz
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_unet_realsize_golden(real_model: MuseTalkModel, reference_dir: Path) ->
 
 
 def test_generate_real_photo_realsize(real_model: MuseTalkModel, grace_hopper_jpg: Path) -> None:
-    frame = cv2.cvtColor(cv2.imread(str(grace_hopper_jpg)), cv2.COLOR_BGR2RGB)
+    frame = read_rgb(grace_hopper_jpg)
     prepared = real_model.prepare(frame, Face(box=np.array([170, 120, 350, 330])))
     assert prepared.data["parsed"] is True
     assert tuple(prepared.data["latents"].shape) == (8, 32, 32)

@@ -11,14 +11,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_npz
-from mt_helpers import build_models_dir
+from mt_helpers import build_models_dir, read_rgb
 
 from lipsynckit.errors import NoFaceError, WeightsError
 from lipsynckit.types import Face, ModelBatch, WorkItem
 from lipsynckit_musetalk import blending, networks
 from lipsynckit_musetalk.plugin import plugin, plugin_v10
 from lipsynckit_musetalk.runtime import MuseTalkModel
+
+from conftest import load_npz
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_generate_any_batch_matches_golden(model: MuseTalkModel, golden: dict[st
 
 
 def test_prepare_generate_composite_real_photo(model: MuseTalkModel, grace_hopper_jpg: Path) -> None:
-    frame = cv2.cvtColor(cv2.imread(str(grace_hopper_jpg)), cv2.COLOR_BGR2RGB)
+    frame = read_rgb(grace_hopper_jpg)
     h, w = frame.shape[:2]
     face = Face(box=np.array([170, 120, 350, 330], dtype=np.float32))  # the face in grace_hopper.jpg
     prepared = model.prepare(frame, face)
@@ -148,7 +149,7 @@ def test_feathered_fallback_without_parsing(
     with caplog.at_level(logging.WARNING):
         m = plugin.load(weights=models, device="cpu", options={"latent_sampling": "mode"})
     assert "feathered" in caplog.text
-    frame = cv2.cvtColor(cv2.imread(str(astronaut_png)), cv2.COLOR_BGR2RGB)
+    frame = read_rgb(astronaut_png)
     prepared = m.prepare(frame, Face(box=np.array([180, 40, 290, 190])))
     assert prepared.data["parsed"] is False
     mask = prepared.data["blend_mask"]
@@ -159,3 +160,16 @@ def test_feathered_fallback_without_parsing(
     assert torch.equal(again.data["latents"], prepared.data["latents"])
     with pytest.raises(NoFaceError):
         m.prepare(frame, Face(box=np.array([600, 600, 700, 700])))
+
+
+@pytest.mark.gpu
+def test_step_golden_fp16_cuda(small_models: Path, golden: dict[str, np.ndarray]) -> None:
+    """fp16 on CUDA (--use_float16): same step within fp16 tolerance."""
+    m = plugin.load(weights=small_models, device="cuda", options={"fp16": True})
+    assert isinstance(m, MuseTalkModel) and m.dtype == torch.float16
+    out = m.step(torch.from_numpy(golden["unet_input_latents"]), torch.from_numpy(golden["whisper_batch"]))
+    ref = golden["unet_output_latents"]
+    assert np.abs(out.float().cpu().numpy() - ref).max() <= 1e-2 * np.abs(ref).max()
+    faces = m.decode(torch.from_numpy(golden["unet_output_latents"]))
+    diff = np.abs(faces[..., ::-1].astype(np.int16) - golden["output_bgr_uint8"].astype(np.int16))
+    assert diff.mean() < 2.0
