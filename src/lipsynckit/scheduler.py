@@ -93,7 +93,8 @@ class SchedulerOptions(BaseModel):
     chunk_frames: int = Field(
         default=1,
         ge=1,
-        description="frames generated together (LatentSync: 16); chunks are never split or mixed",
+        description="frames generated together (LatentSync: 16); chunks are never split or mixed, so a "
+        "batch holds at least one chunk even when max_batch is smaller",
     )
     device: str = Field(default="cpu", description="'cpu', 'cuda' or 'cuda:N'")
     pin_memory: bool | None = Field(
