@@ -194,7 +194,7 @@ class MuseTalkPlugin(ModelPlugin):
             if p.is_file():
                 if wf.key == "unet":
                     return p
-                roots.append(p.parent)
+                roots += [p.parent, p.parent.parent]  # models/musetalkV15/unet.pth -> models/
             elif p.is_dir():
                 roots.append(p)
             else:

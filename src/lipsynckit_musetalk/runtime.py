@@ -86,16 +86,22 @@ class MuseTalkModel(BaseLipSyncModel):
         return self
 
     # -- audio ----------------------------------------------------------------------------------
-    def whisper_features(self, audio: AudioClip) -> torch.Tensor:
-        """(A, 5, 384) whisper hidden states of the clip (16 kHz mono), per the chosen front end."""
+    @staticmethod
+    def _wave16k(audio: AudioClip) -> torch.Tensor:
         clip = audio.mono()
         if clip.sample_rate != maudio.SAMPLE_RATE:
             clip = clip.resample(maudio.SAMPLE_RATE)
-        wave = clip.samples[0]
+        return clip.samples[0]
+
+    def whisper_features(self, audio: AudioClip) -> torch.Tensor:
+        """(A, 5, 384) whisper hidden states of the clip (16 kHz mono), per the chosen front end."""
+        return self._whisper(self._wave16k(audio), audio.source)
+
+    def _whisper(self, wave: torch.Tensor, source: str | None) -> torch.Tensor:
         if wave.numel() < maudio.HOP:
             raise AudioError(
                 f"audio too short for MuseTalk ({wave.numel()} samples at 16 kHz)",
-                path=audio.source,
+                path=source,
                 stage="audio",
                 remedy="use at least 0.1 s of audio",
             )
@@ -105,14 +111,12 @@ class MuseTalkModel(BaseLipSyncModel):
 
     def audio_features(self, audio: AudioClip, fps: float) -> torch.Tensor:
         """(N, 50, 384) whisper windows, one per output frame (N by the official frame rule)."""
-        feats = self.whisper_features(audio)
+        wave = self._wave16k(audio)
+        feats = self._whisper(wave, audio.source)
         if self.options.audio_frontend == "legacy":
             idx = maudio.legacy_window_indices(feats.shape[0], fps)
         else:
-            n = audio.num_samples
-            if audio.sample_rate != maudio.SAMPLE_RATE:
-                n = round(n * maudio.SAMPLE_RATE / audio.sample_rate)
-            idx = maudio.head_window_indices(n, fps)
+            idx = maudio.head_window_indices(int(wave.numel()), fps)
         if len(idx) == 0:
             raise AudioError(
                 "audio shorter than one video frame",
