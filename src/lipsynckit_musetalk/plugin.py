@@ -38,7 +38,6 @@ _VAE = [
             )
         ],
         license="MIT",
-        size_bytes=334_643_276,
         description="sd-vae-ft-mse AutoencoderKL (diffusers 0.4 attention names, renamed on load)",
     ),
     WeightFile(
@@ -127,7 +126,6 @@ def _unet(version: str) -> list[WeightFile]:
             key="unet",
             filename=fname,
             relpath=f"{folder}/{fname}",
-            size_bytes=None,
             sources=[WeightSource(hf_repo=_HF, hf_filename=f"{folder}/{fname}", note="official")],
             license=_UNET_LICENSE,
             description=f"MuseTalk {version} UNet2DConditionModel, flat fp32 state dict (~3.4 GB)",
