@@ -224,31 +224,30 @@ class MuseTalkPlugin(ModelPlugin):
         )
 
     def find_weights(self, weights: str | Path | None = None, download: bool = False) -> dict[str, Path]:
-        """Resolve every file (official relpaths first; generic names only at their relpath)."""
+        """Resolve every file (official relpaths first; generic names only at their relpath).
+
+        Whisper is required in one of its two forms (transformers folder or openai ``tiny.pt``); the
+        transformers one is the one downloaded.
+        """
         from lipsynckit.errors import WeightsError
 
         found: dict[str, Path] = {}
         for wf in self.info.weights:
-            if wf.key == "whisper" and "whisper_openai" in found:
-                continue
             got = self._find(wf, weights, download and not wf.optional)
             if got is not None:
                 found[wf.key] = got
         if "whisper" not in found and "whisper_openai" not in found:
-            if download:
-                got = self._find(
-                    self.info.weights[[w.key for w in self.info.weights].index("whisper")], weights, True
-                )
-                if got is not None:
-                    found["whisper"] = got
-            if "whisper" not in found:
+            hf = next(wf for wf in self.info.weights if wf.key == "whisper")
+            got = self._find(hf, weights, True) if download else None
+            if got is None:
                 raise WeightsError(
                     f"no Whisper-tiny weights for {self.info.name!r}"
                     + (f" under {weights}" if weights is not None else ""),
                     stage="weights",
-                    remedy="put openai/whisper-tiny (config.json + pytorch_model.bin) in models/whisper/ "
-                    "or openai-whisper tiny.pt there; or run `lipsynckit weights fetch musetalk` when online",
+                    remedy="put openai/whisper-tiny (config.json + pytorch_model.bin) or openai-whisper tiny.pt "
+                    f"in models/whisper/, or run `lipsynckit weights fetch {self.info.name}` when online",
                 )
+            found["whisper"] = got
         return found
 
     def _load(

@@ -224,3 +224,15 @@ def test_v10_legacy_layout_and_audio(
     )
     assert head.audio_features(clip, 25).shape[0] == int(clip.num_samples / 16000 * 25)
     assert A.SAMPLE_RATE == m.info.audio_sample_rate
+
+
+def test_missing_whisper_is_one_clear_error(small_models: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    for rel in ["musetalkV15/unet.pth", "sd-vae/diffusion_pytorch_model.bin", "sd-vae/config.json"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(small_models / rel)
+    with pytest.raises(WeightsError, match="Whisper-tiny") as err:
+        plugin.find_weights(root)
+    assert "models/whisper/" in str(err.value)
+    ok, reason = plugin.status(root)
+    assert not ok and "Whisper" in reason
