@@ -146,7 +146,7 @@ def sync_batch(
     option_overrides.setdefault("avatar_dir", out / ".avatar")
     opts = _options(None, option_overrides)
     prepare_avatar(template, m, opts.avatar_dir, options=opts)
-    sopts: dict[str, Any] = {"chunk_frames": max(1, m.info.chunk_frames), "device": m.device.type}
+    sopts: dict[str, Any] = {"chunk_frames": max(1, m.info.chunk_frames), "device": str(m.device), "model_name": m.info.name}
     if opts.batch_size:
         sopts["max_batch"] = opts.batch_size
     with BatchScheduler(m.generate, SchedulerOptions(**sopts)) as scheduler:

@@ -24,7 +24,7 @@ class SyncOptions(BaseModel):
     crf: int = Field(18, ge=0, le=51, description="x264 quality for mp4 output")
     detector: str = Field("auto", description="face detector plugin name")
     face_boxes: Path | None = Field(None, description="JSON file of per-frame boxes (skips detection)")
-    face_select: Literal["largest", "index", "box"] = "largest"
+    face_select: Literal["largest", "score", "index", "box"] = "largest"
     face_index: int = 0
     face_box: tuple[float, float, float, float] | None = None
     exact_detection: bool = Field(

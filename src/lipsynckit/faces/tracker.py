@@ -66,6 +66,10 @@ class TrackOptions(BaseModel):
     scene_cut: float = Field(
         default=0.35, gt=0.0, le=1.0, description="histogram distance that counts as a cut"
     )
+    detect_near: bool = Field(
+        default=True,
+        description="confirm a followed face by detecting in a window around it before searching the whole frame",
+    )
     min_iou: float = Field(default=0.3, gt=0.0, lt=1.0, description="IoU that keeps identity between frames")
     max_track_frames: int = Field(
         default=30, ge=0, description="frames a face is tracked without a confirming detection"
@@ -237,6 +241,26 @@ class FaceTracker:
         faces = self.detector.detect(small)
         return faces if s == 1.0 else [_scale_face(f, 1.0 / s) for f in faces]
 
+    def _detect_near(self, frame: np.ndarray, box: np.ndarray) -> list[Face]:
+        """Detect inside a window of twice the face's size around ``box`` (frame coordinates out)."""
+        h, w = frame.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        side = max(x2 - x1, y2 - y1)
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        a, b = max(0, int(cx - side)), max(0, int(cy - side))
+        c, d = min(w, int(cx + side) + 1), min(h, int(cy + side) + 1)
+        if c - a < 16 or d - b < 16 or ((c - a) * (d - b) > 0.6 * w * h):
+            return self._detect(frame, full=False)
+        self.stats.detect_frames.append(self.stats.frames)
+        crop, s = _scaled(np.ascontiguousarray(frame[b:d, a:c]), self.options.detect_max_side)
+        out = []
+        for f in self.detector.detect(crop):
+            g = f if s == 1.0 else _scale_face(f, 1.0 / s)
+            shift = np.array([a, b], np.float32)
+            lm = None if g.landmarks is None else g.landmarks + shift
+            out.append(Face(box=g.box + np.tile(shift, 2), score=g.score, landmarks=lm))
+        return out
+
     def _fresh(self, faces: list[Face]) -> Face | None:
         o = self.options
         chosen = select_face(faces, o.select, o.index, o.box)
@@ -313,9 +337,15 @@ class FaceTracker:
         face: Face | None
         if need:
             self._since_detect = 0
-            faces = self._detect(frame, full=False)
             ref = tracked if tracked is not None else self._cur
-            chosen = match_face(faces, ref.box, o.min_iou) if ref is not None else None
+            chosen = None
+            if ref is not None and not cut and o.detect_near:
+                # confirm a followed face near where it is: a crop costs a fraction of the whole frame
+                chosen = match_face(self._detect_near(frame, ref.box), ref.box, o.min_iou)
+            faces: list[Face] = []
+            if chosen is None:
+                faces = self._detect(frame, full=False)
+                chosen = match_face(faces, ref.box, o.min_iou) if ref is not None else None
             if chosen is not None:
                 face = chosen
                 self._since_confirm = 0
