@@ -136,7 +136,7 @@ def test_prepare_generate_composite_real_photo(model: MuseTalkModel, grace_hoppe
     assert np.any(result != frame)
 
 
-def test_v10_bbox_shift_and_no_face(small_models: Path) -> None:
+def test_v10_unet_not_confused_with_whisper_bin(small_models: Path) -> None:
     # v1.0 needs musetalk/pytorch_model.bin; whisper/pytorch_model.bin must not be taken for it
     with pytest.raises(WeightsError, match="musetalk/pytorch_model.bin"):
         plugin_v10.find_weights(small_models)
