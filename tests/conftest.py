@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,6 +15,7 @@ REFERENCE = (REPO / ".." / "shared" / "reference").resolve()
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 sys.path.insert(0, str(REFERENCE))  # detweights.py: the shared deterministic-weight convention
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # refdata.py, reachable from every sub-folder
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -105,8 +105,3 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's weight cache from tests."""
     monkeypatch.setenv("LIPSYNCKIT_HOME", str(tmp_path / "lsk_home"))
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}

@@ -17,7 +17,7 @@ import torch
 from lipsynckit.cli import main
 from lipsynckit.media import VideoSink, read_video_frames
 
-from conftest import load_npz
+from refdata import load_npz
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,11 @@ def model_cache_dir(model: str) -> Path:
 
 def _candidates(wf: WeightFile, root: Path) -> Iterable[Path]:
     if wf.relpath:
+        # an official layout names the place exactly; generic names (pytorch_model.bin) must not be
+        # picked up from another model's sub-folder
         yield root / wf.relpath
+        yield root / wf.filename
+        return
     yield root / wf.filename
     # one or two levels of nesting, as people unpack archives
     yield from sorted(root.glob(f"*/{wf.filename}"))

@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_npz
-from detweights import deterministic_state_dict, load_manifest
 
 from lipsynckit.errors import WeightsError
 from lipsynckit.metrics import (
@@ -20,6 +18,9 @@ from lipsynckit.metrics import (
     syncnet_mfcc,
 )
 from lipsynckit.types import AudioClip
+
+from detweights import deterministic_state_dict, load_manifest
+from refdata import load_npz
 
 W2L = "wav2lip"
 

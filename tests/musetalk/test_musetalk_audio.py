@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mt_helpers import write_whisper_hf, write_whisper_openai
 
 from lipsynckit.media import load_audio
 from lipsynckit_musetalk import audio as A
 from lipsynckit_musetalk.whisper import load_whisper_encoder
 
-from conftest import load_npz
+from mt_helpers import write_whisper_hf, write_whisper_openai
+from refdata import load_npz
 
 
 @pytest.fixture(scope="module")

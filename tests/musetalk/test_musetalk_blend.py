@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mt_helpers import write_bisenet
 from PIL import Image
 
 from lipsynckit.errors import WeightsError
@@ -18,7 +17,8 @@ from lipsynckit_musetalk import blending as B
 from lipsynckit_musetalk.bisenet import BiSeNet, FaceParser, load_bisenet
 from lipsynckit_musetalk.face import crop_box, crop_box_from_68, landmark_box
 
-from conftest import load_npz
+from mt_helpers import write_bisenet
+from refdata import load_npz
 
 
 def _box(arr: np.ndarray) -> tuple[int, int, int, int]:

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mt_helpers import build_models_dir, read_rgb
 
 from lipsynckit.types import Face, ModelBatch, WorkItem
 from lipsynckit_musetalk.plugin import plugin
 from lipsynckit_musetalk.runtime import MuseTalkModel
 
-from conftest import load_npz
+from mt_helpers import build_models_dir, read_rgb
+from refdata import load_npz
 
 pytestmark = pytest.mark.slow
 

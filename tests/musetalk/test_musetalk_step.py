@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mt_helpers import build_models_dir, read_rgb
 
 from lipsynckit.errors import NoFaceError, WeightsError
 from lipsynckit.types import Face, ModelBatch, WorkItem
@@ -19,7 +18,8 @@ from lipsynckit_musetalk import blending, networks
 from lipsynckit_musetalk.plugin import plugin, plugin_v10
 from lipsynckit_musetalk.runtime import MuseTalkModel
 
-from conftest import load_npz
+from mt_helpers import build_models_dir, read_rgb
+from refdata import load_npz
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +187,10 @@ def test_v10_legacy_layout_and_audio(
     reference_dir: Path, tmp_path: Path, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The 2024 layout (sd-vae-ft-mse/, whisper/tiny.pt) with v1.0 and the legacy audio front end."""
-    from mt_helpers import write_unet, write_vae, write_whisper_openai
-
     from lipsynckit.media import load_audio
     from lipsynckit_musetalk import audio as A
+
+    from mt_helpers import write_unet, write_vae, write_whisper_openai
 
     mt = reference_dir / "musetalk"
     root = tmp_path / "models"
