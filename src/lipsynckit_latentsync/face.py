@@ -157,15 +157,9 @@ class Aligner:
         """Bounding box (x1, y1, x2, y2) of the aligned crop in frame pixels: where restore writes."""
         a = np.vstack([np.asarray(affine, dtype=np.float64).reshape(2, 3), [0, 0, 1]])
         inv = np.linalg.inv(a)
-        corners = np.array(
-            [
-                [0, 0, 1],
-                [self.face_w - 1, 0, 1],
-                [0, self.face_h - 1, 1],
-                [self.face_w - 1, self.face_h - 1, 1],
-            ],
-            dtype=np.float64,
-        )
+        # bilinear sampling reaches up to one crop pixel beyond the crop's corner pixels
+        fw, fh = self.face_w, self.face_h
+        corners = np.array([[-1, -1, 1], [fw, -1, 1], [-1, fh, 1], [fw, fh, 1]], dtype=np.float64)
         pts = corners @ inv[:2].T
         h, w = frame_hw
         x1 = int(np.clip(np.floor(pts[:, 0].min()) - 1, 0, w))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from detweights import deterministic_state_dict, load_manifest
 
 
@@ -44,7 +45,9 @@ def golden_vae(reference_dir: Path) -> Any:
 
     cfg = json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
     vae = AutoencoderKL(**cfg)
-    vae.load_state_dict(deterministic_state_dict(load_manifest(ref(reference_dir, "golden_pipeline_vae_manifest.json"))))
+    vae.load_state_dict(
+        deterministic_state_dict(load_manifest(ref(reference_dir, "golden_pipeline_vae_manifest.json")))
+    )
     return vae.eval()
 
 

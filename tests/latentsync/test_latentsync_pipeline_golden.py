@@ -23,7 +23,9 @@ from lipsynckit_latentsync.runtime import LatentSyncRuntime
 @pytest.fixture(scope="module")
 def run(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     g = npz(ref(reference_dir, "golden_pipeline.npz"))
-    path = save_official_unet(tmp_path_factory.mktemp("ckpt") / "latentsync_unet.pt", golden_unet_state(reference_dir))
+    path = save_official_unet(
+        tmp_path_factory.mktemp("ckpt") / "latentsync_unet.pt", golden_unet_state(reference_dir)
+    )
     unet = load_unet(path, golden_unet_config(reference_dir))
     info = ModelInfo(name="latentsync_golden", display_name="golden", face_size=64, chunk_frames=16)
     # official settings of the golden run: 3 DDIM steps, guidance 1.5, seed 1247, no DeepCache
@@ -31,7 +33,9 @@ def run(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     rt = LatentSyncRuntime(info, unet, golden_vae(reference_dir), None, 64, opts)
 
     frames = g["frames_in"]
-    track = rt.adjust_track(FaceTrack([Face(box=[0, 0, 1, 1], landmarks=lm) for lm in g["landmarks_106"]]), (96, 112))
+    track = rt.adjust_track(
+        FaceTrack([Face(box=[0, 0, 1, 1], landmarks=lm) for lm in g["landmarks_106"]]), (96, 112)
+    )
     prepared = [rt.prepare(f, track.faces[i]) for i, f in enumerate(frames)]  # type: ignore[arg-type]
     windows = feature_chunks(torch.from_numpy(g["whisper_features"]), 25)
     n = len(windows)
@@ -39,11 +43,21 @@ def run(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     outputs: list[np.ndarray] = []
     decoded = []
     for start in range(0, n, 16):
-        items = [WorkItem(job_id=3, index=i, face=prepared[order[i]], audio=windows[i]) for i in range(start, min(n, start + 16))]
+        items = [
+            WorkItem(job_id=3, index=i, face=prepared[order[i]], audio=windows[i])
+            for i in range(start, min(n, start + 16))
+        ]
         outputs += rt.generate(ModelBatch(items))
         assert rt.last_chunk is not None
         decoded.append(rt.last_chunk.decoded)
-    return {"g": g, "rt": rt, "prepared": prepared, "order": order, "outputs": outputs, "decoded": torch.cat(decoded)}
+    return {
+        "g": g,
+        "rt": rt,
+        "prepared": prepared,
+        "order": order,
+        "outputs": outputs,
+        "decoded": torch.cat(decoded),
+    }
 
 
 def test_alignment_matches(run: dict[str, Any]) -> None:
@@ -66,7 +80,10 @@ def test_frames_out(run: dict[str, Any]) -> None:
     (``exact_restore``) we match to at most 1 grey level, and all but a handful of values exactly."""
     g, rt, order = run["g"], run["rt"], run["order"]
     out = np.stack(
-        [rt.composite(g["frames_in"][order[i]], run["prepared"][order[i]], face) for i, face in enumerate(run["outputs"])]
+        [
+            rt.composite(g["frames_in"][order[i]], run["prepared"][order[i]], face)
+            for i, face in enumerate(run["outputs"])
+        ]
     )
     diff = np.abs(out.astype(int) - g["frames_out"].astype(int))
     assert diff.max() <= 1

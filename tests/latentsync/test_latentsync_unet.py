@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from detweights import load_manifest
 from ls_testutil import golden_unet_config, golden_unet_state, npz, ref, save_official_unet
 
 from lipsynckit.errors import WeightsError
 from lipsynckit_latentsync.loader import load_unet
 from lipsynckit_latentsync.unet import DeepCacheState, UNet3DConditionModel, UNet3DConfig
+
+from detweights import load_manifest
 
 
 def test_released_configs_are_the_default(reference_dir: Path) -> None:
@@ -39,7 +40,9 @@ def test_golden_unet_through_official_container(reference_dir: Path, tmp_path: P
     g = npz(ref(reference_dir, "golden_unet.npz"))
     path = save_official_unet(tmp_path / "latentsync_unet.pt", golden_unet_state(reference_dir))
     unet = load_unet(path, golden_unet_config(reference_dir))
-    pe = unet.state_dict()["down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"]
+    pe = unet.state_dict()[
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
+    ]
     np.testing.assert_allclose(pe.numpy(), g["pe_down0"], atol=1e-6)
     gen = torch.Generator().manual_seed(0)
     sample = torch.randn(2, 13, 4, 32, 32, generator=gen)

@@ -1,0 +1,169 @@
+"""The plugin through its user-facing loader: official checkpoints/ layout, options, real media end
+to end (small stand-in architectures from the reference folder), and once at the real 1.5 size."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from ls_testutil import (
+    golden_unet_config,
+    golden_unet_state,
+    golden_vae,
+    ref,
+    save_diffusers_vae,
+    save_official_unet,
+    save_openai_whisper_tiny,
+)
+from test_latentsync_face import haar_face, landmarks_from_box
+
+from lipsynckit.errors import WeightsError
+from lipsynckit.media import load_audio
+from lipsynckit.types import Face, FaceTrack, ModelBatch, WorkItem
+from lipsynckit_latentsync import loader
+from lipsynckit_latentsync.plugin import LatentSyncPlugin, plugin, plugin_15
+from lipsynckit_latentsync.unet import UNet3DConfig
+
+
+def test_plugin_import_is_light() -> None:
+    code = (
+        "import sys, lipsynckit_latentsync.plugin as p; print(p.plugin.info.name, 'diffusers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["latentsync", "False"]
+
+
+def test_model_info() -> None:
+    assert plugin.info.face_size == 512 and plugin_15.info.face_size == 256
+    for p, repo in ((plugin, "ByteDance/LatentSync-1.6"), (plugin_15, "ByteDance/LatentSync-1.5")):
+        assert p.info.chunk_frames == 16 and p.info.audio_sample_rate == 16000
+        rec = {w.key: w for w in p.info.weights}
+        assert rec["unet"].relpath == "latentsync_unet.pt" and rec["whisper"].relpath == "whisper/tiny.pt"
+        assert rec["unet"].sources[0].hf_repo == repo
+        assert rec["vae"].sources[0].hf_repo == "stabilityai/sd-vae-ft-mse"
+        assert "licen" in p.info.weights_license.lower()
+
+
+def test_missing_weights_say_where_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError) as err:
+        plugin_15.find_weights(tmp_path)
+    assert "latentsync_unet.pt" in str(err.value) and "ByteDance/LatentSync-1.5" in str(err.value)
+    ok, reason = plugin_15.status(tmp_path)
+    assert not ok and "weights not found" in reason
+
+
+def make_checkpoints(root: Path, reference_dir: Path) -> Path:
+    """The official layout: checkpoints/latentsync_unet.pt, checkpoints/whisper/tiny.pt (+ the VAE)."""
+    save_official_unet(root / "latentsync_unet.pt", golden_unet_state(reference_dir))
+    save_openai_whisper_tiny(root / "whisper" / "tiny.pt")
+    save_diffusers_vae(
+        root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors", golden_vae(reference_dir)
+    )
+    return root
+
+
+def test_official_layout_end_to_end_on_real_media(
+    reference_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    speech_wav: Path,
+    astronaut_png: Path,
+) -> None:
+    # the shrunken architectures of the reference folder stand in for the released sizes
+    monkeypatch.setattr(loader, "UNET_CONFIG", UNet3DConfig.model_validate(golden_unet_config(reference_dir)))
+    monkeypatch.setattr(
+        loader, "VAE_ARCH", json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
+    )
+    ckpt = make_checkpoints(tmp_path / "checkpoints", reference_dir)
+    small = LatentSyncPlugin("latentsync_small", "1.5", 64, 0.0)
+    model = small.load(weights=ckpt, options={"steps": 2, "seed": 5, "deepcache": True})
+
+    clip = load_audio(speech_wav).slice(0.0, 0.7)
+    windows = model.audio_features(clip, 25.0)
+    assert windows.shape == (19, 50, 384)  # 35 feature rows -> the official rule gives 19 frames
+
+    img = cv2.cvtColor(cv2.imread(str(astronaut_png)), cv2.COLOR_BGR2RGB)
+    lm = landmarks_from_box(*haar_face(img))
+    track = model.adjust_track(FaceTrack([Face(box=[0, 0, 1, 1], landmarks=lm)]), img.shape[:2])
+    face = track.faces[0]
+    assert face is not None
+    prepared = model.prepare(img, face)
+    assert prepared.crop.shape == (64, 64, 3) and set(prepared.data) >= {"affine", "mask"}
+
+    def run_job(job: int) -> list[np.ndarray]:
+        outs: list[np.ndarray] = []
+        for start in (0, 16):  # one full chunk, then the shorter last chunk (3 frames)
+            items = [WorkItem(job, i, prepared, windows[i]) for i in range(start, min(19, start + 16))]
+            outs += model.generate(ModelBatch(items))
+        return outs
+
+    first, second = run_job(1), run_job(2)
+    assert len(first) == 19 and all(o.shape == (64, 64, 3) and o.dtype == np.uint8 for o in first)
+    for a, b in zip(first, second, strict=True):  # the seed makes runs repeatable
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(first[0], o) for o in first[1:])  # the audio drives the frames
+    # outside the mouth mask the generated face is the input face (the official paste-back)
+    keep = prepared.data["mask"] == 255
+    assert np.abs(first[0][keep].astype(int) - prepared.crop[keep].astype(int)).max() <= 1
+
+    out = model.composite(img, prepared, first[0])
+    x1, y1, x2, y2 = prepared.box
+    outside = np.ones(img.shape[:2], bool)
+    outside[y1:y2, x1:x2] = False
+    np.testing.assert_array_equal(out[outside], img[outside])
+    assert not np.array_equal(out, img)
+
+
+@pytest.mark.slow
+def test_real_size_15_checkpoints_load_and_run(
+    reference_dir: Path, tmp_path: Path, astronaut_png: Path
+) -> None:
+    """1.27 G-parameter UNet, sd-vae-ft-mse and Whisper-tiny at the released sizes, deterministic
+    weights in the official layout, loaded through plugin_15 and run for 2 steps on 16 frames."""
+    from lipsynckit_latentsync.loader import load_vae
+
+    from detweights import deterministic_state_dict, load_manifest
+
+    root = tmp_path / "checkpoints"
+    man = load_manifest(ref(reference_dir, "manifest_unet.json"))
+    state = deterministic_state_dict({k: v for k, v in man.items() if not k.endswith("pos_encoder.pe")})
+    save_official_unet(root / "latentsync_unet.pt", state)
+    del state
+    save_openai_whisper_tiny(root / "whisper" / "tiny.pt")
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(**loader.VAE_ARCH)
+    vae.load_state_dict(deterministic_state_dict({k: tuple(v.shape) for k, v in vae.state_dict().items()}))
+    save_diffusers_vae(root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors", vae)
+    del vae
+    assert load_vae(root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors") is not None
+
+    t0 = time.perf_counter()
+    model = plugin_15.load(weights=root, options={"steps": 2, "deepcache": False})
+    load_s = time.perf_counter() - t0
+    img = cv2.cvtColor(cv2.imread(str(astronaut_png)), cv2.COLOR_BGR2RGB)
+    face = model.adjust_track(
+        FaceTrack([Face(box=[0, 0, 1, 1], landmarks=landmarks_from_box(*haar_face(img)))]), (512, 512)
+    ).faces[0]
+    assert face is not None
+    prepared = model.prepare(img, face)
+    windows = torch.randn(16, 50, 384, generator=torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    outs = model.generate(ModelBatch([WorkItem(1, i, prepared, windows[i]) for i in range(16)]))
+    gen_s = time.perf_counter() - t0
+    assert len(outs) == 16 and outs[0].shape == (256, 256, 3)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(
+        f"\nLatentSync 1.5 size on CPU: load {load_s:.1f} s, 2 steps x 16 frames {gen_s:.1f} s "
+        f"({gen_s / 16:.2f} s/frame), peak RSS {peak_gb:.1f} GB"
+    )
