@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -86,3 +87,21 @@ def save_diffusers_vae(path: Path, vae: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
     return path
+
+
+def haar_face(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    found = cascade.detectMultiScale(gray, 1.1, 5, minSize=(60, 60))
+    assert len(found) >= 1
+    x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+    return int(x), int(y), int(w), int(h)
+
+
+def landmarks_from_box(x: int, y: int, w: int, h: int) -> np.ndarray:
+    """106 points with the three anchors LatentSync uses placed on the face (brows, nose)."""
+    lm = np.tile([x + w / 2, y + h / 2], (106, 1)).astype(np.float32)
+    lm[[43, 48, 49, 51, 50]] = [x + 0.3 * w, y + 0.3 * h]
+    lm[101:106] = [x + 0.7 * w, y + 0.3 * h]
+    lm[[74, 77, 83, 86]] = [x + 0.5 * w, y + 0.6 * h]
+    return lm

@@ -18,12 +18,13 @@ from ls_testutil import (
     golden_unet_config,
     golden_unet_state,
     golden_vae,
+    haar_face,
+    landmarks_from_box,
     ref,
     save_diffusers_vae,
     save_official_unet,
     save_openai_whisper_tiny,
 )
-from test_latentsync_face import haar_face, landmarks_from_box
 
 from lipsynckit.errors import WeightsError
 from lipsynckit.media import load_audio
