@@ -89,10 +89,10 @@ def save_diffusers_vae(path: Path, vae: Any) -> Path:
     return path
 
 
-def haar_face(rgb: np.ndarray) -> tuple[int, int, int, int]:
+def haar_face(rgb: np.ndarray, min_size: int = 60) -> tuple[int, int, int, int]:
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    found = cascade.detectMultiScale(gray, 1.1, 5, minSize=(60, 60))
+    found = cascade.detectMultiScale(gray, 1.1, 5, minSize=(min_size, min_size))
     assert len(found) >= 1
     x, y, w, h = max(found, key=lambda b: b[2] * b[3])
     return int(x), int(y), int(w), int(h)

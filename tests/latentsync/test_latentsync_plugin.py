@@ -125,6 +125,47 @@ def test_official_layout_end_to_end_on_real_media(
     assert not np.array_equal(out, img)
 
 
+def test_sync_a_real_talking_face_video(
+    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speech_wav: Path, carphone_mp4: Path
+) -> None:
+    """lipsynckit.sync end to end (core pipeline and scheduler) on carphone with exact landmarks
+    given through --face-boxes JSON, the small stand-in networks loaded from the official layout."""
+    import lipsynckit
+    from lipsynckit.media import read_video_frames
+
+    monkeypatch.setattr(loader, "UNET_CONFIG", UNet3DConfig.model_validate(golden_unet_config(reference_dir)))
+    monkeypatch.setattr(
+        loader, "VAE_ARCH", json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
+    )
+    ckpt = make_checkpoints(tmp_path / "checkpoints", reference_dir)
+    model = LatentSyncPlugin("latentsync_small", "1.5", 64, 0.0).load(weights=ckpt, options={"steps": 2})
+    src = read_video_frames(carphone_mp4)
+    boxes, marks = [], []
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    last = None
+    for frame in src[:23]:  # the frames the 0.7 s of audio needs
+        found = cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), 1.1, 5, minSize=(30, 30))
+        last = tuple(int(v) for v in max(found, key=lambda b: b[2] * b[3])) if len(found) else last
+        assert last is not None
+        x, y, w, h = last
+        boxes.append([x, y, x + w, y + h])
+        marks.append(landmarks_from_box(x, y, w, h).tolist())
+    faces_json = tmp_path / "faces.json"
+    faces_json.write_text(json.dumps({"boxes": boxes, "landmarks": marks}))
+    clip = load_audio(speech_wav).slice(0.0, 0.7)
+    out = tmp_path / "out.mp4"
+    res = lipsynckit.sync(
+        carphone_mp4, clip, model, out, face_boxes=faces_json, progress=False, output_mode="ffv1"
+    )
+    # 35 feature rows at 29.97 fps: the official rule yields 23 frames (one past the end)
+    assert res.frames == 23 and res.frames_with_face == 23 and not res.failed_frames
+    got = read_video_frames(out)
+    assert got.shape == (23, 144, 176, 3)
+    diff = np.abs(got.astype(int) - src[:23].astype(int)).max(axis=-1)
+    assert (diff[:, :20, :] == 0).all()  # the top rows are far from every face: untouched
+    assert diff.max() > 20  # the mouth region was regenerated
+
+
 @pytest.mark.slow
 def test_real_size_15_checkpoints_load_and_run(
     reference_dir: Path, tmp_path: Path, astronaut_png: Path
