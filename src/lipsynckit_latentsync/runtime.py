@@ -34,13 +34,14 @@ from .unet import DeepCacheState, UNet3DConditionModel
 log = logging.getLogger(__name__)
 
 MAX_JOBS = 64  # per-job noise states kept (oldest dropped first)
+CHUNK = 16  # frames denoised together (configs: data.num_frames)
 
 
 @dataclass
 class _JobState:
     generator: torch.Generator
     noise: torch.Tensor  # (1, 4, 1, h, w), shared by every frame of the job
-    next_index: int = 0
+    next_chunk: int = 0  # index // 16 of the chunk expected next
 
 
 @dataclass
@@ -182,21 +183,23 @@ class LatentSyncRuntime(BaseLipSyncModel):
         return _JobState(gen, noise)
 
     def _state(self, job_id: int, first_index: int) -> _JobState:
+        chunk = first_index // CHUNK
         with self._lock:
             st = self._jobs.get(job_id)
-            if st is None or first_index == 0:
+            if st is None or chunk == 0:
                 st = self._new_state()
                 self._jobs[job_id] = st
                 while len(self._jobs) > MAX_JOBS:
                     self._jobs.popitem(last=False)
-            elif first_index != st.next_index:
+            elif chunk != st.next_chunk:
                 log.warning(
-                    "job %d: chunk starts at frame %d, expected %d; the noise is still shared but the "
+                    "job %d: chunk %d arrived, expected chunk %d; the noise is still shared but the "
                     "posterior draws no longer follow the official order",
                     job_id,
-                    first_index,
-                    st.next_index,
+                    chunk,
+                    st.next_chunk,
                 )
+            st.next_chunk = chunk + 1
             self._jobs.move_to_end(job_id)
             return st
 
@@ -205,7 +208,15 @@ class LatentSyncRuntime(BaseLipSyncModel):
         out: list[np.ndarray] = []
         groups: list[list[WorkItem]] = []
         for it in batch.items:
-            if groups and groups[-1][0].job_id == it.job_id and len(groups[-1]) < 16:
+            # the official chunks are output frames [16k, 16k + 16) of a job (frames without a face
+            # are simply absent from their chunk)
+            same_chunk = (
+                groups
+                and groups[-1][-1].job_id == it.job_id
+                and it.index > groups[-1][-1].index
+                and it.index // CHUNK == groups[-1][-1].index // CHUNK
+            )
+            if same_chunk:
                 groups[-1].append(it)
             else:
                 groups.append([it])
@@ -214,7 +225,6 @@ class LatentSyncRuntime(BaseLipSyncModel):
             faces = np.stack([it.face.crop for it in items])
             audio = torch.stack([it.audio for it in items])
             res = self.run_chunk(st.generator, st.noise, faces, audio)
-            st.next_index = items[-1].index + 1
             self.last_chunk = res
             if self.options.exact_restore:
                 out.extend(list(res.pasted.float().permute(0, 2, 3, 1).cpu().numpy()))
