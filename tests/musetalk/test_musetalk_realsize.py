@@ -25,8 +25,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def real_model(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MuseTalkModel]:
-    models = build_models_dir(tmp_path_factory.mktemp("mt_real") / "models", reference_dir, version="v1.5")
+def models_dir(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_models_dir(tmp_path_factory.mktemp("mt_real") / "models", reference_dir, version="v1.5")
+
+
+@pytest.fixture(scope="module")
+def real_model(models_dir: Path) -> Iterator[MuseTalkModel]:
+    models = models_dir
     gc.collect()
     model = plugin.load(weights=str(models), device="cpu")
     assert isinstance(model, MuseTalkModel)
@@ -63,3 +68,52 @@ def test_generate_real_photo_realsize(real_model: MuseTalkModel, grace_hopper_jp
     changed = np.any(result != frame, axis=-1)
     assert changed[y1:y2, x1:x2].any()
     assert not changed[: y1 + (y2 - y1) // 4].any()  # the upper face is never touched
+
+
+def test_cli_sync_realsize_changes_only_the_mouth_region(
+    models_dir: Path, grace_hopper_jpg: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    """Issue: `lipsynckit sync photo speech --model musetalk --weights models/` runs end to end on CPU."""
+    import json
+
+    import soundfile as sf
+
+    from lipsynckit.cli import main
+    from lipsynckit.media import load_audio, read_video_frames
+
+    clip = load_audio(speech_wav, sample_rate=16000).numpy()
+    wav = tmp_path / "short.wav"
+    sf.write(wav, clip[16000 : 16000 + 4000], 16000)  # 0.25 s of real speech: 6 frames at 25 fps
+    x1, y1, x2, y2 = 170, 120, 350, 330
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"boxes": [[x1, y1, x2, y2]]}))
+    out = tmp_path / "out.mkv"
+    rc = main(
+        [
+            "-q",
+            "sync",
+            str(grace_hopper_jpg),
+            str(wav),
+            "-o",
+            str(out),
+            "--model",
+            "musetalk",
+            "--weights",
+            str(models_dir),
+            "--face-boxes",
+            str(boxes),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    frames = read_video_frames(out)
+    photo = read_rgb(grace_hopper_jpg)
+    assert frames.shape == (6, *photo.shape)
+    changed = np.any(frames != photo[None], axis=-1).any(axis=0)
+    assert changed.any()
+    ys, xs = np.nonzero(changed)
+    w, h = x2 - x1, y2 - y1
+    assert ys.min() >= y1 + h // 4  # the upper face is never touched
+    assert xs.min() >= x1 - w // 2 and xs.max() <= x2 + w // 2 and ys.max() <= y2 + h // 2
