@@ -13,6 +13,7 @@ unchanged as package data.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from importlib import resources
 
@@ -23,6 +24,8 @@ import torch.nn.functional as F
 
 from lipsynckit.errors import NoFaceError
 from lipsynckit.types import Face
+
+log = logging.getLogger(__name__)
 
 # insightface 106-point indices of the three anchors
 LEFT_BROW = [43, 48, 49, 51, 50]
@@ -53,6 +56,38 @@ def anchor_points(landmarks_106: np.ndarray, round_landmarks: bool = True) -> np
         lmk = np.round(lmk).astype(np.int64).astype(np.float64)
     pts = [lmk[LEFT_BROW].mean(axis=0), lmk[RIGHT_BROW].mean(axis=0), lmk[NOSE].mean(axis=0)]
     return np.round(pts)
+
+
+_warned_approx = False
+
+
+def face_anchors(face: Face, round_landmarks: bool = True, approximate: bool = True) -> np.ndarray:
+    """The three alignment anchors of a face: the official rule on 106 landmarks; otherwise, when
+    ``approximate``, an estimate from 68-point landmarks (brow and lower-nose means) or from the box
+    (brows at 30 % of the height, nose at 60 %). The estimate is not the official alignment and is
+    announced once per process."""
+    global _warned_approx
+    lm = face.landmarks
+    if lm is not None and len(lm) == 106:
+        return anchor_points(lm, round_landmarks)
+    if not approximate:
+        return anchor_points(lm if lm is not None else np.zeros((0, 2)), round_landmarks)
+    if not _warned_approx:
+        _warned_approx = True
+        log.warning(
+            "LatentSync: no 106-point landmarks (got %s); approximating the alignment anchors, which is "
+            "NOT the official alignment. Use --detector insightface (with its models) or give 106 "
+            "landmarks in --face-boxes for exact runs.",
+            "none" if lm is None else f"{len(lm)} points",
+        )
+    if lm is not None and len(lm) == 68:
+        pts = np.asarray(lm, dtype=np.float64)
+        return np.round([pts[17:22].mean(0), pts[22:27].mean(0), pts[31:36].mean(0)])
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    w, h = x2 - x1, y2 - y1
+    return np.round(
+        [[x1 + 0.3 * w, y1 + 0.3 * h], [x1 + 0.7 * w, y1 + 0.3 * h], [x1 + 0.5 * w, y1 + 0.6 * h]]
+    )
 
 
 class Aligner:
@@ -169,16 +204,18 @@ class Aligner:
         return x1, y1, x2, y2
 
 
-def smooth_track(faces: list[Face | None], aligner: Aligner) -> list[Face | None]:
+def smooth_track(
+    faces: list[Face | None], aligner: Aligner, round_landmarks: bool = True, approximate: bool = True
+) -> list[Face | None]:
     """Give every found face its alignment matrix, carrying the official bias smoothing from one
     found frame to the next in source order (what ``affine_transform_video`` does over a video)."""
     out: list[Face | None] = []
     bias: torch.Tensor | None = None
     for f in faces:
-        if f is None or f.landmarks is None:
+        if f is None:
             out.append(f)
             continue
-        m, bias = aligner.transform(anchor_points(f.landmarks), bias, smooth=True)
+        m, bias = aligner.transform(face_anchors(f, round_landmarks, approximate), bias, smooth=True)
         out.append(AlignedFace(box=f.box, score=f.score, landmarks=f.landmarks, affine=m))
     return out
 

@@ -63,6 +63,11 @@ class LatentSyncOptions(BaseModel):
     round_landmarks: bool = Field(
         True, description="round the 106 landmarks to pixels (the official detector does)"
     )
+    approximate_landmarks: bool = Field(
+        True,
+        description="without 106-point landmarks, estimate the anchors from 68 points or the box (warned, "
+        "not official); False: such faces are an error",
+    )
     exact_restore: bool = Field(
         False,
         description="generate returns float32 faces in [-1, 1] instead of uint8 so composite restores the "

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lipsynckit.errors import ModelUnavailableError, NoFaceError
+from lipsynckit.errors import ModelUnavailableError
 from lipsynckit.model import BaseLipSyncModel, ModelInfo
 from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace, WorkItem
 
 from .audio import SAMPLE_RATE, WhisperEncoder, feature_chunks, quantize_int16, whisper_features
-from .face import AlignedFace, Aligner, anchor_points, load_mask, smooth_track
+from .face import AlignedFace, Aligner, face_anchors, load_mask, smooth_track
 from .options import SCHEDULER_CONFIG, VAE_SHIFT, LatentSyncOptions
 from .unet import DeepCacheState, UNet3DConditionModel
 
@@ -145,18 +145,17 @@ class LatentSyncRuntime(BaseLipSyncModel):
 
     def adjust_track(self, track: FaceTrack, frame_size: tuple[int, int]) -> FaceTrack:
         """Alignment matrices for the whole source track, with the official frame-to-frame smoothing."""
-        return FaceTrack(smooth_track(list(track.faces), self.aligner), detector=track.detector)
+        faces = smooth_track(
+            list(track.faces), self.aligner, self.options.round_landmarks, self.options.approximate_landmarks
+        )
+        return FaceTrack(faces, detector=track.detector)
 
     def affine_for(self, face: Face) -> np.ndarray:
+        """The face's alignment matrix: the smoothed one from :meth:`adjust_track`, else computed alone."""
         if isinstance(face, AlignedFace) and face.affine is not None:
             return np.asarray(face.affine, dtype=np.float32)
-        if face.landmarks is None:
-            raise NoFaceError(
-                "LatentSync needs 106-point face landmarks, this face has none",
-                stage="faces",
-                remedy="use the insightface detector (--detector insightface) or give landmarks with --face-boxes",
-            )
-        m, _ = self.aligner.transform(anchor_points(face.landmarks, self.options.round_landmarks), None)
+        anchors = face_anchors(face, self.options.round_landmarks, self.options.approximate_landmarks)
+        m, _ = self.aligner.transform(anchors, None)
         return m
 
     def prepare(self, frame: np.ndarray, face: Face) -> PreparedFace:

@@ -15,7 +15,7 @@ from ls_testutil import haar_face, landmarks_from_box
 from lipsynckit.errors import NoFaceError
 from lipsynckit.faces.boxes_file import load_face_boxes
 from lipsynckit.types import Face
-from lipsynckit_latentsync.face import Aligner, anchor_points, load_mask, smooth_track
+from lipsynckit_latentsync.face import Aligner, anchor_points, face_anchors, load_mask, smooth_track
 
 
 def test_mask_is_the_official_one() -> None:
@@ -83,3 +83,25 @@ def test_landmarks_via_face_boxes_json(tmp_path: Path) -> None:
 def test_wrong_landmarks_are_a_clear_error() -> None:
     with pytest.raises(NoFaceError, match="106"):
         anchor_points(np.zeros((68, 2)))
+
+
+def test_without_106_landmarks_the_anchors_are_estimated_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    import lipsynckit_latentsync.face as face_mod
+
+    face_mod._warned_approx = False
+    box_only = Face(box=[100, 100, 300, 300])
+    with caplog.at_level("WARNING"):
+        (f,) = smooth_track([box_only], Aligner(256))
+    assert f is not None and getattr(f, "affine", None) is not None
+    assert "NOT the official alignment" in caplog.text
+    np.testing.assert_array_equal(face_anchors(box_only), [[160, 160], [240, 160], [200, 220]])
+    pts68 = np.zeros((68, 2), np.float32)
+    pts68[17:22], pts68[22:27], pts68[31:36] = (150, 170), (250, 170), (200, 230)
+    np.testing.assert_array_equal(
+        face_anchors(Face(box=[0, 0, 1, 1], landmarks=pts68)), [[150, 170], [250, 170], [200, 230]]
+    )
+    with pytest.raises(NoFaceError, match="106"):
+        face_anchors(box_only, approximate=False)
+    # 106 points always follow the official rule
+    lm = landmarks_from_box(100, 100, 200, 200)
+    np.testing.assert_array_equal(face_anchors(Face(box=[0, 0, 1, 1], landmarks=lm)), anchor_points(lm))
