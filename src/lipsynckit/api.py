@@ -114,10 +114,9 @@ def prepare_avatar(
     timer = _Timer()
     track = cache.load_track()
     if track is None:
-        track = m.adjust_track(
-            track_source(Path(video), src.info.num_frames, opts, m, timer), (src.info.height, src.info.width)
-        )
-        cache.save_track(track)
+        track = track_source(Path(video), src.info.num_frames, opts, m, timer, (src.info.width, src.info.height))
+        cache.save_track(track)  # as found; the model's box rules run on every use
+    track = m.adjust_track(track, (src.info.height, src.info.width))
     for s, frame in enumerate(src.frames(range(src.info.num_frames))):
         face = track.faces[s]
         if face is not None and cache.get(s) is None:

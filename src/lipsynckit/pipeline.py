@@ -337,9 +337,9 @@ def sync_file(
             track = None
     if track is None:
         track = track_source(video_path, n_needed, options, model, timer, (info.width, info.height))
-        track = model.adjust_track(track, (info.height, info.width))
         if cache is not None:
-            cache.save_track(track)
+            cache.save_track(track)  # as found: the model's box rules run on every use (they may add state)
+    track = model.adjust_track(track, (info.height, info.width))
     if track.num_found == 0:
         raise NoFaceError(
             f"no face found in {'the image' if info.is_image else f'any of {n_needed} frames'}",
