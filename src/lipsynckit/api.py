@@ -114,7 +114,9 @@ def prepare_avatar(
     timer = _Timer()
     track = cache.load_track()
     if track is None:
-        track = track_source(Path(video), src.info.num_frames, opts, m, timer, (src.info.width, src.info.height))
+        track = track_source(
+            Path(video), src.info.num_frames, opts, m, timer, (src.info.width, src.info.height)
+        )
         cache.save_track(track)  # as found; the model's box rules run on every use
     track = m.adjust_track(track, (src.info.height, src.info.width))
     for s, frame in enumerate(src.frames(range(src.info.num_frames))):
@@ -145,7 +147,11 @@ def sync_batch(
     option_overrides.setdefault("avatar_dir", out / ".avatar")
     opts = _options(None, option_overrides)
     prepare_avatar(template, m, opts.avatar_dir, options=opts)
-    sopts: dict[str, Any] = {"chunk_frames": max(1, m.info.chunk_frames), "device": str(m.device), "model_name": m.info.name}
+    sopts: dict[str, Any] = {
+        "chunk_frames": max(1, m.info.chunk_frames),
+        "device": str(m.device),
+        "model_name": m.info.name,
+    }
     if opts.batch_size:
         sopts["max_batch"] = opts.batch_size
     with BatchScheduler(m.generate, SchedulerOptions(**sopts)) as scheduler:

@@ -169,7 +169,11 @@ def generate_frames(
     own_scheduler = scheduler is None
     sched: BatchScheduler
     if scheduler is None:
-        sopts: dict[str, Any] = {"chunk_frames": chunk, "device": str(model.device), "model_name": model.info.name}
+        sopts: dict[str, Any] = {
+            "chunk_frames": chunk,
+            "device": str(model.device),
+            "model_name": model.info.name,
+        }
         if options.batch_size is not None:
             sopts["max_batch"] = options.batch_size
         sched = BatchScheduler(model.generate, SchedulerOptions(**sopts))

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from ls_testutil import npz, ref, save_openai_whisper_tiny
 
 from lipsynckit.errors import WeightsError
 from lipsynckit_latentsync.audio import (
@@ -21,6 +20,8 @@ from lipsynckit_latentsync.audio import (
     whisper_features,
     window_indices,
 )
+
+from ls_testutil import npz, ref, save_openai_whisper_tiny
 
 
 def test_windows_match_golden_exactly(reference_dir: Path) -> None:

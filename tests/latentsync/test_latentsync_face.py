@@ -10,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from ls_testutil import haar_face, landmarks_from_box
 
 from lipsynckit.errors import NoFaceError
 from lipsynckit.faces.boxes_file import load_face_boxes
 from lipsynckit.types import Face
 from lipsynckit_latentsync.face import Aligner, anchor_points, face_anchors, load_mask, smooth_track
+
+from ls_testutil import haar_face, landmarks_from_box
 
 
 def test_mask_is_the_official_one() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from ls_testutil import golden_unet_config, golden_unet_state, golden_vae, npz, ref, save_official_unet
 
 from lipsynckit.model import ModelInfo
 from lipsynckit.types import Face, FaceTrack, ModelBatch, WorkItem
@@ -18,6 +17,8 @@ from lipsynckit_latentsync.audio import feature_chunks
 from lipsynckit_latentsync.loader import load_unet
 from lipsynckit_latentsync.options import LatentSyncOptions
 from lipsynckit_latentsync.runtime import LatentSyncRuntime
+
+from ls_testutil import golden_unet_config, golden_unet_state, golden_vae, npz, ref, save_official_unet
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
+from lipsynckit.errors import WeightsError
+from lipsynckit.media import load_audio
+from lipsynckit.types import Face, FaceTrack, ModelBatch, WorkItem
+from lipsynckit_latentsync import loader
+from lipsynckit_latentsync.plugin import LatentSyncPlugin, plugin, plugin_15
+from lipsynckit_latentsync.unet import UNet3DConfig
+
 from ls_testutil import (
     golden_unet_config,
     golden_unet_state,
@@ -25,13 +33,6 @@ from ls_testutil import (
     save_official_unet,
     save_openai_whisper_tiny,
 )
-
-from lipsynckit.errors import WeightsError
-from lipsynckit.media import load_audio
-from lipsynckit.types import Face, FaceTrack, ModelBatch, WorkItem
-from lipsynckit_latentsync import loader
-from lipsynckit_latentsync.plugin import LatentSyncPlugin, plugin, plugin_15
-from lipsynckit_latentsync.unet import UNet3DConfig
 
 
 def test_plugin_import_is_light() -> None:
@@ -187,12 +188,17 @@ save_diffusers_vae(root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors
 
 
 @pytest.mark.slow
-def test_real_size_15_checkpoints_load_and_run(
-    reference_dir: Path, tmp_path: Path, astronaut_png: Path
+def test_real_size_15_checkpoints_run_end_to_end_from_the_cli(
+    reference_dir: Path, tmp_path: Path, astronaut_png: Path, speech_wav: Path
 ) -> None:
-    """1.27 G-parameter UNet, sd-vae-ft-mse and Whisper-tiny at the released sizes, deterministic
-    weights in the official layout (written by a child process, so that this process's peak memory
-    is the model's), loaded through plugin_15 and run for 2 steps on 16 frames."""
+    """Issue: `lipsynckit sync photo speech --model latentsync_15 --weights checkpoints/ --steps 2` on CPU.
+
+    1.27 G-parameter UNet, sd-vae-ft-mse and Whisper-tiny at the released sizes, deterministic weights
+    in the official layout (written by a child process, so this process's peak memory is the model's),
+    one 16-frame chunk of real speech on a real photo; only the mouth region changes.
+    """
+    from lipsynckit.cli import main
+
     root = tmp_path / "checkpoints"
     here = str(Path(__file__).parent)
     subprocess.run(
@@ -207,23 +213,55 @@ def test_real_size_15_checkpoints_load_and_run(
         ],
         check=True,
     )
-    t0 = time.perf_counter()
-    model = plugin_15.load(weights=root, options={"steps": 2, "deepcache": False})
-    load_s = time.perf_counter() - t0
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     img = cv2.cvtColor(cv2.imread(str(astronaut_png)), cv2.COLOR_BGR2RGB)
-    track = FaceTrack([Face(box=[0, 0, 1, 1], landmarks=landmarks_from_box(*haar_face(img)))])
-    face = model.adjust_track(track, (512, 512)).faces[0]
-    assert face is not None
-    prepared = model.prepare(img, face)
-    windows = torch.randn(16, 50, 384, generator=torch.Generator().manual_seed(0))
-    t0, c0 = time.perf_counter(), time.process_time()
-    outs = model.generate(ModelBatch([WorkItem(1, i, prepared, windows[i]) for i in range(16)]))
-    gen_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    assert len(outs) == 16 and outs[0].shape == (256, 256, 3) and outs[0].dtype == np.uint8
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    x, y, w, h = haar_face(img)
+    faces_json = tmp_path / "faces.json"
+    faces_json.write_text(
+        json.dumps({"boxes": [[x, y, x + w, y + h]], "landmarks": [landmarks_from_box(x, y, w, h).tolist()]})
+    )
+    wav = tmp_path / "speech.wav"
+    import soundfile as sf
+
+    sf.write(wav, load_audio(speech_wav, sample_rate=16000).numpy()[16000 : 16000 + 10240], 16000)  # 0.64 s
+    out = tmp_path / "out.mkv"
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
+    rc = main(
+        [
+            "-q",
+            "sync",
+            str(astronaut_png),
+            str(wav),
+            "-o",
+            str(out),
+            "--model",
+            "latentsync_15",
+            "--weights",
+            str(root),
+            "--steps",
+            "2",
+            "--face-boxes",
+            str(faces_json),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "-O",
+            "deepcache=false",
+        ]
+    )
+    wall, cpu = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_utime - c0
+    assert rc == 0
+    from lipsynckit.media import read_video_frames
+
+    got = read_video_frames(out)
+    assert got.shape[1:] == img.shape and 16 <= len(got) <= 18  # the official frame-count rule
+    diff = np.abs(got.astype(int) - img[None].astype(int)).max(axis=-1).max(axis=0)  # (H, W)
+    mouth = diff[y + h // 2 : y + h + h // 6, x + w // 5 : x + w - w // 5]
+    upper = diff[: y + h // 4]  # everything above the eyes
+    assert mouth.mean() > 5  # the mouth region was regenerated
+    assert upper.max() <= 3  # the upper face and everything above it: untouched but for warp rounding
+    assert (diff[:, : max(0, x - w // 2)] == 0).all() and (diff[:, x + w + w // 2 :] == 0).all()
     print(
-        f"\nLatentSync 1.5 size on CPU ({torch.get_num_threads()} threads): load {load_s:.1f} s "
-        f"(peak RSS {rss_loaded:.1f} GB), 2 steps x 16 frames: wall {gen_s:.1f} s, CPU {cpu_s:.1f} s "
-        f"({cpu_s / 16:.1f} CPU s/frame), peak RSS {peak_gb:.1f} GB"
+        f"\nLatentSync 1.5 size from the CLI, CPU ({torch.get_num_threads()} threads): {len(got)} frames, "
+        f"2 steps: wall {wall:.1f} s, CPU {cpu:.1f} s ({cpu / len(got):.1f} CPU s/frame), "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB"
     )

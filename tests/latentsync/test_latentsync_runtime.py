@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from ls_testutil import golden_unet_config, ref
 
 from lipsynckit.model import ModelInfo
 from lipsynckit.types import ModelBatch, PreparedFace, WorkItem
 from lipsynckit_latentsync.options import LatentSyncOptions
 from lipsynckit_latentsync.runtime import ChunkResult, LatentSyncRuntime
 from lipsynckit_latentsync.unet import UNet3DConditionModel
+
+from ls_testutil import golden_unet_config, ref
 
 
 @pytest.fixture()

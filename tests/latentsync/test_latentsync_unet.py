@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ls_testutil import golden_unet_config, golden_unet_state, npz, ref, save_official_unet
 
 from lipsynckit.errors import WeightsError
 from lipsynckit_latentsync.loader import load_unet
 from lipsynckit_latentsync.unet import DeepCacheState, UNet3DConditionModel, UNet3DConfig
 
 from detweights import load_manifest
+from ls_testutil import golden_unet_config, golden_unet_state, npz, ref, save_official_unet
 
 
 def test_released_configs_are_the_default(reference_dir: Path) -> None:

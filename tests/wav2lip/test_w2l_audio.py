@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from w2l_helpers import golden
 
 from lipsynckit.errors import AudioError
 from lipsynckit.model import ModelInfo
@@ -17,6 +16,8 @@ from lipsynckit.types import AudioClip
 from lipsynckit_wav2lip.audio import chunk_starts, mel_chunks, mel_filterbank, melspectrogram
 from lipsynckit_wav2lip.network import Wav2LipNet
 from lipsynckit_wav2lip.runtime import Wav2LipModel
+
+from w2l_helpers import golden
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from w2l_helpers import golden, load_model, manifest, save_s3fd, save_training_checkpoint, state_dict
 
 from lipsynckit.errors import WeightsError
 from lipsynckit_wav2lip.network import Wav2LipNet, count_parameters
 from lipsynckit_wav2lip.plugin import plugin, plugin_gan
 from lipsynckit_wav2lip.runtime import Wav2LipModel
+
+from w2l_helpers import golden, load_model, manifest, save_s3fd, save_training_checkpoint, state_dict
 
 
 @pytest.fixture(scope="module")

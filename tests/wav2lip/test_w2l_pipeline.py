@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from w2l_helpers import golden, load_model, save_training_checkpoint
 
 from lipsynckit.errors import LipSyncError, NoFaceError
 from lipsynckit.model import LipSyncModel
@@ -21,6 +20,8 @@ from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, WorkItem
 from lipsynckit_wav2lip.options import Wav2LipOptions
 from lipsynckit_wav2lip.plugin import plugin
 from lipsynckit_wav2lip.runtime import Wav2LipModel, smooth_boxes
+
+from w2l_helpers import golden, load_model, save_training_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from w2l_helpers import golden, manifest, save_s3fd, save_training_checkpoint
 
 from lipsynckit.errors import FaceDetectorError, WeightsError
 from lipsynckit.faces.base import FaceDetector
 from lipsynckit.registry import face_detector_plugins
 from lipsynckit_wav2lip.s3fd import S3FDDetector, S3FDNet, first_box, nms, preprocess
 from lipsynckit_wav2lip.s3fd_plugin import detector_plugin
+
+from w2l_helpers import golden, manifest, save_s3fd, save_training_checkpoint
 
 
 @pytest.fixture(scope="module")
