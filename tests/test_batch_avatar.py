@@ -67,3 +67,20 @@ def test_auto_model_falls_back_to_viseme_and_says_why(
         r = lsk.sync(astronaut_png, speech_wav, output=tmp_path / "auto.mp4", progress=False)
     assert r.model == "viseme"
     assert "weight-free" in caplog.text
+
+
+def test_auto_model_choice_from_model_data(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With every model's weights present, CPU picks the best model that runs at a sensible speed."""
+    import lipsynckit.selection as sel
+    from lipsynckit.registry import list_models
+
+    rows = [r.model_copy(update={"usable": True, "reason": ""}) for r in list_models() if r.info is not None]
+    monkeypatch.setattr(sel, "list_models", lambda weights=None: rows)
+    name, why = sel.choose_model(device="cpu")
+    assert name == "wav2lip_gan", why
+    assert "musetalk: about 6.8 s per frame on CPU" in why and "latentsync" in why
+    monkeypatch.setattr(sel, "_gpu_memory_gb", lambda: 80.0)
+    assert sel.choose_model(device="cuda")[0] == "latentsync"
+    monkeypatch.setattr(sel, "_gpu_memory_gb", lambda: 6.0)
+    name, why = sel.choose_model(device="cuda")
+    assert name == "musetalk" and "needs" in why
