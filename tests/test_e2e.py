@@ -83,6 +83,10 @@ def test_lossless_output_keeps_pixels_outside_the_face(
     assert changed.mean() < 0.1
     info = json.loads(stats.read_text())
     assert info["frames_with_face"] >= 0.9 * info["frames"]
+    sched = info["scheduler"]  # per-stage report of the batching scheduler
+    assert sched["items"] == info["frames_with_face"] and sched["batches"] >= 1
+    assert 0 < sched["mean_batch_fill"] <= 1 and 0 <= sched["device_busy_fraction"] <= 1
+    assert "generate" in sched["stage_s"]
 
 
 def test_mouth_motion_follows_speech(astronaut_png: Path, speech_wavs: list[Path], tmp_path: Path) -> None:

@@ -161,8 +161,13 @@ def generate_frames(
     failed: list[tuple[int, str]],
     cache: PreparedCache | None = None,
     scheduler: BatchScheduler | None = None,
+    stats_out: dict[str, Any] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield the output frames in order. ``frames`` yields the source frame for each output index."""
+    """Yield the output frames in order. ``frames`` yields the source frame for each output index.
+
+    With its own scheduler, the scheduler's statistics (batch fill, device busy fraction, queue depths,
+    seconds per stage) are written into ``stats_out`` when done.
+    """
     from lipsynckit.scheduler import BatchScheduler, SchedulerOptions, map_ordered  # noqa: F811
 
     chunk = max(1, model.info.chunk_frames)
@@ -261,6 +266,8 @@ def generate_frames(
             stats = sched.stats()
             timer.add("generate", stats.stage_s.get("generate", 0.0))
             sched.__exit__(None, None, None)
+            if stats_out is not None:
+                stats_out.update(stats.model_dump())
 
 
 def sync_file(
@@ -356,6 +363,7 @@ def sync_file(
 
     mode = output_mode_for(out_path, options.output_mode)
     failed: list[tuple[int, str]] = []
+    sched_stats: dict[str, Any] = {}
     bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
     t_gen = time.perf_counter()
     with VideoSink(
@@ -363,7 +371,9 @@ def sync_file(
     ) as sink:
         frames = src.frames(int(s) for s in index)
         for k, frame in enumerate(
-            generate_frames(model, frames, index, track, features, options, timer, failed, cache, scheduler)
+            generate_frames(
+                model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats
+            )
         ):
             t0 = time.perf_counter()
             sink.write(frame)
@@ -391,4 +401,5 @@ def sync_file(
         stage_seconds=dict(timer.seconds),
         notes=notes,
         avatar_hits=cache.hits if cache is not None else 0,
+        scheduler=sched_stats,
     )
