@@ -70,7 +70,7 @@ def sync(
     m = resolve_model(model, weights, device, dtype, model_options)
     out = Path(output) if output is not None else Path.cwd() / f"{Path(video).stem}.{m.info.name}.mp4"
     result = sync_file(video, audio, m, out, opts)
-    log.info("%s", result.summary())
+    log.debug("%s", result.summary())
     return result
 
 
