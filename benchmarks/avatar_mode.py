@@ -36,12 +36,11 @@ def main() -> None:
     args = ap.parse_args()
     weights = args.weights
     if args.make_musetalk_models is not None:
-        sys.path.insert(0, str(REPO / "tests" / "musetalk"))
+        reference = (REPO / ".." / "shared" / "reference").resolve()
+        sys.path[:0] = [str(REPO / "tests" / "musetalk"), str(REPO / "tests"), str(reference)]
         from mt_helpers import build_models_dir
 
-        weights = str(
-            build_models_dir(args.make_musetalk_models, (REPO / ".." / "shared" / "reference").resolve())
-        )
+        weights = str(build_models_dir(args.make_musetalk_models, reference))
     model = lsk.load_model(args.model, weights=weights, device="cpu")
     rows = []
     with tempfile.TemporaryDirectory() as d:
