@@ -81,7 +81,7 @@ def prepare_avatar(
     **kwargs: Any,
 ) -> Path:
     """Prepare a template once (faces, crops, model references cached on disk); returns the cache root."""
-    from lipsynckit.avatar import PreparedCache, cache_key
+    from lipsynckit.avatar import open_cache
     from lipsynckit.media import VideoSource
     from lipsynckit.pipeline import track_source
 
@@ -93,23 +93,7 @@ def prepare_avatar(
     )
     root = Path(avatar_dir) if avatar_dir is not None else Path(video).with_suffix(".avatar")
     opts = opts.model_copy(update={"avatar_dir": root})
-    key = cache_key(
-        video,
-        m.info.name,
-        getattr(m, "options", None),
-        opts.model_dump(
-            include={
-                "detector",
-                "face_boxes",
-                "face_select",
-                "face_index",
-                "face_box",
-                "exact_detection",
-                "fps",
-            }
-        ),
-    )
-    cache = PreparedCache(root, key)
+    cache = open_cache(root, video, m, opts)
     src = VideoSource(video, fps_for_images=opts.fps)
     timer = _Timer()
     track = cache.load_track()

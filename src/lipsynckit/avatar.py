@@ -43,6 +43,18 @@ def cache_key(video: str | Path, model_name: str, model_options: Any, track_opti
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
+# the run options that change which face is tracked and how it is prepared
+TRACK_FIELDS = {"detector", "face_boxes", "face_select", "face_index", "face_box", "exact_detection", "fps"}
+
+
+def open_cache(root: str | Path, video: str | Path, model: Any, options: Any) -> PreparedCache:
+    """The cache folder for this template, model (name and options) and face-tracking options."""
+    key = cache_key(
+        video, model.info.name, getattr(model, "options", None), options.model_dump(include=TRACK_FIELDS)
+    )
+    return PreparedCache(root, key)
+
+
 def _pack(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return {"__np__": torch.from_numpy(np.ascontiguousarray(value))}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from lipsynckit.avatar import PreparedCache, cache_key
+from lipsynckit.avatar import PreparedCache, open_cache
 from lipsynckit.errors import InputNotFoundError, LipSyncError, NoFaceError, OutputError
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions, output_mode_for
@@ -324,23 +324,7 @@ def sync_file(
     track: FaceTrack | None = None
     notes: list[str] = []
     if options.avatar_dir is not None:
-        key = cache_key(
-            video_path,
-            model.info.name,
-            getattr(model, "options", None),
-            options.model_dump(
-                include={
-                    "detector",
-                    "face_boxes",
-                    "face_select",
-                    "face_index",
-                    "face_box",
-                    "exact_detection",
-                    "fps",
-                }
-            ),
-        )
-        cache = PreparedCache(options.avatar_dir, key)
+        cache = open_cache(options.avatar_dir, video_path, model, options)
         track = cache.load_track()
         if track is not None and len(track) >= n_needed:
             notes.append(f"avatar cache {cache.dir}: face track reused")
