@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -192,7 +191,3 @@ def sync_frames(
     failed: list[tuple[int, str]] = []
     gen = generate_frames(model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed)
     return np.stack(list(gen))
-
-
-def _tmpdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="lipsynckit-"))
