@@ -90,3 +90,15 @@ def test_weights_cli_list_and_fetch_offline(capsys: pytest.CaptureFixture[str]) 
     assert "NON-COMMERCIAL" in out and "MISSING" in out
     assert main(["weights", "list", "viseme"]) == 0
     assert "needs no weights" in capsys.readouterr().out
+
+
+def test_weights_verify_with_a_single_file_checks_only_its_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file given with --weights stands for the record it is named after, not for every record."""
+    f = tmp_path / "wav2lip.pth"
+    torch.save({"state_dict": {}}, f)
+    assert main(["weights", "verify", "wav2lip", "--weights", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert f"generator    found    {f}" in out
+    assert "detector     MISSING  s3fd.pth" in out  # not the generator file mistaken for S3FD

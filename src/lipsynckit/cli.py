@@ -233,9 +233,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
             continue
         lic = f"licence {info.weights_license}" + (" (NON-COMMERCIAL)" if info.non_commercial else "")
         print(f"{name}: {lic}")
+        given = Path(args.weights).expanduser() if args.weights else None
+        required = [wf for wf in info.weights if not wf.optional]
         for wf in info.weights:
+            where: Path | None = given
+            if given is not None and given.is_file():
+                # a single file stands for the record it is named after (or the model's only required file);
+                # the other records are looked for next to it
+                matches = given.name == wf.filename or (required == [wf] and len(required) == 1)
+                where = given if matches else given.parent
             try:
-                path = resolve(wf, info.name, args.weights, download=args.action == "fetch")
+                path = resolve(wf, info.name, where, download=args.action == "fetch")
             except LipSyncError as exc:
                 if args.action == "fetch" and not wf.optional:
                     status = 2
