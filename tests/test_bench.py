@@ -16,23 +16,27 @@ def test_bench_writes_report(astronaut_png: Path, speech_wav: Path, tmp_path: Pa
     short = tmp_path / "short.wav"
     clip = load_audio(speech_wav, sample_rate=16000)
     sf.write(short, clip.numpy()[: 16000 * 2], 16000)
+    # the user's SyncNet (deterministic weights in its plain tensor-dict container) adds LSE-D/LSE-C
+    import torch
+
+    from conftest import REFERENCE
+    from detweights import deterministic_state_dict, load_manifest
+
+    syncnet = tmp_path / "syncnet_v2.model"
+    manifest = load_manifest(REFERENCE / "wav2lip" / "manifest_syncnet_eval.json")
+    torch.save(deterministic_state_dict(manifest), syncnet)
     report = tmp_path / "bench"
-    rc = main(
-        [
-            "-q",
-            "bench",
-            "--models",
-            "viseme,no_such_model",
-            "--video",
-            str(astronaut_png),
-            "--audio",
-            str(short),
-            "--report",
-            str(report),
-            "--device",
-            "cpu",
-        ]
-    )
+    args = [
+        "-q",
+        "bench",
+        "--models",
+        "viseme,no_such_model",
+        "--video",
+        str(astronaut_png),
+        "--audio",
+        str(short),
+    ]
+    rc = main([*args, "--report", str(report), "--device", "cpu", "--syncnet", str(syncnet)])
     assert rc == 0
     data = json.loads((report / "bench.json").read_text())
     rows = {r["model"]: r for r in data["rows"]}
@@ -42,6 +46,7 @@ def test_bench_writes_report(astronaut_png: Path, speech_wav: Path, tmp_path: Pa
     assert v["peak_rss_mb"] > 50
     assert "av_correlation" in v["metrics"] and "identity_psnr" in v["metrics"]
     assert v["metrics"]["identity_psnr"] > 25
+    assert v["metrics"]["lse_d"] > 0 and "lse_c" in v["metrics"] and -15 <= v["metrics"]["av_offset"] <= 15
     assert not rows["no_such_model"]["usable"] and "no_such_model" in rows["no_such_model"]["error"]
     md = (report / "bench.md").read_text()
     assert "| viseme |" in md

@@ -132,6 +132,7 @@ def bench_model(
     batch: int,
     model_options: dict[str, Any] | None = None,
     quality: bool = True,
+    syncnet: Any | None = None,
 ) -> BenchRow:
     """Measure one model; a failure is recorded in the row, never raised."""
     from lipsynckit.api import detect_faces
@@ -168,7 +169,7 @@ def bench_model(
             row.realtime_factor = row.pipeline_fps / result.fps
             row.stage_seconds = {k: round(v, 3) for k, v in result.stage_seconds.items()}
             if quality:
-                row.metrics = _quality(video, out, clip, result.fps)
+                row.metrics = _quality(video, out, clip, result.fps, syncnet)
         row.peak_rss_mb = rss.peak
         if device.startswith("cuda"):
             row.peak_vram_mb = torch.cuda.max_memory_allocated() / 1024**2
@@ -186,8 +187,10 @@ def _video_fps(path: Path) -> float:
     return float(VideoSource(path).info.fps)
 
 
-def _quality(video: Path, output: Path, clip: Any, fps: float) -> dict[str, float]:
-    """Weight-free metrics of the output against its source (LSE needs syncnet weights: added when present)."""
+def _quality(
+    video: Path, output: Path, clip: Any, fps: float, syncnet: Any | None = None
+) -> dict[str, float]:
+    """Weight-free metrics of the output against its source, plus LSE-D/LSE-C when a SyncNet is given."""
     from lipsynckit.api import detect_faces
     from lipsynckit.media import read_video_frames
     from lipsynckit.metrics import weightfree_metrics
@@ -202,7 +205,25 @@ def _quality(video: Path, output: Path, clip: Any, fps: float) -> dict[str, floa
     mouth = np.asarray(mouth_box_from_face(face.box), dtype=np.float32)
     boxes = np.repeat(mouth[None], len(gen), axis=0)
     m = weightfree_metrics(src, gen, clip, fps, boxes)
-    return {k: float(v) for k, v in m.model_dump().items() if isinstance(v, (int, float))}
+    out = {k: float(v) for k, v in m.model_dump().items() if isinstance(v, (int, float))}
+    if syncnet is not None:
+        lse = syncnet.score_video(gen, clip, fps=fps, face_track=detect_faces(gen))
+        out.update({"lse_d": float(lse.lse_d), "lse_c": float(lse.lse_c), "av_offset": float(lse.av_offset)})
+    return out
+
+
+def load_syncnet(path: str | None) -> Any | None:
+    """The user's syncnet_v2.model (a path, or the cache); None, with a note, when it is not installed."""
+    from lipsynckit.errors import WeightsError
+    from lipsynckit.metrics import SyncNetScorer
+
+    try:
+        return SyncNetScorer.load(path)
+    except WeightsError as exc:
+        if path is not None:
+            raise
+        log.info("LSE-D/LSE-C skipped: %s", str(exc).splitlines()[0])
+        return None
 
 
 def write_report(report: BenchReport, out_dir: Path) -> dict[str, Path]:
@@ -215,17 +236,18 @@ def write_report(report: BenchReport, out_dir: Path) -> dict[str, Path]:
         "",
         f"torch {report.torch}, device {report.device}; input {Path(report.video).name} + {Path(report.audio).name}",
         "",
-        "| model | init s | face px | step fps (batch) | pipeline fps | × real time | peak RSS MB | peak VRAM MB | mouth/audio r | PSNR outside mouth | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | init s | face px | step fps (batch) | pipeline fps | × real time | peak RSS MB | peak VRAM MB | mouth/audio r | PSNR outside mouth | LSE-D | LSE-C | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report.rows:
         if not r.usable:
-            lines.append(f"| {r.model} | – | – | – | – | – | – | – | – | – | {r.error} |")
+            lines.append(f"| {r.model} | – | – | – | – | – | – | – | – | – | – | – | {r.error} |")
             continue
         lines.append(
             f"| {r.model} | {r.init_seconds:.2f} | {r.face_size} | {r.step_fps:.1f} ({r.step_batch}) | "
             f"{r.pipeline_fps:.1f} | {r.realtime_factor:.2f} | {r.peak_rss_mb:.0f} | {r.peak_vram_mb:.0f} | "
             f"{r.metrics.get('av_correlation', float('nan')):.2f} | {r.metrics.get('identity_psnr', float('nan')):.1f} | "
+            f"{r.metrics.get('lse_d', float('nan')):.2f} | {r.metrics.get('lse_c', float('nan')):.2f} | "
             f"{'non-commercial weights' if r.non_commercial else ''} |"
         )
     paths["markdown"].write_text("\n".join(lines) + "\n")
@@ -264,6 +286,7 @@ def run_bench(
     weights: str | None = None,
     device: str | None = None,
     batch: int = 8,
+    syncnet: str | None = None,
 ) -> BenchReport:
     from lipsynckit.media import VideoSource
     from lipsynckit.registry import list_models
@@ -277,9 +300,10 @@ def run_bench(
     report.frames = VideoSource(video).info.num_frames
     work = out_dir / "outputs"
     work.mkdir(parents=True, exist_ok=True)
+    scorer = load_syncnet(syncnet)
     for name in models:
         log.info("bench: %s on %s", name, dev)
-        report.rows.append(bench_model(name, video, audio, work, weights, dev, batch))
+        report.rows.append(bench_model(name, video, audio, work, weights, dev, batch, syncnet=scorer))
     return report
 
 
@@ -292,6 +316,9 @@ def add_bench_parser(sub: Any) -> None:
     b.add_argument("--weights", help="folder with model weights")
     b.add_argument("--device")
     b.add_argument("--batch", type=int, default=8)
+    b.add_argument(
+        "--syncnet", help="syncnet_v2.model for LSE-D/LSE-C (default: the cache, skipped if absent)"
+    )
     b.set_defaults(func=_cmd_bench)
 
 
@@ -301,7 +328,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     video = _check_input(args.video, "video")
     audio = _check_input(args.audio, "audio")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    report = run_bench(models, video, audio, Path(args.report), args.weights, args.device, args.batch)
+    report = run_bench(
+        models, video, audio, Path(args.report), args.weights, args.device, args.batch, args.syncnet
+    )
     paths = write_report(report, Path(args.report))
     print(paths["markdown"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
