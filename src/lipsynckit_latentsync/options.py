@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lipsynckit.nn.sd_vae import SD_VAE_FT_MSE_CONFIG, SD_VAE_SCALING_FACTOR
+
 # configs/scheduler_config.json of bytedance/LatentSync
 SCHEDULER_CONFIG: dict[str, object] = {
     "_class_name": "DDIMScheduler",
@@ -21,19 +23,7 @@ SCHEDULER_CONFIG: dict[str, object] = {
 }
 
 # stabilityai/sd-vae-ft-mse config.json; the official inference sets scaling 0.18215 and shift 0
-VAE_CONFIG: dict[str, object] = {
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "in_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 256,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "scaling_factor": 0.18215,
-}
+VAE_CONFIG: dict[str, object] = {**SD_VAE_FT_MSE_CONFIG, "scaling_factor": SD_VAE_SCALING_FACTOR}
 VAE_SHIFT = 0.0
 
 

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 
 from lipsynckit.errors import ModelUnavailableError
 from lipsynckit.model import BaseLipSyncModel, ModelInfo
+from lipsynckit.nn.whisper import SAMPLE_RATE
 from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace, WorkItem
 
-from .audio import SAMPLE_RATE, WhisperEncoder, feature_chunks, quantize_int16, whisper_features
+from .audio import WhisperEncoder, feature_chunks, quantize_int16, whisper_features
 from .face import AlignedFace, Aligner, face_anchors, load_mask, smooth_track
 from .options import SCHEDULER_CONFIG, VAE_SHIFT, LatentSyncOptions
 from .unet import DeepCacheState, UNet3DConditionModel

@@ -15,68 +15,22 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from lipsynckit_musetalk.whisper import WhisperEncoder
+from lipsynckit.nn.whisper import WhisperEncoder, segment_states
+from lipsynckit.nn.whisper import log_mel as _log_mel
 
 SAMPLE_RATE = 16000
-N_FFT = 400
-HOP = 160
-N_MELS = 80
 SEGMENT_SAMPLES = 30 * SAMPLE_RATE  # 480000
-SEGMENT_FRAMES = 3000  # mel frames per 30 s
 AUDIO_FPS = 50  # whisper encoder frames per second
 WINDOW_FRAMES = 10  # whisper frames per video frame window (2 * (2 + 2 + 1))
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney mel scale (linear below 1 kHz, logarithmic above), as librosa's default."""
-    f = np.asarray(f, dtype=np.float64)
-    f_sp = 200.0 / 3
-    mels = f / f_sp
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    f_sp = 200.0 / 3
-    freqs = f_sp * m
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), freqs)
-
-
-@lru_cache(maxsize=1)
-def mel_filters() -> torch.Tensor:
-    """The (80, 201) slaney-normalised mel filterbank whisper was trained with (float32)."""
-    fft_freqs = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    mel_pts = np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(SAMPLE_RATE / 2)), N_MELS + 2)
-    hz = _mel_to_hz(mel_pts)
-    fdiff = np.diff(hz)
-    ramps = hz[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (hz[2 : N_MELS + 2] - hz[:N_MELS]))[:, None]
-    return torch.from_numpy(weights.astype(np.float32))
 
 
 def log_mel(wave: torch.Tensor) -> torch.Tensor:
     """Whisper's normalised log-mel of a 16 kHz mono waveform: (80, len // 160) float32.
 
-    Same recipe in both front ends (hann 400, hop 160, centred reflect STFT, last frame dropped,
-    log10 floored at max - 8, then (x + 4) / 4); they differ only in what waveform they feed.
+    Same recipe in both front ends (:func:`lipsynckit.nn.whisper.log_mel`, filterbank computed in
+    float64 and rounded once); they differ only in what waveform they feed.
     """
-    wave = wave.to(torch.float32).reshape(-1)
-    window = torch.hann_window(N_FFT)
-    stft = torch.stft(wave, N_FFT, HOP, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2
-    mel = mel_filters() @ power
-    logspec = torch.clamp(mel, min=1e-10).log10()
-    logspec = torch.maximum(logspec, logspec.max() - 8.0)
-    return (logspec + 4.0) / 4.0
+    return _log_mel(wave, librosa_rounding=False)
 
 
 def head_mel_segments(wave: torch.Tensor) -> list[torch.Tensor]:
@@ -100,31 +54,17 @@ def head_hidden_states(
     dtype = dtype or p.dtype
     feats = []
     for mel in head_mel_segments(wave):
-        states = encoder(mel.to(p.device, dtype), final_norm=True)
-        feats.append(torch.stack(states, dim=2)[0])  # (1500, 5, 384)
+        feats.append(encoder.hidden_states(mel.to(p.device, dtype), final_norm=True)[0])  # (1500, 5, 384)
     whole = torch.cat(feats, dim=0)
     return whole[: math.floor((n / SAMPLE_RATE) * AUDIO_FPS)]
 
 
-@torch.no_grad()
 def legacy_hidden_states(
     encoder: WhisperEncoder, wave: torch.Tensor, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """2024 v1.0 features: whole-file log-mel, 3000-frame segments zero-padded in log-mel space,
     last state taken before ``ln_post``; keeps floor(frames / 2) per segment: (L, 5, 384)."""
-    p = next(encoder.parameters())
-    dtype = dtype or p.dtype
-    mel = log_mel(wave)
-    total = mel.shape[-1]
-    parts = []
-    for seek in range(0, total, SEGMENT_FRAMES):
-        end = min(seek + SEGMENT_FRAMES, total)
-        seg = mel[:, seek : seek + SEGMENT_FRAMES]
-        seg = torch.nn.functional.pad(seg, (0, SEGMENT_FRAMES - seg.shape[-1]))
-        states = encoder(seg[None].to(p.device, dtype), final_norm=False)
-        stacked = torch.stack(states, dim=2)[0]  # (1500, 5, 384)
-        parts.append(stacked[: int((end - seek) / 2)])
-    return torch.cat(parts, dim=0)
+    return segment_states(encoder, log_mel(wave), dtype, final_norm=False)
 
 
 def head_window_indices(num_samples: int, fps: float) -> np.ndarray:

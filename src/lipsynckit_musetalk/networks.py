@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from lipsynckit.errors import WeightsError
+from lipsynckit.nn.sd_vae import SD_VAE_FT_MSE_CONFIG, SD_VAE_SCALING_FACTOR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCALING_FACTOR = 0.18215
+DEFAULT_SCALING_FACTOR = SD_VAE_SCALING_FACTOR
 
 # The released musetalk.json (identical for v1.0 and v1.5); used when no json sits next to the weights.
 UNET_CONFIG: dict[str, Any] = {
@@ -49,20 +50,6 @@ UNET_CONFIG: dict[str, Any] = {
     "out_channels": 4,
     "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-}
-
-# stabilityai/sd-vae-ft-mse config.json (no scaling_factor key: diffusers' default 0.18215 applies).
-VAE_CONFIG: dict[str, Any] = {
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "in_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 256,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
 }
 
 _OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
@@ -193,7 +180,7 @@ def load_vae(path: str | Path, config: str | Path | Mapping[str, Any] | None = N
             )
     if config is None:
         side = p.parent / "config.json"
-        config = side if side.is_file() else VAE_CONFIG
+        config = side if side.is_file() else SD_VAE_FT_MSE_CONFIG
     cfg = read_json(config) if isinstance(config, (str, Path)) else dict(config)
     with torch.device("meta"):
         vae = AutoencoderKL.from_config(_config_kwargs(cfg))

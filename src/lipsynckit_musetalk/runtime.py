@@ -17,13 +17,13 @@ from torch import nn
 
 from lipsynckit.errors import AudioError
 from lipsynckit.model import BaseLipSyncModel, ModelInfo
+from lipsynckit.nn.whisper import HOP_LENGTH, WhisperEncoder
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
 from lipsynckit_musetalk import audio as maudio
 from lipsynckit_musetalk import blending, networks
 from lipsynckit_musetalk.bisenet import FaceParser
 from lipsynckit_musetalk.face import crop_box, crop_face
 from lipsynckit_musetalk.options import MuseTalkOptions
-from lipsynckit_musetalk.whisper import WhisperEncoder
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class MuseTalkModel(BaseLipSyncModel):
         return self._whisper(self._wave16k(audio), audio.source)
 
     def _whisper(self, wave: torch.Tensor, source: str | None) -> torch.Tensor:
-        if wave.numel() < maudio.HOP:
+        if wave.numel() < HOP_LENGTH:
             raise AudioError(
                 f"audio too short for MuseTalk ({wave.numel()} samples at 16 kHz)",
                 path=source,
