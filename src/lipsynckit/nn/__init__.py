@@ -1,0 +1,34 @@
+"""Network pieces shared by several plugins (plain torch + numpy; no diffusers, no transformers).
+
+- :mod:`lipsynckit.nn.whisper`: Whisper's log-mel front end and a Whisper audio encoder that loads
+  transformers and openai-whisper checkpoints (MuseTalk, LatentSync).
+- :mod:`lipsynckit.nn.sd_vae`: the stabilityai/sd-vae-ft-mse ``AutoencoderKL`` config (MuseTalk,
+  LatentSync).
+"""
+
+from __future__ import annotations
+
+from lipsynckit.nn.sd_vae import SD_VAE_FT_MSE_CONFIG, SD_VAE_SCALING_FACTOR
+from lipsynckit.nn.whisper import (
+    WhisperDims,
+    WhisperEncoder,
+    encoder_from_state_dict,
+    encoder_state_dict,
+    load_whisper_encoder,
+    log_mel,
+    mel_filters,
+    segment_states,
+)
+
+__all__ = [
+    "SD_VAE_FT_MSE_CONFIG",
+    "SD_VAE_SCALING_FACTOR",
+    "WhisperDims",
+    "WhisperEncoder",
+    "encoder_from_state_dict",
+    "encoder_state_dict",
+    "load_whisper_encoder",
+    "log_mel",
+    "mel_filters",
+    "segment_states",
+]
