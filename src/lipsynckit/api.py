@@ -13,7 +13,7 @@ import torch
 
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
-from lipsynckit.pipeline import SyncResult, _Timer, generate_frames, sync_file
+from lipsynckit.pipeline import SyncResult, _Timer, generate_frames, scheduler_options, sync_file
 from lipsynckit.types import AudioClip, FaceTrack
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def sync_batch(
     **option_overrides: Any,
 ) -> list[SyncResult]:
     """One template, many audio tracks (personalised videos): prepared once, batched across jobs."""
-    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions
+    from lipsynckit.scheduler import BatchScheduler
 
     m = resolve_model(model, weights, device, None, model_options)
     out = Path(out_dir)
@@ -130,14 +130,7 @@ def sync_batch(
     option_overrides.setdefault("avatar_dir", out / ".avatar")
     opts = _options(None, option_overrides)
     prepare_avatar(template, m, opts.avatar_dir, options=opts)
-    sopts: dict[str, Any] = {
-        "chunk_frames": max(1, m.info.chunk_frames),
-        "device": str(m.device),
-        "model_name": m.info.name,
-    }
-    if opts.batch_size:
-        sopts["max_batch"] = opts.batch_size
-    with BatchScheduler(m.generate, SchedulerOptions(**sopts)) as scheduler:
+    with BatchScheduler(m.generate, scheduler_options(m, opts.batch_size)) as scheduler:
 
         def one(a: str | Path) -> SyncResult:
             return sync_file(

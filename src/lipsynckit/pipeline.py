@@ -150,6 +150,25 @@ def _usable_detector(preferred: str) -> str:
     return "auto"
 
 
+def scheduler_options(model: LipSyncModel, batch_size: int | None) -> Any:
+    """Scheduler settings for a model: a fixed batch when asked, else on CUDA a memory budget (80 % of
+    the free device memory) from which the scheduler probes and remembers the batch size."""
+    from lipsynckit.scheduler import SchedulerOptions
+
+    opts: dict[str, Any] = {
+        "chunk_frames": max(1, model.info.chunk_frames),
+        "device": str(model.device),
+        "model_name": model.info.name,
+    }
+    if batch_size is not None:
+        opts["max_batch"] = batch_size
+    elif model.device.type == "cuda" and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(model.device)
+        opts["max_batch"] = 64
+        opts["memory_budget_bytes"] = int(free * 0.8)
+    return SchedulerOptions(**opts)
+
+
 def generate_frames(
     model: LipSyncModel,
     frames: Iterable[np.ndarray],
@@ -168,26 +187,20 @@ def generate_frames(
     With its own scheduler, the scheduler's statistics (batch fill, device busy fraction, queue depths,
     seconds per stage) are written into ``stats_out`` when done.
     """
-    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions, map_ordered  # noqa: F811
+    from lipsynckit.scheduler import BatchScheduler, map_ordered  # noqa: F811
 
     chunk = max(1, model.info.chunk_frames)
     own_scheduler = scheduler is None
     sched: BatchScheduler
     if scheduler is None:
-        sopts: dict[str, Any] = {
-            "chunk_frames": chunk,
-            "device": str(model.device),
-            "model_name": model.info.name,
-        }
-        if options.batch_size is not None:
-            sopts["max_batch"] = options.batch_size
-        sched = BatchScheduler(model.generate, SchedulerOptions(**sopts))
+        sched = BatchScheduler(model.generate, scheduler_options(model, options.batch_size))
         sched.__enter__()
     else:
         sched = scheduler
     job = sched.open_job()
     max_batch = sched.options.max_batch
-    pending: queue.Queue[Any] = queue.Queue(maxsize=max(48, 3 * max(max_batch, chunk)))
+    # frames wait here for their faces; enough for a few batches, bounded so memory stays flat
+    pending: queue.Queue[Any] = queue.Queue(maxsize=max(48, 3 * max(min(max_batch, 32), chunk)))
     done = object()
     error: list[BaseException] = []
     prepared_memo: dict[int, PreparedFace] = {}
