@@ -63,6 +63,8 @@ def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["output_mode"] = "ffv1"
     if args.face_boxes:
         o["face_boxes"] = Path(args.face_boxes)
+    if args.face_select:
+        o["face_select"] = args.face_select
     if args.face_index is not None:
         o["face_select"], o["face_index"] = "index", args.face_index
     if args.face_box:
@@ -92,6 +94,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     f = p.add_argument_group("faces")
     f.add_argument("--detector", default="auto", help="face detector (see `lipsynckit detectors`)")
     f.add_argument("--face-boxes", help="JSON file with per-frame face boxes (skips detection)")
+    f.add_argument(
+        "--face-select",
+        choices=["largest", "score"],
+        help="with several faces: the largest (default) "
+        "or the most confident (what the official Wav2Lip takes)",
+    )
     f.add_argument("--face-index", type=int, help="with several faces: the N-th from the left")
     f.add_argument("--face-box", help="with several faces: the one nearest this box x1,y1,x2,y2")
     f.add_argument("--exact-detection", action="store_true", help="detect on every frame at full resolution")
