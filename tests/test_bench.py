@@ -8,7 +8,9 @@ from pathlib import Path
 from lipsynckit.cli import main
 
 
-def test_bench_writes_report(astronaut_png: Path, speech_wav: Path, tmp_path: Path) -> None:
+def test_bench_writes_report(
+    astronaut_png: Path, speech_wav: Path, tmp_path: Path, reference_dir: Path
+) -> None:
     import soundfile as sf
 
     from lipsynckit.media import load_audio
@@ -19,11 +21,10 @@ def test_bench_writes_report(astronaut_png: Path, speech_wav: Path, tmp_path: Pa
     # the user's SyncNet (deterministic weights in its plain tensor-dict container) adds LSE-D/LSE-C
     import torch
 
-    from conftest import REFERENCE
     from detweights import deterministic_state_dict, load_manifest
 
     syncnet = tmp_path / "syncnet_v2.model"
-    manifest = load_manifest(REFERENCE / "wav2lip" / "manifest_syncnet_eval.json")
+    manifest = load_manifest(reference_dir / "wav2lip" / "manifest_syncnet_eval.json")
     torch.save(deterministic_state_dict(manifest), syncnet)
     report = tmp_path / "bench"
     args = [
