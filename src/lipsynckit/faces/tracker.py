@@ -463,19 +463,16 @@ def track_faces(
     """Find and follow one face through streamed RGB frames (at most ``num_frames`` are read)."""
     tracker = FaceTracker(detector, options)
     it: Iterator[np.ndarray] = iter(frames) if num_frames is None else islice(frames, num_frames)
-    bar: Any = None
-    if progress:
-        from tqdm.auto import tqdm
+    from lipsynckit.progress import progress_bar
 
-        bar = tqdm(total=num_frames, desc="faces", unit="frame")
+    # the shared bar: a widget in notebooks, quiet under `-q`, throttled when not on a terminal
+    bar = progress_bar(total=num_frames, desc="faces", unit="frame", enable=progress)
     try:
         for frame in it:
             tracker.update(frame)
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if num_frames is not None and tracker.stats.frames < num_frames:
         log.warning("faces: expected %d frames, got %d", num_frames, tracker.stats.frames)
     return tracker.finish()
