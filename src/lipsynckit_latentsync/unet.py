@@ -405,6 +405,24 @@ class _Block(nn.Module):
         return x
 
 
+def _cross_attentions(channels: int, cfg: UNet3DConfig, layers: int) -> nn.ModuleList:
+    """One audio cross-attention transformer per layer of a block (down and up blocks alike)."""
+    heads = cfg.attention_head_dim
+    return nn.ModuleList(
+        [
+            Transformer3DModel(
+                heads,
+                channels // heads,
+                channels,
+                cfg.norm_num_groups,
+                cfg.cross_attention_dim,
+                cfg.add_audio_layer,
+            )
+            for _ in range(layers)
+        ]
+    )
+
+
 class DownBlock3D(_Block):
     def __init__(
         self,
@@ -419,18 +437,7 @@ class DownBlock3D(_Block):
     ) -> None:
         super().__init__()
         groups, eps = cfg.norm_num_groups, cfg.norm_eps
-        heads = cfg.attention_head_dim
-        if cross:
-            self.attentions = nn.ModuleList(
-                [
-                    Transformer3DModel(
-                        heads, out_ch // heads, out_ch, groups, cfg.cross_attention_dim, cfg.add_audio_layer
-                    )
-                    for _ in range(layers)
-                ]
-            )
-        else:
-            self.attentions = None
+        self.attentions = _cross_attentions(out_ch, cfg, layers) if cross else None
         self.resnets = nn.ModuleList(
             [ResnetBlock3D(in_ch if i == 0 else out_ch, out_ch, temb, groups, eps) for i in range(layers)]
         )
@@ -467,18 +474,7 @@ class UpBlock3D(_Block):
     ) -> None:
         super().__init__()
         groups, eps = cfg.norm_num_groups, cfg.norm_eps
-        heads = cfg.attention_head_dim
-        if cross:
-            self.attentions = nn.ModuleList(
-                [
-                    Transformer3DModel(
-                        heads, out_ch // heads, out_ch, groups, cfg.cross_attention_dim, cfg.add_audio_layer
-                    )
-                    for _ in range(layers)
-                ]
-            )
-        else:
-            self.attentions = None
+        self.attentions = _cross_attentions(out_ch, cfg, layers) if cross else None
         resnets = []
         for i in range(layers):
             skip = in_ch if i == layers - 1 else out_ch
@@ -511,12 +507,9 @@ class UpBlock3D(_Block):
 class UNetMidBlock3DCrossAttn(nn.Module):
     def __init__(self, ch: int, temb: int, cfg: UNet3DConfig) -> None:
         super().__init__()
-        heads = cfg.attention_head_dim
         groups, eps = cfg.norm_num_groups, cfg.norm_eps
         scale = cfg.mid_block_scale_factor
-        self.attentions = nn.ModuleList(
-            [Transformer3DModel(heads, ch // heads, ch, groups, cfg.cross_attention_dim, cfg.add_audio_layer)]
-        )
+        self.attentions = _cross_attentions(ch, cfg, 1)
         self.resnets = nn.ModuleList(
             [ResnetBlock3D(ch, ch, temb, groups, eps, scale), ResnetBlock3D(ch, ch, temb, groups, eps, scale)]
         )
