@@ -105,3 +105,51 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's weight cache from tests."""
     monkeypatch.setenv("LIPSYNCKIT_HOME", str(tmp_path / "lsk_home"))
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+class _StandInEvent:
+    """Stands in for torch.cuda.Event on a machine without CUDA: remembers its stream, always complete."""
+
+    def __init__(self, log: list[str], enable_timing: bool = False) -> None:
+        self._log = log
+        self.stream: object = None
+
+    def record(self, stream: object = None) -> None:
+        self.stream = stream
+
+    def synchronize(self) -> None:
+        self._log.append("sync")
+
+    def query(self) -> bool:
+        return True
+
+    def elapsed_time(self, other: _StandInEvent) -> float:
+        return 1.0
+
+
+class _StandInStream:
+    def __init__(self, device: object = None, priority: int = 0) -> None:
+        self.waits: list[object] = []
+
+    def wait_event(self, event: object) -> None:
+        self.waits.append(event)
+
+    def synchronize(self) -> None:
+        pass
+
+
+@pytest.fixture
+def cuda_stand_ins(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace torch.cuda's streams, events, device scopes and cache calls by CPU stand-ins, so the
+    scheduler's CUDA-streams path (set ``sched._cuda = True``) runs here; returns the call log
+    ("sync" per event wait, "empty_cache")."""
+    import contextlib
+
+    log: list[str] = []
+    monkeypatch.setattr(torch.cuda, "Stream", _StandInStream)
+    monkeypatch.setattr(torch.cuda, "Event", lambda enable_timing=False: _StandInEvent(log, enable_timing))
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: log.append("empty_cache"))
+    return log

@@ -711,57 +711,15 @@ def test_staged_hooks_run_on_cpu_too(photo: np.ndarray) -> None:
     assert staged.batches == stats.batches >= 3
 
 
-class _FakeEvent:
-    """Stands in for torch.cuda.Event on CPU: records what was recorded, always complete."""
-
-    log: list[str]
-
-    def __init__(self, enable_timing: bool = False) -> None:
-        self.stream: object = None
-
-    def record(self, stream: object = None) -> None:
-        self.stream = stream
-
-    def synchronize(self) -> None:
-        _FakeEvent.log.append("sync")
-
-    def query(self) -> bool:
-        return True
-
-    def elapsed_time(self, other: _FakeEvent) -> float:
-        return 1.0
-
-
-class _FakeStream:
-    def __init__(self, device: object = None, priority: int = 0) -> None:
-        self.waits: list[object] = []
-
-    def wait_event(self, event: object) -> None:
-        self.waits.append(event)
-
-    def synchronize(self) -> None:
-        pass
-
-
-def test_cuda_control_flow_with_stand_in_streams(photo: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_control_flow_with_stand_in_streams(photo: np.ndarray, cuda_stand_ins: list[str]) -> None:
     """Without a GPU, drive the streams path with stand-ins: batch k+1 is launched before batch k is
     retired (overlap), every stream waits on the event before it, and OOM in a launch splits the batch."""
-    import contextlib
-
-    _FakeEvent.log = []
-    monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
-    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
-    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: None)
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: _FakeEvent.log.append("empty_cache"))
-
     base = ConvGenerate()
-    calls = _FakeEvent.log
+    calls = cuda_stand_ins
 
     class Logged(StagedConv):
         def to_device(self, batch: ModelBatch, stream: object | None) -> tuple[torch.Tensor, torch.Tensor]:
-            assert isinstance(stream, _FakeStream)
+            assert stream is not None and hasattr(stream, "wait_event")
             calls.append(f"h2d {batch.items[0].index}")
             return super().to_device(batch, stream)
 

@@ -13,7 +13,14 @@ import torch
 
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
-from lipsynckit.pipeline import SyncResult, _Timer, generate_frames, scheduler_options, sync_file
+from lipsynckit.pipeline import (
+    SyncResult,
+    _Timer,
+    generate_frames,
+    scheduler_options,
+    scheduler_target,
+    sync_file,
+)
 from lipsynckit.types import AudioClip, FaceTrack
 
 log = logging.getLogger(__name__)
@@ -130,7 +137,7 @@ def sync_batch(
     option_overrides.setdefault("avatar_dir", out / ".avatar")
     opts = _options(None, option_overrides)
     prepare_avatar(template, m, opts.avatar_dir, options=opts)
-    with BatchScheduler(m.generate, scheduler_options(m, opts.batch_size)) as scheduler:
+    with BatchScheduler(scheduler_target(m), scheduler_options(m, opts.batch_size)) as scheduler:
 
         def one(a: str | Path) -> SyncResult:
             return sync_file(

@@ -169,6 +169,14 @@ def scheduler_options(model: LipSyncModel, batch_size: int | None) -> Any:
     return SchedulerOptions(**opts)
 
 
+def scheduler_target(model: LipSyncModel) -> Any:
+    """What the scheduler calls: the model itself when it splits generate into ``to_device`` /
+    ``compute`` / ``to_host`` (copies and compute then overlap on CUDA streams), else ``generate``."""
+    from lipsynckit.scheduler import StagedGenerate
+
+    return model if isinstance(model, StagedGenerate) else model.generate
+
+
 def generate_frames(
     model: LipSyncModel,
     frames: Iterable[np.ndarray],
@@ -193,7 +201,7 @@ def generate_frames(
     own_scheduler = scheduler is None
     sched: BatchScheduler
     if scheduler is None:
-        sched = BatchScheduler(model.generate, scheduler_options(model, options.batch_size))
+        sched = BatchScheduler(scheduler_target(model), scheduler_options(model, options.batch_size))
         sched.__enter__()
     else:
         sched = scheduler

@@ -242,12 +242,21 @@ def sample_latent(
 
 
 @torch.no_grad()
-def decode_latents(vae: nn.Module, latents: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """UNet output -> (decoded float before clamp, uint8 RGB (B, H, W, 3)); the official scaling
-    multiplies by the python reciprocal of the factor (dividing flips a few pixels)."""
+def decode_latents_on_device(vae: nn.Module, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """UNet output -> (decoded float before clamp, uint8 RGB (B, H, W, 3)), both on the VAE's device.
+
+    The official scaling multiplies by the python reciprocal of the factor (dividing flips a few
+    pixels); the official ``(x * 255).round()`` runs in float32 after the permute, as on the CPU.
+    """
     p = next(vae.parameters())
     z = (1 / scaling_factor(vae)) * latents.to(p.device, p.dtype)
     decoded = vae.decode(z).sample  # type: ignore[operator]
     img = (decoded / 2 + 0.5).clamp(0, 1)
-    arr = img.detach().cpu().permute(0, 2, 3, 1).float().numpy()
-    return decoded, (arr * 255).round().astype(np.uint8)
+    rgb = (img.detach().permute(0, 2, 3, 1).float() * 255).round().to(torch.uint8)
+    return decoded, rgb
+
+
+def decode_latents(vae: nn.Module, latents: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """UNet output -> (decoded float before clamp, uint8 RGB (B, H, W, 3) on the host)."""
+    decoded, rgb = decode_latents_on_device(vae, latents)
+    return decoded, rgb.cpu().numpy()

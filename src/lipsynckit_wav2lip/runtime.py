@@ -5,7 +5,8 @@ Each protocol method reproduces one step of the official ``inference.py``:
 * ``audio_features`` → mel spectrogram and one (1, 80, 16) window per output frame;
 * ``adjust_track`` → pads, clipping and the in-place 5-frame box smoothing over the whole track;
 * ``prepare`` → crop of the box resized to 96x96 (INTER_LINEAR);
-* ``generate`` → ``[masked, reference]`` BGR/255 input, the generator, ``floor(pred·255)``;
+* ``generate`` → ``[masked, reference]`` BGR/255 input, the generator, ``floor(pred·255)``, split in
+  ``to_device`` / ``compute`` / ``to_host`` so the scheduler overlaps copies and compute on CUDA;
 * ``composite`` → hard paste of the face resized to the box (or lipsynckit's feathered blend).
 
 Core frames are RGB; the generator sees BGR as the checkpoints were trained on OpenCV frames.
@@ -25,6 +26,7 @@ from torch import nn
 
 from lipsynckit.errors import LipSyncError, NoFaceError
 from lipsynckit.model import BaseLipSyncModel, ModelInfo
+from lipsynckit.scheduler import device_to_host, host_to_device
 from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace
 from lipsynckit_wav2lip.audio import SAMPLE_RATE, mel_chunks, melspectrogram
 from lipsynckit_wav2lip.network import Wav2LipNet
@@ -109,6 +111,7 @@ class Wav2LipModel(BaseLipSyncModel):
         self.dtype = torch.float32
         self._forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         self._warned_cpu_fp16 = False
+        self._tables: dict[torch.device, torch.Tensor] = {}
         self.to(device)
 
     # -- device handling -------------------------------------------------------------------------
@@ -213,19 +216,28 @@ class Wav2LipModel(BaseLipSyncModel):
             box=(x1, y1, x2, y2), crop=crop, data={"face_bgr": np.ascontiguousarray(crop[..., ::-1])}
         )
 
-    def face_input(self, faces_bgr: np.ndarray) -> torch.Tensor:
-        """``(B,96,96,3)`` uint8 BGR → ``(B,6,96,96)`` float32: lower half zeroed copy first, then the
-        full face, divided by 255 in float64 (official ``datagen``)."""
-        masked = faces_bgr.copy()
+    def face_input(self, faces_bgr: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``(B,96,96,3)`` uint8 BGR → ``(B,6,96,96)`` float32 on the faces' device: lower half zeroed
+        copy first, then the full face, each value the float32 of the official float64 ``x / 255``
+        (a 256-entry table, so the GPU gives the CPU's numbers exactly)."""
+        faces = torch.as_tensor(faces_bgr)
+        full = self._unit_table(faces.device)[faces.long()]
+        masked = full.clone()
         masked[:, FACE_SIZE // 2 :] = 0
-        x = np.concatenate((masked, faces_bgr), axis=3) / 255.0
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
+        return torch.cat((masked, full), dim=3).permute(0, 3, 1, 2).contiguous()
+
+    def _unit_table(self, device: torch.device) -> torch.Tensor:
+        table = self._tables.get(device)
+        if table is None:
+            table = torch.from_numpy((np.arange(256) / 255.0).astype(np.float32)).to(device)
+            self._tables[device] = table
+        return table
 
     @torch.inference_mode()
-    def predict(self, mels: torch.Tensor, faces_bgr: np.ndarray) -> torch.Tensor:
-        """Generator output ``(B,3,96,96)`` float32 in [0, 1], BGR, on the CPU."""
-        x = self.face_input(faces_bgr).to(self.device, non_blocking=True)
-        m = mels.to(self.device, dtype=torch.float32, non_blocking=True)
+    def _forward_on_device(self, faces: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
+        """uint8 BGR faces and mel windows already on the device → ``(B,3,96,96)`` float32 in [0, 1]."""
+        x = self.face_input(faces)
+        m = mels.to(self.device, dtype=torch.float32)
         if self.options.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
             m = m.contiguous(memory_format=torch.channels_last)
@@ -238,19 +250,41 @@ class Wav2LipModel(BaseLipSyncModel):
             precision = "fp32"
         with _autocast(self.device, precision):
             pred = self._get_forward()(m, x)
-        return pred.float().cpu()
+        return pred.float()
 
-    def generate(self, batch: ModelBatch) -> list[np.ndarray]:
-        """96x96 uint8 RGB faces: ``floor(pred·255)`` (the official ``astype(uint8)``), BGR → RGB."""
-        if len(batch) == 0:
-            return []
+    def predict(self, mels: torch.Tensor, faces_bgr: np.ndarray) -> torch.Tensor:
+        """Generator output ``(B,3,96,96)`` float32 in [0, 1], BGR, on the CPU."""
+        faces = host_to_device(np.asarray(faces_bgr), self.device, pin_memory=False)
+        return self._forward_on_device(faces, mels).cpu()
+
+    # -- generate, in the three stages the scheduler overlaps on CUDA streams ---------------------
+
+    def to_device(self, batch: ModelBatch, stream: object | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Faces travel as uint8 (a quarter of the float input's bytes) and mel windows as float32,
+        through pinned memory on CUDA; the float input is built on the device."""
         faces = np.stack([_face_bgr(pf) for pf in batch.faces()])
-        mels = batch.audio()
+        mels = batch.audio().float()
         if mels.dim() == 3:
             mels = mels.unsqueeze(1)
-        pred = self.predict(mels, faces).numpy().transpose(0, 2, 3, 1) * np.float32(255.0)
-        out = pred.astype(np.uint8)
-        return [np.ascontiguousarray(o[..., ::-1]) for o in out]
+        return host_to_device(faces, self.device), host_to_device(mels, self.device)
+
+    def compute(self, handle: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``(B,96,96,3)`` uint8 RGB on the device: ``floor(pred·255)`` in float32 (the official
+        ``astype(uint8)``), BGR → RGB."""
+        faces, mels = handle
+        pred = self._forward_on_device(faces, mels)
+        with torch.inference_mode():
+            out = (pred * 255.0).to(torch.uint8)  # pred is in [0, 1]: the cast truncates like numpy's
+            return out.permute(0, 2, 3, 1).flip(-1).contiguous()
+
+    def to_host(self, device_out: torch.Tensor, stream: object | None) -> list[np.ndarray]:
+        return list(device_to_host(device_out).numpy())
+
+    def generate(self, batch: ModelBatch) -> list[np.ndarray]:
+        """96x96 uint8 RGB faces (the three stages in a row: what the scheduler does off CUDA)."""
+        if len(batch) == 0:
+            return []
+        return self.to_host(self.compute(self.to_device(batch, None)), None)
 
     def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
         """Official: the face resized (INTER_LINEAR) to the box replaces the whole box. Feathered: soft edges."""

@@ -101,6 +101,42 @@ def test_generate_any_batch_matches_golden(model: MuseTalkModel, golden: dict[st
     assert np.abs(single[0].astype(np.int16) - both[1].astype(np.int16)).max() <= 1
 
 
+def test_scheduler_runs_musetalk_in_three_overlapping_stages(
+    model: MuseTalkModel, golden: dict[str, np.ndarray], cuda_stand_ins: list[str]
+) -> None:
+    """MuseTalk goes to the scheduler as to_device / compute / to_host; through the CUDA-streams path
+    (stand-in streams on this CPU) six frames from two jobs come back per job, in order, each the
+    official face of its golden latents."""
+    from lipsynckit.pipeline import scheduler_target
+    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions
+    from lipsynckit.types import PreparedFace
+
+    assert scheduler_target(model) is model
+    sched = BatchScheduler(model, SchedulerOptions(max_batch=4, max_wait_ms=20, queue_size=16))
+    sched._cuda = True
+    with sched:
+        jobs = [sched.open_job(), sched.open_job()]
+        for j, job in enumerate(jobs):
+            for k in range(3):
+                i = (j + k) % 2
+                face = PreparedFace(
+                    box=(0, 0, 256, 256),
+                    crop=golden["crop_bgr_uint8"][i, :, :, ::-1].copy(),
+                    data={"latents": torch.from_numpy(golden["unet_input_latents"][i])},
+                )
+                job.submit(WorkItem(job.id, k, face, torch.from_numpy(golden["whisper_batch"][i])))
+            job.close()
+        outs = [list(job.results()) for job in jobs]
+        stats = sched.stats()
+    for j, out in enumerate(outs):
+        assert [k for k, _ in out] == [0, 1, 2]
+        for k, face in out:
+            want = golden["output_bgr_uint8"][(j + k) % 2].astype(np.int16)
+            d = np.abs(face[..., ::-1].astype(np.int16) - want)
+            assert d.max() <= 1 and (d > 0).mean() <= 1e-3
+    assert cuda_stand_ins.count("sync") == stats.batches >= 2
+
+
 def test_prepare_generate_composite_real_photo(model: MuseTalkModel, grace_hopper_jpg: Path) -> None:
     frame = read_rgb(grace_hopper_jpg)
     h, w = frame.shape[:2]
