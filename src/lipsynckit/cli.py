@@ -73,6 +73,8 @@ def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["batch_size"] = args.batch_size
     if args.detect_every:
         o["detect_every"] = args.detect_every
+    if getattr(args, "face_workers", None):
+        o["face_workers"] = args.face_workers
     if getattr(args, "avatar_dir", None):
         o["avatar_dir"] = Path(args.avatar_dir)
     return o
@@ -104,6 +106,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     f.add_argument("--face-box", help="with several faces: the one nearest this box x1,y1,x2,y2")
     f.add_argument("--exact-detection", action="store_true", help="detect on every frame at full resolution")
     f.add_argument("--detect-every", type=int, help="run the detector every N frames, track in between")
+    f.add_argument(
+        "--face-workers", type=int, help="threads for the face pass (default: usable cores, at most 8)"
+    )
     o = p.add_argument_group("output")
     o.add_argument(
         "--length-mode",

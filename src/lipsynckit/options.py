@@ -33,6 +33,12 @@ class SyncOptions(BaseModel):
     detect_every: int | None = Field(
         None, ge=1, description="run the detector every N frames and track between"
     )
+    face_workers: int | None = Field(
+        None,
+        ge=1,
+        description="threads for the face pass (default: the usable cores, at most 8); the track is "
+        "the same for any number",
+    )
     batch_size: int | None = Field(
         None, ge=1, description="model batch size (default: the scheduler decides)"
     )

@@ -111,7 +111,8 @@ def track_source(
     frame_size: tuple[int, int] | None = None,
 ) -> FaceTrack:
     """Find the face in the first ``num_frames`` source frames (or read them from --face-boxes)."""
-    from lipsynckit.faces import TrackOptions, get_face_detector, load_face_boxes, track_faces
+    from lipsynckit.faces import TrackOptions, get_face_detector, load_face_boxes
+    from lipsynckit.faces.segments import track_segments
     from lipsynckit.media import VideoSource
 
     if options.face_boxes is not None:
@@ -130,13 +131,19 @@ def track_source(
     if options.detect_every is not None:
         topts["detect_every"] = options.detect_every
     track_opts = TrackOptions(**topts)
-    src = VideoSource(video, fps_for_images=options.fps)
+
+    def open_frames(a: int, b: int) -> Iterator[np.ndarray]:
+        # one decoder per segment and thread: it seeks to the key frame before `a`
+        return VideoSource(video, fps_for_images=options.fps).frames(range(a, b))
+
     with timer.stage("detect"):
-        return track_faces(
-            src.frames(range(num_frames)),
+        return track_segments(
+            open_frames,
+            num_frames,
             detector,
             track_opts,
-            num_frames=num_frames,
+            workers=options.face_workers,
+            new_detector=lambda: get_face_detector(detector.name),
             progress=options.progress,
         )
 

@@ -190,6 +190,7 @@ class S3FDDetector:
     """
 
     name = "s3fd"
+    thread_safe = True  # inference only reads the network: threads may share it
 
     def __init__(self, net: S3FDNet, device: str | torch.device = "cpu", batch_size: int = 16) -> None:
         self.device = torch.device(device)

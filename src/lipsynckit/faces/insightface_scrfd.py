@@ -73,6 +73,7 @@ class InsightFaceDetector:
     """SCRFD boxes + 106 landmarks; ``Face.landmarks`` is (106, 2), the 5 SCRFD points are not kept."""
 
     name = "insightface"
+    thread_safe = True  # onnxruntime sessions may be run from several threads
 
     def __init__(self, options: InsightFaceOptions | None = None, **kwargs: Any) -> None:
         self.options = o = options or InsightFaceOptions(**kwargs)

@@ -84,6 +84,7 @@ class OpenCVHaarDetector:
     """Haar-cascade face detector (RGB uint8 in, :class:`Face` list sorted by score out)."""
 
     name = "opencv"
+    thread_safe = False  # a CascadeClassifier keeps scratch buffers: one per thread
 
     def __init__(self, options: HaarOptions | None = None, **kwargs: Any) -> None:
         import cv2

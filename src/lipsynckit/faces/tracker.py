@@ -80,6 +80,12 @@ class TrackOptions(BaseModel):
     fill_gaps: int = Field(
         default=3, ge=0, description="fill gaps of at most N frames between sightings of one face"
     )
+    segment_frames: int = Field(
+        default=256,
+        ge=0,
+        description="frames per segment of the parallel face pass, rounded up to a multiple of "
+        "detect_every (0 = one segment); the track does not depend on the number of threads",
+    )
 
     @field_validator("box", mode="before")
     @classmethod
@@ -366,6 +372,60 @@ class FaceTracker:
         self._cur = face
         self._prev_grey, self._prev_scale, self._prev_hist, self._prev_shape = grey, ts, hist, frame.shape
         return face
+
+    # -- segments (lipsynckit.faces.segments) -----------------------------------------------------
+    def seed(self, face: Face) -> None:
+        """Start following ``face`` (from the segment before): the first frame confirms it near there."""
+        if self.stats.frames:
+            raise RuntimeError("seed() before the first frame only")
+        self._cur = face
+        self._seg = 0
+
+    @property
+    def faces_so_far(self) -> list[Face | None]:
+        """The followed face per frame so far (before gap filling and smoothing)."""
+        return self._faces
+
+    @property
+    def last_histogram(self) -> np.ndarray | None:
+        """Colour histogram of the last frame (None in exact mode): scene cuts between segments."""
+        return self._prev_hist
+
+    @property
+    def last_shape(self) -> tuple[int, ...] | None:
+        return self._prev_shape
+
+    def append(self, other: FaceTracker, start: int, cut: bool, continues: bool) -> None:
+        """Add the frames of ``other`` (the segment from frame ``start``) after this tracker's.
+
+        ``cut``: a scene cut falls at ``start``; ``continues``: other's first face is the face this
+        tracker ended on, so both are one identity run (filled and smoothed across the join).
+        """
+        if start != len(self._faces):
+            raise ValueError(f"segment starts at frame {start}, expected {len(self._faces)}")
+        last_id = self._segment[-1] if self._segment else -1
+        first_id = other._segment[0] if other._segment else -1
+        base = self._seg + 1
+        for sid in other._segment:
+            if sid < 0:
+                self._segment.append(-1)
+            elif continues and sid == first_id and last_id >= 0:
+                self._segment.append(last_id)
+            else:
+                self._segment.append(base + sid)
+        self._faces.extend(other._faces)
+        self._seg = max(self._seg, base + other._seg)
+        self._cuts.update(start + c for c in other._cuts)
+        st, ot = self.stats, other.stats
+        if cut:
+            self._cuts.add(start)
+            st.cut_frames.append(start)
+        st.frames += ot.frames
+        st.detect_frames.extend(start + i for i in ot.detect_frames)
+        st.cut_frames.extend(start + i for i in ot.cut_frames)
+        st.tracked_frames += ot.tracked_frames
+        st.track_failures += ot.track_failures
+        self._prev_hist, self._prev_shape = other._prev_hist, other._prev_shape
 
     # -- end of stream ---------------------------------------------------------------------------
     def finish(self) -> FaceTrack:
