@@ -55,6 +55,71 @@ def test_sync_batch_shares_batches_across_jobs(
     assert stats["batches"] < stats["items"]  # frames were batched
 
 
+def test_concurrent_sync_calls_on_one_model_batch_together(
+    carphone_mp4: Path, speech_wavs: list[Path], tmp_path: Path
+) -> None:
+    """Two threads call lsk.sync on the same model instance: one device thread serves both and some
+    batches hold frames of both jobs; each output is still its own, and the shared scheduler closes."""
+    import threading
+    import time
+
+    from lipsynckit import pipeline
+    from lipsynckit.types import ModelBatch
+
+    model = lsk.load_model("viseme")
+    seen: list[set[int]] = []
+    generate = model.generate
+    calls_at_once = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def recording(batch: ModelBatch) -> list[np.ndarray]:
+        with lock:
+            calls_at_once[0] += 1
+            calls_at_once[1] = max(calls_at_once)
+        if not seen:  # hold the first batch until the other call has joined the same scheduler
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                shared = list(pipeline._SHARED.values())
+                if shared and len(shared[0][0]._jobs) >= 2:
+                    break
+                time.sleep(0.01)
+        seen.append({it.job_id for it in batch.items})
+        time.sleep(0.005)
+        try:
+            return generate(batch)
+        finally:
+            with lock:
+                calls_at_once[0] -= 1
+
+    model.generate = recording  # type: ignore[method-assign]
+    results: dict[int, lsk.SyncResult] = {}
+    start = threading.Barrier(2)
+
+    def one(k: int) -> None:
+        start.wait()
+        results[k] = lsk.sync(
+            carphone_mp4,
+            speech_wavs[k],
+            model=model,
+            output=tmp_path / f"{k}.mkv",
+            batch_size=8,
+            progress=False,
+        )
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert sorted(results) == [0, 1]
+    for k in range(2):
+        r = results[k]
+        assert abs(r.frames / r.fps - lsk.load_audio(str(speech_wavs[k])).duration) <= 1 / r.fps
+    assert any(len(jobs) == 2 for jobs in seen), seen
+    assert calls_at_once[1] == 1  # one device thread: the model is never called concurrently
+    assert pipeline._SHARED == {}
+
+
 def test_auto_model_falls_back_to_viseme_and_says_why(
     caplog, astronaut_png: Path, speech_wav: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -184,6 +184,39 @@ def scheduler_target(model: LipSyncModel) -> Any:
     return model if isinstance(model, StagedGenerate) else model.generate
 
 
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[tuple[int, int | None], list[Any]] = {}  # (id(model), batch) -> [scheduler, users]
+
+
+@contextmanager
+def shared_scheduler(model: LipSyncModel, batch_size: int | None) -> Iterator[Any]:
+    """The scheduler of one model instance, shared by the ``sync`` calls that run on it at once.
+
+    Concurrent calls (threads of a server, a notebook's executor) then batch their frames together on
+    one device thread instead of each calling the model on its own; the last one out closes it.
+    """
+    from lipsynckit.scheduler import BatchScheduler
+
+    key = (id(model), batch_size)  # the scheduler holds the model, so its id is not reused meanwhile
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        if entry is None:
+            sched = BatchScheduler(scheduler_target(model), scheduler_options(model, batch_size))
+            sched.__enter__()
+            entry = _SHARED[key] = [sched, 0]
+        entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        with _SHARED_LOCK:
+            entry[1] -= 1
+            last = entry[1] == 0
+            if last:
+                del _SHARED[key]
+        if last:
+            entry[0].__exit__(None, None, None)
+
+
 def generate_frames(
     model: LipSyncModel,
     frames: Iterable[np.ndarray],
@@ -199,17 +232,19 @@ def generate_frames(
 ) -> Iterator[np.ndarray]:
     """Yield the output frames in order. ``frames`` yields the source frame for each output index.
 
-    With its own scheduler, the scheduler's statistics (batch fill, device busy fraction, queue depths,
-    seconds per stage) are written into ``stats_out`` when done.
+    Without a ``scheduler``, the model's shared scheduler is used (concurrent calls on one model batch
+    together) and its statistics (batch fill, device busy fraction, queue depths, seconds per stage;
+    all jobs it ran so far) are written into ``stats_out`` when done.
     """
-    from lipsynckit.scheduler import BatchScheduler, map_ordered  # noqa: F811
+    from lipsynckit.scheduler import map_ordered  # noqa: F811
 
     chunk = max(1, model.info.chunk_frames)
     own_scheduler = scheduler is None
     sched: BatchScheduler
+    shared = None
     if scheduler is None:
-        sched = BatchScheduler(scheduler_target(model), scheduler_options(model, options.batch_size))
-        sched.__enter__()
+        shared = shared_scheduler(model, options.batch_size)
+        sched = shared.__enter__()
     else:
         sched = scheduler
     job = sched.open_job()
@@ -293,7 +328,8 @@ def generate_frames(
         if own_scheduler:
             stats = sched.stats()
             timer.add("generate", stats.stage_s.get("generate", 0.0))
-            sched.__exit__(None, None, None)
+            assert shared is not None
+            shared.__exit__(None, None, None)
             if stats_out is not None:
                 stats_out.update(stats.model_dump())
 
