@@ -279,3 +279,22 @@ def test_stream_converter_gives_plain_pyav_pixels(
     got = np.stack(list(VideoSource(path)))
     assert got.shape == (12, 144, 176, 3)
     assert np.array_equal(got, _pyav_frames(path))
+
+
+def test_stream_converter_honours_the_bt709_tag(carphone_frames: np.ndarray, tmp_path: Path) -> None:
+    """Our mp4 output is BT.709-tagged H.264 (as HD cameras write): the stream converter reads the tag
+    exactly as PyAV's per-frame conversion does, and a flat colour survives the round trip."""
+    from lipsynckit.media import VideoSink
+
+    path = tmp_path / "bt709.mp4"
+    flat = np.zeros((144, 176, 3), np.uint8)
+    flat[:, :88] = (200, 30, 30)
+    flat[:, 88:] = (30, 30, 200)
+    with VideoSink(path, fps=25, size=(176, 144), crf=0) as sink:
+        for rgb in [flat, *carphone_frames[:6]]:
+            sink.write(rgb)
+    with av.open(str(path)) as c:
+        assert next(c.decode(video=0)).colorspace == 1  # AVCOL_SPC_BT709
+    got = np.stack(list(VideoSource(path)))
+    assert np.array_equal(got, _pyav_frames(path))
+    assert np.abs(got[0, 40:100, 20:60].astype(int) - (200, 30, 30)).max() <= 2

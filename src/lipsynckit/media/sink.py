@@ -28,6 +28,7 @@ import av
 import cv2
 import numpy as np
 import soundfile as sf
+from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from lipsynckit.errors import OutputError
 from lipsynckit.types import AudioClip
@@ -112,6 +113,7 @@ class VideoSink:
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
         self._vstream: av.video.stream.VideoStream | None = None
+        self._converter: VideoReformatter | None = None
         self._astream: av.audio.stream.AudioStream | None = None
         self._audio_np: np.ndarray | None = None  # (C, N) float32 at the encoder rate
         self._audio_pos = 0
@@ -266,8 +268,13 @@ class VideoSink:
         if self.mode == "ffv1":
             vf = _bgr0_frame(frame)
         else:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
-                format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+            if self._converter is None:  # one swscale context for the stream, not one per frame
+                self._converter = VideoReformatter()
+            vf = self._converter.reformat(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"),
+                format="yuv420p",
+                dst_colorspace=Colorspace.ITU709,
+                dst_color_range=ColorRange.MPEG,
             )
         vf.pts = self.frames_written
         vf.time_base = 1 / self.fps
