@@ -48,6 +48,11 @@ def test_carphone_keeps_fps_size_and_follows_audio(
     assert (s["width"], s["height"]) == (src["width"], src["height"])
     assert abs(s["frames"] / s["fps"] - audio.duration) <= 1 / s["fps"]
     assert s["audio"] == 1
+    assert b"cabac=1" in out.read_bytes()  # x264 writes its settings into the stream: preset medium
+    fast = tmp_path / "fast.mp4"
+    args = ["-q", "sync", str(carphone_mp4), str(speech_wav), "-o", str(fast), "--model", "viseme"]
+    assert main([*args, "--preset", "ultrafast"]) == 0
+    assert b"cabac=0" in fast.read_bytes() and _streams(fast)["frames"] == s["frames"]
 
 
 def test_lossless_output_keeps_pixels_outside_the_face(

@@ -56,6 +56,7 @@ def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "progress": not args.no_progress,
         "exact_detection": args.exact_detection,
         "crf": args.crf,
+        "preset": args.preset,
     }
     if args.fps is not None:
         o["fps"] = args.fps
@@ -119,6 +120,22 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
     o.add_argument("--lossless", action="store_true", help="lossless FFV1 .mkv output")
     o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, default 18)")
+    o.add_argument(
+        "--preset",
+        default="medium",
+        choices=[
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+        ],
+        help="x264 speed against file size (default medium; veryfast keeps up with a GPU at 720p)",
+    )
     o.add_argument("--batch-size", type=int, help="model batch size (default: scheduler decides)")
     o.add_argument("--no-progress", action="store_true")
 

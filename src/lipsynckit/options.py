@@ -22,6 +22,9 @@ class SyncOptions(BaseModel):
         description="mp4 = H.264 + AAC; ffv1 = lossless mkv; png = lossless frame folder; auto = from suffix",
     )
     crf: int = Field(18, ge=0, le=51, description="x264 quality for mp4 output")
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = Field("medium", description="x264 speed/size trade-off for mp4 output (faster = larger file)")
     detector: str = Field("auto", description="face detector plugin name")
     face_boxes: Path | None = Field(None, description="JSON file of per-frame boxes (skips detection)")
     face_select: Literal["largest", "score", "index", "box"] = "largest"

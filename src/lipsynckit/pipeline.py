@@ -415,7 +415,13 @@ def sync_file(
     bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
     t_gen = time.perf_counter()
     with VideoSink(
-        out_path, fps=fps, size=(info.width, info.height), audio=clip, mode=mode, crf=options.crf
+        out_path,
+        fps=fps,
+        size=(info.width, info.height),
+        audio=clip,
+        mode=mode,
+        crf=options.crf,
+        preset=options.preset,
     ) as sink:
         frames = src.frames(int(s) for s in index)
         for k, frame in enumerate(
