@@ -48,8 +48,24 @@ def test_bench_writes_report(
     assert "av_correlation" in v["metrics"] and "identity_psnr" in v["metrics"]
     assert v["metrics"]["identity_psnr"] > 25
     assert v["metrics"]["lse_d"] > 0 and "lse_c" in v["metrics"] and -15 <= v["metrics"]["av_offset"] <= 15
+    sched = v["scheduler"]
+    assert (
+        sched["batches"] >= 1 and 0.0 < sched["device_busy_fraction"] <= 1.0 and sched["mean_batch_fill"] > 0
+    )
     assert not rows["no_such_model"]["usable"] and "no_such_model" in rows["no_such_model"]["error"]
     md = (report / "bench.md").read_text()
     assert "| viseme |" in md
+    # model options reach the model and label the row (one model measured several ways)
+    again = tmp_path / "bench_gain"
+    assert (
+        main([*args[:3], "viseme", *args[4:], "--report", str(again), "--device", "cpu", "-O", "gain=0.5"])
+        == 0
+    )
+    row = json.loads((again / "bench.json").read_text())["rows"][0]
+    assert row["usable"] and row["options"] == {"gain": 0.5}
+    assert "| viseme (gain=0.5) |" in (again / "bench.md").read_text()
+    assert (
+        row["metrics"]["mouth_motion"] < v["metrics"]["mouth_motion"]
+    )  # half the gain: the mouth moves less
     png = (report / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

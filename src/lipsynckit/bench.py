@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class BenchRow(BaseModel):
     model: str
     device: str
+    options: dict[str, Any] = Field(default_factory=dict)  # model options of this row (fp16, steps, ...)
     usable: bool = True
     error: str = ""
     init_seconds: float = 0.0
@@ -37,8 +38,17 @@ class BenchRow(BaseModel):
     peak_rss_mb: float = 0.0
     peak_vram_mb: float = 0.0
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    # of the whole-pipeline run: device_busy_fraction, mean_batch_fill, batches, batch_size, oom_retries
+    scheduler: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     non_commercial: bool = False
+
+    @property
+    def label(self) -> str:
+        """The model name, with its options when any (one model may be measured several ways)."""
+        if not self.options:
+            return self.model
+        return f"{self.model} ({', '.join(f'{k}={v}' for k, v in sorted(self.options.items()))})"
 
 
 class BenchReport(BaseModel):
@@ -142,7 +152,7 @@ def bench_model(
     from lipsynckit.pipeline import sync_file
     from lipsynckit.registry import load_model
 
-    row = BenchRow(model=name, device=device)
+    row = BenchRow(model=name, device=device, options=dict(model_options or {}))
     try:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -168,6 +178,11 @@ def bench_model(
             row.pipeline_fps = result.frames / wall
             row.realtime_factor = row.pipeline_fps / result.fps
             row.stage_seconds = {k: round(v, 3) for k, v in result.stage_seconds.items()}
+            row.scheduler = {
+                k: float(result.scheduler[k])
+                for k in ("device_busy_fraction", "mean_batch_fill", "batches", "batch_size", "oom_retries")
+                if k in result.scheduler
+            }
             if quality:
                 row.metrics = _quality(video, out, clip, result.fps, syncnet)
         row.peak_rss_mb = rss.peak
@@ -236,16 +251,18 @@ def write_report(report: BenchReport, out_dir: Path) -> dict[str, Path]:
         "",
         f"torch {report.torch}, device {report.device}; input {Path(report.video).name} + {Path(report.audio).name}",
         "",
-        "| model | init s | face px | step fps (batch) | pipeline fps | × real time | peak RSS MB | peak VRAM MB | mouth/audio r | PSNR outside mouth | LSE-D | LSE-C | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | init s | face px | step fps (batch) | pipeline fps | × real time | device busy | peak RSS MB | peak VRAM MB | mouth/audio r | PSNR outside mouth | LSE-D | LSE-C | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report.rows:
         if not r.usable:
-            lines.append(f"| {r.model} | – | – | – | – | – | – | – | – | – | – | – | {r.error} |")
+            lines.append(f"| {r.label} | – | – | – | – | – | – | – | – | – | – | – | – | {r.error} |")
             continue
+        busy = r.scheduler.get("device_busy_fraction")
         lines.append(
-            f"| {r.model} | {r.init_seconds:.2f} | {r.face_size} | {r.step_fps:.1f} ({r.step_batch}) | "
-            f"{r.pipeline_fps:.1f} | {r.realtime_factor:.2f} | {r.peak_rss_mb:.0f} | {r.peak_vram_mb:.0f} | "
+            f"| {r.label} | {r.init_seconds:.2f} | {r.face_size} | {r.step_fps:.1f} ({r.step_batch}) | "
+            f"{r.pipeline_fps:.1f} | {r.realtime_factor:.2f} | {'–' if busy is None else f'{busy:.0%}'} | "
+            f"{r.peak_rss_mb:.0f} | {r.peak_vram_mb:.0f} | "
             f"{r.metrics.get('av_correlation', float('nan')):.2f} | {r.metrics.get('identity_psnr', float('nan')):.1f} | "
             f"{r.metrics.get('lse_d', float('nan')):.2f} | {r.metrics.get('lse_c', float('nan')):.2f} | "
             f"{'non-commercial weights' if r.non_commercial else ''} |"
@@ -269,7 +286,7 @@ def _plot(report: BenchReport, path: Path) -> None:
     for r in rows:
         x, q = max(r.pipeline_fps, 1e-3), r.metrics.get(key, 0.0)
         ax.scatter([x], [q], s=60)
-        ax.annotate(r.model, (x, q), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(r.label, (x, q), textcoords="offset points", xytext=(5, 5))
     xs = [max(r.pipeline_fps, 1e-3) for r in rows]
     log_scale = bool(xs) and max(xs) / min(xs) >= 10  # speeds spanning a decade or more
     if log_scale:
@@ -294,6 +311,7 @@ def run_bench(
     device: str | None = None,
     batch: int = 8,
     syncnet: str | None = None,
+    model_options: dict[str, Any] | None = None,
 ) -> BenchReport:
     from lipsynckit.media import VideoSource
     from lipsynckit.registry import list_models
@@ -310,7 +328,11 @@ def run_bench(
     scorer = load_syncnet(syncnet)
     for name in models:
         log.info("bench: %s on %s", name, dev)
-        report.rows.append(bench_model(name, video, audio, work, weights, dev, batch, syncnet=scorer))
+        report.rows.append(
+            bench_model(
+                name, video, audio, work, weights, dev, batch, model_options=model_options, syncnet=scorer
+            )
+        )
     return report
 
 
@@ -326,6 +348,13 @@ def add_bench_parser(sub: Any) -> None:
     b.add_argument(
         "--syncnet", help="syncnet_v2.model for LSE-D/LSE-C (default: the cache, skipped if absent)"
     )
+    b.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        metavar="KEY=VALUE",
+        help="model option for every model (fp16=true)",
+    )
     b.set_defaults(func=_cmd_bench)
 
 
@@ -335,8 +364,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     video = _check_input(args.video, "video")
     audio = _check_input(args.audio, "audio")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    from lipsynckit.cli import _model_options
+
     report = run_bench(
-        models, video, audio, Path(args.report), args.weights, args.device, args.batch, args.syncnet
+        models,
+        video,
+        audio,
+        Path(args.report),
+        args.weights,
+        args.device,
+        args.batch,
+        args.syncnet,
+        model_options=_model_options(args) or None,
     )
     paths = write_report(report, Path(args.report))
     print(paths["markdown"].read_text())
