@@ -125,7 +125,14 @@ def _pe_table(d_model: int, max_len: int) -> torch.Tensor:
     return pe
 
 
+@lru_cache(maxsize=8)
+def _pe_table_on(d_model: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # kept on the device: a copy per batch from pageable memory would make the host wait for the
+    # compute stream and undo the scheduler's overlap of copies and compute
+    return _pe_table(d_model, 5000).to(device=device, dtype=dtype)
+
+
 def positional_encoding(x: torch.Tensor) -> torch.Tensor:
     """Add the inference-time sinusoidal encoding over the 50 tokens (table cast to x's dtype)."""
     _, seq, d = x.shape
-    return x + _pe_table(d, 5000)[:seq].to(device=x.device, dtype=x.dtype)[None]
+    return x + _pe_table_on(d, x.device, x.dtype)[:seq][None]

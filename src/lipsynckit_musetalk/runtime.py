@@ -191,7 +191,7 @@ class MuseTalkModel(BaseLipSyncModel):
     def step(self, latents: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         """One UNet pass at t = 0: (B, 8, 32, 32) latents + (B, 50, 384) windows -> (B, 4, 32, 32)."""
         audio = maudio.positional_encoding(windows.to(self.device, self.dtype))
-        t = torch.tensor([0], device=self.device)
+        t = torch.zeros(1, dtype=torch.int64, device=self.device)  # filled on the device: no host copy
         out = self.unet(latents.to(self.device, self.dtype), t, encoder_hidden_states=audio)
         return out.sample  # type: ignore[no-any-return]
 
