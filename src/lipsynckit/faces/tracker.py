@@ -81,7 +81,7 @@ class TrackOptions(BaseModel):
         default=3, ge=0, description="fill gaps of at most N frames between sightings of one face"
     )
     segment_frames: int = Field(
-        default=256,
+        default=128,
         ge=0,
         description="frames per segment of the parallel face pass, rounded up to a multiple of "
         "detect_every (0 = one segment); the track does not depend on the number of threads",
