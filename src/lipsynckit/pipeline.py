@@ -118,7 +118,8 @@ def track_source(
     if options.face_boxes is not None:
         _check_input(options.face_boxes, "faces")
         with timer.stage("detect"):
-            return load_face_boxes(options.face_boxes, num_frames, frame_size=frame_size)
+            # the file may describe the whole video while the audio needs fewer of its frames
+            return load_face_boxes(options.face_boxes, num_frames, frame_size=frame_size, allow_more=True)
     name = options.detector
     if name == "auto" and model.info.default_detector not in ("auto", ""):
         name = _usable_detector(model.info.default_detector)

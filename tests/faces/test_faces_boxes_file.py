@@ -92,3 +92,24 @@ def test_boxes_outside_the_frame(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputNotFoundError):
         load_face_boxes(tmp_path / "nope.json", 3)
+
+
+def test_boxes_for_the_whole_video_with_shorter_audio(
+    carphone_mp4: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    """A user's boxes file covers all 120 frames; one second of speech needs only the first 30: the run
+    uses those (it failed before with '120 entries but the video has 30 frames')."""
+    import soundfile as sf
+
+    import lipsynckit as lsk
+
+    boxes = [[44 + i % 3, 16, 132 + i % 3, 120] for i in range(120)]
+    path = _write(tmp_path, {"boxes": boxes, "landmarks": None})
+    clip = lsk.load_audio(speech_wav, sample_rate=16000)
+    short = tmp_path / "one_second.wav"
+    sf.write(short, clip.numpy()[:16000], 16000)
+    result = lsk.sync(carphone_mp4, short, "viseme", tmp_path / "o.mkv", face_boxes=path, progress=False)
+    assert result.frames == 30 and result.frames_with_face == 30
+    # fewer entries than needed is still an error that says how many are needed
+    with pytest.raises(LipSyncError, match="has 10 entries"):
+        load_face_boxes(_write(tmp_path, {"boxes": boxes[:10]}, "few.json"), 30, allow_more=True)

@@ -71,13 +71,17 @@ def _check_inside(box: np.ndarray, size: tuple[int, int], path: Path, frame: int
         )
 
 
-def _per_frame(value: Any, num_frames: int, what: str, path: Path, single: bool) -> list[Any]:
+def _per_frame(
+    value: Any, num_frames: int, what: str, path: Path, single: bool, allow_more: bool = False
+) -> list[Any]:
     if single:
         return [value] * num_frames
     if not isinstance(value, list):
         raise _fail(path, f'"{what}" must be a list, got {type(value).__name__}')
     if len(value) == 1:
         return value * num_frames
+    if allow_more and len(value) > num_frames:
+        return value[:num_frames]
     if len(value) != num_frames:
         raise _fail(
             path,
@@ -91,10 +95,13 @@ def load_face_boxes(
     path: str | Path,
     num_frames: int,
     frame_size: tuple[int, int] | None = None,
+    allow_more: bool = False,
 ) -> FaceTrack:
     """Read a ``--face-boxes`` JSON file into a :class:`FaceTrack` of ``num_frames`` frames.
 
     ``frame_size`` (width, height), when given, rejects boxes that lie mostly outside the frame.
+    ``allow_more``: a file with more entries than ``num_frames`` (boxes for the whole video when the
+    audio needs only its start) gives its first ``num_frames``.
     """
     p = Path(path)
     if not p.is_file():
@@ -120,7 +127,7 @@ def load_face_boxes(
 
     raw_boxes = data["boxes"]
     single = isinstance(raw_boxes, list) and len(raw_boxes) == 4 and all(_is_number(v) for v in raw_boxes)
-    boxes = _per_frame(raw_boxes, num_frames, "boxes", p, single)
+    boxes = _per_frame(raw_boxes, num_frames, "boxes", p, single, allow_more)
 
     lmks: list[Any] = [None] * num_frames
     if data.get("landmarks") is not None:
@@ -132,7 +139,7 @@ def load_face_boxes(
             and len(raw_l[0]) == 2
             and all(_is_number(v) for v in raw_l[0])
         )
-        lmks = _per_frame(raw_l, num_frames, "landmarks", p, one)
+        lmks = _per_frame(raw_l, num_frames, "landmarks", p, one, allow_more)
 
     faces: list[Face | None] = []
     for i, (raw, lm) in enumerate(zip(boxes, lmks, strict=True)):
