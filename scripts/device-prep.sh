@@ -59,6 +59,30 @@ unzip -p .whl/lipsynckit-*.whl '*.dist-info/entry_points.txt' | grep -q '^\[lips
 #    resolver can run offline for another Python, so this is the consistency check
 $PY scripts/wheel_requires.py .whl
 
+# 4b. where this machine has a CPython 3.12 (pyenv's, or PY312=...), install the set as the device will
+#     (--target, --no-deps) and import the compiled parts: catches a wrong ABI or a missing entry point.
+#     numpy comes from a scratch folder: the device has its own.
+PY312=${PY312:-$(ls -d /root/.pyenv/versions/3.12*/bin/python3 2>/dev/null | head -1)}
+if [ -n "$PY312" ] && [ -x "$PY312" ]; then
+  T=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$T/np" numpy 2>/dev/null
+  "$PY312" -m pip install -q --no-index --no-deps --no-compile --target "$T/site" .whl/*.whl "$T"/np/*.whl 2>/dev/null
+  PYTHONPATH=$T/site "$PY312" -c "
+import av, soundfile, pydantic, cffi, importlib_metadata
+from pydantic import BaseModel
+assert 'libx264' in av.codecs_available, 'PyAV without an H.264 encoder'
+eps = sorted(e.name for e in importlib_metadata.entry_points(group='lipsynckit.models'))
+assert {'wav2lip', 'musetalk', 'latentsync'} <= set(eps), eps
+print('python3.12 smoke: av', av.__version__, 'libsndfile', soundfile.__libsndfile_version__,
+      'pydantic', pydantic.__version__, 'plugins', ', '.join(eps))
+"
+  rm -rf "$T"
+else
+  echo "no CPython 3.12 here: the wheels were not test-installed (set PY312=/path/to/python3.12)"
+fi
+
 # 5. the reference subset: detweights.py, the manifests/configs of the real-size models (make_inputs.py)
 #    and the goldens of the five `pytest -m gpu` tests (wav2lip fp16/compile, SyncNet LSE on CUDA,
 #    MuseTalk fp16 step, and the scheduler's two, which need none)
@@ -94,9 +118,10 @@ echo "travelling: working tree $(mib "$tree") + .whl $(mib "$whl") + .devref $(m
 
 cat <<'EOF'
 
-Now make ONE device call (about 8 minutes of command; budget: 15 minutes of device time in all):
-  run(command="OUT=$OUT bash scripts/device-check.sh", carry=[".whl", ".devref"], timeout_s=540)
-(leave kind out: an H100 is enough; the reply names the card, which docs/benchmarks.md must quote)
-Results come back under files_at: bench.md, device_bench.md, device_bench.json, bench.png,
-device-check.log, steps.tsv and details.tar.gz. Then call give_back.
+Rehearse first if src/ or the scripts changed:  LSK_DEVICE=cpu OUT=/tmp/devout bash scripts/device-check.sh --rehearse
+Then ONE device call (450 s of steps + packing; device time: 15 min in all, the machine's start included):
+  run(command="OUT=$OUT bash scripts/device-check.sh", carry=[".whl", ".devref"], timeout_s=500)
+(leave kind out: an H100 is enough; quote the card the reply names in docs/benchmarks.md), then give_back.
+Back under files_at: steps.tsv, device-check.log, device_bench.md, bench.md, bench.json, bench.png,
+details.tar.gz (see docs/dev/device-check.md).
 EOF
