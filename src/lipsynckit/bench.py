@@ -263,13 +263,19 @@ def write_report(report: BenchReport, out_dir: Path) -> dict[str, Path]:
             f"| {r.label} | {r.init_seconds:.2f} | {r.face_size} | {r.step_fps:.1f} ({r.step_batch}) | "
             f"{r.pipeline_fps:.1f} | {r.realtime_factor:.2f} | {'–' if busy is None else f'{busy:.0%}'} | "
             f"{r.peak_rss_mb:.0f} | {r.peak_vram_mb:.0f} | "
-            f"{r.metrics.get('av_correlation', float('nan')):.2f} | {r.metrics.get('identity_psnr', float('nan')):.1f} | "
-            f"{r.metrics.get('lse_d', float('nan')):.2f} | {r.metrics.get('lse_c', float('nan')):.2f} | "
+            f"{_cell(r.metrics, 'av_correlation', '.2f')} | {_cell(r.metrics, 'identity_psnr', '.1f')} | "
+            f"{_cell(r.metrics, 'lse_d', '.2f')} | {_cell(r.metrics, 'lse_c', '.2f')} | "
             f"{'non-commercial weights' if r.non_commercial else ''} |"
         )
     paths["markdown"].write_text("\n".join(lines) + "\n")
     _plot(report, paths["plot"])
     return paths
+
+
+def _cell(values: dict[str, float], key: str, fmt: str) -> str:
+    """A table cell: the value, or a dash when it was not measured (no SyncNet weights, say)."""
+    v = values.get(key)
+    return "–" if v is None or v != v else format(v, fmt)
 
 
 def _plot(report: BenchReport, path: Path) -> None:
