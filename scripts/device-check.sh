@@ -28,7 +28,7 @@ WORK=${LSK_WORK:-/tmp/lsk-device}
 RESERVE=20 # seconds kept back for merging and packing
 T0=$SECONDS
 STEPS=$OUT/steps.tsv
-LAST_RC=0
+LAST_RC=0 LAST_STATUS=""
 
 # step NAME CAP CMD...: CMD under `timeout` (which signals CMD's whole process group), limited to CAP
 # seconds and to what is left of the budget; the outcome goes to steps.tsv. Always returns 0.
@@ -37,8 +37,9 @@ step() {
   shift 2
   local left=$((BUDGET - (SECONDS - T0) - RESERVE))
   local lim=$((cap < left ? cap : left))
-  if ((lim < 15)); then
-    printf '%s\tskipped: budget (%ss left)\t0\n' "$name" "$left" >>"$STEPS"
+  if ((lim < 30)); then
+    LAST_STATUS="skipped: budget (${left}s left)"
+    printf '%s\t%s\t0\n' "$name" "$LAST_STATUS" >>"$STEPS"
     echo "=== $name: SKIPPED, ${left}s of the budget left"
     LAST_RC=125
     return 0
@@ -51,7 +52,7 @@ step() {
   ((rc == 124 || rc == 137)) && status="timed out after ${lim}s"
   printf '%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - t))" >>"$STEPS"
   echo "=== $name: $status in $((SECONDS - t))s"
-  LAST_RC=$rc
+  LAST_RC=$rc LAST_STATUS=$status
   return 0
 }
 
@@ -61,15 +62,16 @@ skip() { # skip NAME WHY
 }
 
 pack() {
-  # merge whatever reports exist, then at most 8 files to $OUT (the device returns no more)
+  # at most 8 files to $OUT (the device returns no more). The raw reports first (a tar is quick): if the
+  # call's own limit strikes during the merge, they are back all the same.
+  tar -czf "$OUT/details.tar.gz" -C "$WORK" --exclude='*.mkv' --exclude='*.mp4' --exclude=inputs \
+    --exclude=merged . 2>/dev/null || true
   if ls "$WORK"/reports/*/bench.json >/dev/null 2>&1; then
-    timeout 60 "$PY" benchmarks/merge_reports.py "$WORK/reports" --out "$WORK/merged" || true
-    for f in bench.md bench.png device_bench.md device_bench.json; do
+    timeout 30 "$PY" benchmarks/merge_reports.py "$WORK/reports" --out "$WORK/merged" || true
+    for f in device_bench.md bench.md bench.json bench.png; do
       [ -f "$WORK/merged/$f" ] && cp "$WORK/merged/$f" "$OUT/"
     done
   fi
-  # details: each configuration's own report, junit xml, versions (no videos, no weights)
-  tar -czf "$OUT/details.tar.gz" -C "$WORK" --exclude='*.mkv' --exclude='*.mp4' --exclude=inputs . 2>/dev/null || true
   echo "=== packed $(ls "$OUT" | tr '\n' ' ')at $((SECONDS - T0))s"
   column -t -s $'\t' "$STEPS" 2>/dev/null || cat "$STEPS"
 }
@@ -86,6 +88,15 @@ bench() {
   mkdir -p "$dir"
   step "$label" "$cap" lipsynckit bench --models "$model" --weights "$weights" --video "$IN/talk720.mp4" \
     --audio "$IN/$audio" --report "$dir" --device "$DEVICE" --batch "$batch" "$@"
+  # no report: the merged table says why; the CLI exits 0 when a row failed: steps.tsv says so too
+  [ -f "$dir/bench.json" ] || echo "$LAST_STATUS" >"$dir/status"
+  if [ -f "$dir/bench.json" ]; then
+    "$PY" -c 'import json, sys
+for r in json.load(open(sys.argv[1]))["rows"]:
+    if not r["usable"]:
+        print(sys.argv[2], "row failed: " + r["error"][:200], 0, sep="\t")' "$dir/bench.json" "$label" |
+      tee -a "$STEPS" || true
+  fi
 }
 
 run_steps() {
@@ -121,8 +132,9 @@ run_steps() {
 
   # 2. what the figures depend on: card, driver, versions, TF32 flags, the image's unpinned packages
   {
-    command -v nvidia-smi >/dev/null && nvidia-smi
-    "$PY" - <<'EOF'
+    # (each under a short timeout: a wedged driver must not take the call)
+    command -v nvidia-smi >/dev/null && timeout 30 nvidia-smi
+    timeout 90 "$PY" - <<'EOF'
 import platform, torch
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
       "cudnn", torch.backends.cudnn.version(), "available", torch.cuda.is_available())
@@ -135,20 +147,23 @@ print("av", av.__version__, "soundfile", soundfile.__version__, "pydantic", pyda
       "diffusers", diffusers.__version__, "lipsynckit", lipsynckit.__file__)
 EOF
     "$PY" -m pip list 2>/dev/null | grep -iE '^(zipp|typing.extensions|filelock|regex|requests|pillow|opencv|tqdm|scipy|numpy|matplotlib|scikit.image|huggingface.hub|safetensors|triton|pytest) ' || true
-    lipsynckit list-models
+    timeout 60 lipsynckit list-models
   } >"$WORK/env.txt" 2>&1 || true
   cat "$WORK/env.txt"
 
   # 3. inputs (CPU: the clip, speech cuts, 9 GB of weights) in the background while the GPU tests run
-  local secs=4 speech=4,0.5 long=speech4.wav short=speech0.5.wav
-  ((REHEARSE)) && secs=0.5 speech=0.3,0.1 long=speech0.3.wav short=speech0.1.wav
+  # long: Wav2Lip and MuseTalk (120 frames); mid: LatentSync fp16 (60 frames = 4 chunks, + 3 for the step
+  # figure); short: LatentSync fp32 (15 frames = 1 chunk, + 3). The quality metrics need >= 3 frames.
+  local secs=4 speech=4,2,0.5 long=speech4.wav mid=speech2.wav short=speech0.5.wav
+  ((REHEARSE)) && secs=0.5 speech=0.3,0.1 long=speech0.3.wav mid=speech0.1.wav short=speech0.1.wav
   step inputs 240 "$PY" benchmarks/make_inputs.py "$WORK/inputs" --seconds "$secs" --speech-seconds "$speech" \
     --models wav2lip,musetalk,latentsync --reference "$ref" "${src[@]}" &
   local inputs_pid=$!
 
   # 4. the GPU tests (they skip without CUDA); collection errors of unrelated modules must not hide them
-  step gpu-tests 200 "$PY" -m pytest -m gpu -q -p no:cacheprovider -rA --continue-on-collection-errors \
-    --junitxml="$WORK/junit-gpu.xml" tests
+  # (-o timeout: one hung test must not take the whole cap; the project's 900 s is for CPU runs)
+  step gpu-tests 180 "$PY" -m pytest -m gpu -q -p no:cacheprovider -rA --continue-on-collection-errors \
+    -o timeout=100 --junitxml="$WORK/junit-gpu.xml" tests
   wait "$inputs_pid" || true
   if [ ! -f "$WORK/inputs/talk720.mp4" ] || [ ! -f "$WORK/inputs/$short" ]; then
     echo "no inputs: no bench"
@@ -157,14 +172,14 @@ EOF
 
   # 5. benches, cheapest first: Wav2Lip, MuseTalk v1.5, LatentSync 1.6; fp32 and fp16 each
   IN=$WORK/inputs
-  local b_w2l=64 b_mt=16 b_ls=16 mt_audio=$long ls_cap=200 ls_extra=()
+  local b_w2l=64 b_mt=16 b_ls=16 ls_cap=220 ls_extra=()
   if ((REHEARSE)); then
     # CPU: smallest batches and inputs; LatentSync at 1 step without guidance (still ~25 CPU s a frame)
-    b_w2l=2 b_mt=2 b_ls=1 mt_audio=$short ls_cap=900 ls_extra=(-O steps=1 -O guidance=1.0)
+    b_w2l=2 b_mt=2 b_ls=1 ls_cap=900 ls_extra=(-O steps=1 -O guidance=1.0)
   fi
   bench wav2lip-fp32 90 wav2lip "$IN/wav2lip.pth" "$long" "$b_w2l"
   bench wav2lip-fp16 90 wav2lip "$IN/wav2lip.pth" "$long" "$b_w2l" -O fp16=true
-  bench musetalk-fp32 150 musetalk "$IN/musetalk_models" "$mt_audio" "$b_mt"
+  bench musetalk-fp32 150 musetalk "$IN/musetalk_models" "$long" "$b_mt"
   if ((REHEARSE)); then
     skip musetalk-fp16 "rehearsal: fp16 is CUDA-only (the plugin runs fp32 on CPU)"
   else
@@ -174,7 +189,7 @@ EOF
   if ((REHEARSE)); then
     skip latentsync-fp16 "rehearsal: float16 on CPU"
   else
-    bench latentsync-fp16 200 latentsync "$IN/latentsync_checkpoints" "$long" "$b_ls" -O fp16=true
+    bench latentsync-fp16 "$ls_cap" latentsync "$IN/latentsync_checkpoints" "$mid" "$b_ls" -O fp16=true
   fi
   # fp32 costs several times more: the short speech (15 frames = 1 chunk of 16 + the 3 of the step), last
   bench latentsync-fp32 "$ls_cap" latentsync "$IN/latentsync_checkpoints" "$short" "$b_ls" -O fp16=false \
