@@ -69,3 +69,23 @@ def test_bench_writes_report(
     )  # half the gain: the mouth moves less
     png = (report / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_bench_keeps_the_speed_figures_when_the_clip_is_too_short_for_metrics(
+    astronaut_png: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    """Two frames of output: the quality metrics need three, so they are missing and say why, but the
+    row stays usable with its speed figures (a GPU bench on a short clip must not lose them)."""
+    import soundfile as sf
+
+    from lipsynckit.media import load_audio
+
+    tiny = tmp_path / "tiny.wav"
+    sf.write(tiny, load_audio(speech_wav, sample_rate=16000).numpy()[16000:17300], 16000)
+    report = tmp_path / "bench"
+    args = ["-q", "bench", "--models", "viseme", "--video", str(astronaut_png), "--audio", str(tiny)]
+    assert main([*args, "--report", str(report), "--device", "cpu"]) == 0
+    row = json.loads((report / "bench.json").read_text())["rows"][0]
+    assert row["usable"] and row["pipeline_fps"] > 0 and row["step_fps"] > 0
+    assert row["metrics"] == {} and "at least 3 frames" in row["metrics_error"]
+    assert "at least 3 frames" in (report / "bench.md").read_text()

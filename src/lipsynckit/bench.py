@@ -41,6 +41,7 @@ class BenchRow(BaseModel):
     # of the whole-pipeline run: device_busy_fraction, mean_batch_fill, batches, batch_size, oom_retries
     scheduler: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    metrics_error: str = ""  # why the quality metrics are missing (a clip too short for them, say)
     non_commercial: bool = False
 
     @property
@@ -184,7 +185,13 @@ def bench_model(
                 if k in result.scheduler
             }
             if quality:
-                row.metrics = _quality(video, out, clip, result.fps, syncnet)
+                try:
+                    row.metrics = _quality(video, out, clip, result.fps, syncnet)
+                except Exception as exc:  # noqa: BLE001 - the speed figures stand without the metrics
+                    row.metrics_error = (
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    )
+                    log.warning("bench of %s: quality metrics not measured: %s", name, row.metrics_error)
         row.peak_rss_mb = rss.peak
         if device.startswith("cuda"):
             row.peak_vram_mb = torch.cuda.max_memory_allocated() / 1024**2
@@ -265,7 +272,7 @@ def write_report(report: BenchReport, out_dir: Path) -> dict[str, Path]:
             f"{r.peak_rss_mb:.0f} | {r.peak_vram_mb:.0f} | "
             f"{_cell(r.metrics, 'av_correlation', '.2f')} | {_cell(r.metrics, 'identity_psnr', '.1f')} | "
             f"{_cell(r.metrics, 'lse_d', '.2f')} | {_cell(r.metrics, 'lse_c', '.2f')} | "
-            f"{'non-commercial weights' if r.non_commercial else ''} |"
+            f"{'; '.join(n for n in ('non-commercial weights' if r.non_commercial else '', r.metrics_error) if n)} |"
         )
     paths["markdown"].write_text("\n".join(lines) + "\n")
     _plot(report, paths["plot"])
