@@ -1,0 +1,180 @@
+"""Work units and jobs: one job is one output video's stream of frames into the scheduler."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lipsynckit.scheduler.options import SchedulerClosedError
+from lipsynckit.types import WorkItem
+
+if TYPE_CHECKING:
+    from lipsynckit.scheduler.core import BatchScheduler
+
+
+@dataclass
+class _Unit:
+    """Frames that must be generated together: one frame, or one chunk of consecutive frames of a job."""
+
+    job: Job
+    seqs: list[int]
+    items: list[WorkItem]
+
+
+@dataclass
+class _Launched:
+    """A batch in flight on the CUDA streams."""
+
+    units: list[_Unit]
+    keep: list[Any]  # device handles kept alive until the copies that use them are done
+    outputs: list[np.ndarray]
+    done: Any  # torch.cuda.Event after device-to-host copies
+    start: Any  # compute start / end events (timing)
+    end: Any
+
+
+class Job:
+    """One stream of work items (one output video). Created by :meth:`BatchScheduler.open_job`.
+
+    ``submit`` from a producer thread, ``results`` from a consumer thread (or the same thread after
+    ``close``). Results come back in submit order.
+    """
+
+    def __init__(self, sched: BatchScheduler, job_id: int) -> None:
+        self.id = job_id
+        self._s = sched
+        self._queue: deque[_Unit] = deque()
+        self._queued_items = 0
+        self._partial: list[tuple[int, WorkItem]] = []
+        self._next_seq = 0
+        self._closed = False
+        self._done: dict[int, tuple[int, np.ndarray]] = {}
+        self._errors: dict[int, BaseException] = {}
+        self._failure: BaseException | None = None
+        self._consumer_waiting = False
+        self._producer_blocked = False
+        self.max_queue_depth = 0
+        self.items_done = 0
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id}, submitted={self._next_seq}, done={self.items_done}, closed={self._closed})"
+
+    @property
+    def submitted(self) -> int:
+        return self._next_seq
+
+    def submit(self, item: WorkItem) -> None:
+        """Queue one frame; blocks while this job already has ``queue_size`` frames queued (back-pressure)."""
+        if item.job_id != self.id:
+            raise ValueError(f"WorkItem.job_id is {item.job_id}, but it was submitted to job {self.id}")
+        s = self._s
+        with s._cv:
+            self._check_open()
+            seq = self._next_seq
+            self._next_seq += 1
+            self._partial.append((seq, item))
+            if len(self._partial) >= s.options.chunk_frames:
+                self._enqueue_partial()
+
+    def close(self) -> None:
+        """No more items: flushes a short last chunk and lets ``results`` finish."""
+        s = self._s
+        with s._cv:
+            if self._closed:
+                return
+            if self._partial and self._failure is None and not s._stopped:
+                self._enqueue_partial(block=False)
+            self._closed = True
+            s._cv.notify_all()
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def results(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(item.index, output)`` in submit order; raises the error of the first failed frame."""
+        s = self._s
+        seq = 0
+        while True:
+            with s._cv:
+                while True:
+                    if seq in self._errors:
+                        raise self._errors[seq]
+                    if seq in self._done:
+                        out = self._done.pop(seq)
+                        if s.options.result_buffer is not None:
+                            s._cv.notify_all()  # the device may have passed this job over
+                        break
+                    if self._closed and seq >= self._next_seq:
+                        return
+                    if s._stopped and not s._thread_alive():
+                        raise SchedulerClosedError(
+                            f"scheduler stopped before frame {seq} of job {self.id} was generated",
+                            stage="model",
+                        )
+                    if not self._consumer_waiting:  # notify on the change only: no wake-up storms
+                        self._consumer_waiting = True
+                        s._cv.notify_all()
+                    s._cv.wait(timeout=0.5)
+                self._consumer_waiting = False
+            yield out
+            seq += 1
+
+    # -- internals (called with the scheduler's condition held) ----------------------------------
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise SchedulerClosedError(f"job {self.id} is closed; open a new job", stage="model")
+        if self._s._stopped:
+            raise SchedulerClosedError(
+                "the scheduler has stopped",
+                stage="model",
+                remedy="submit work inside the scheduler's with-block",
+            )
+
+    def _enqueue_partial(self, block: bool = True) -> None:
+        s = self._s
+        unit = _Unit(self, [q for q, _ in self._partial], [it for _, it in self._partial])
+        self._partial = []
+        cap = s.options.queue_size
+        while block and self._queue and self._queued_items + len(unit.items) > cap:
+            if not self._producer_blocked:  # notify on the change only: no wake-up storms
+                self._producer_blocked = True
+                s._cv.notify_all()
+            s._cv.wait()
+            if self._failure is not None or s._stopped:
+                self._producer_blocked = False
+                self._fail_units(
+                    [unit], self._failure or SchedulerClosedError("scheduler stopped", stage="model")
+                )
+                self._check_open()
+        self._producer_blocked = False
+        self._queue.append(unit)
+        self._queued_items += len(unit.items)
+        self.max_queue_depth = max(self.max_queue_depth, self._queued_items)
+        s._cv.notify_all()
+
+    def _ready(self) -> bool:
+        """Work queued, and room for its results (``result_buffer``)."""
+        buf = self._s.options.result_buffer
+        return bool(self._queue) and (buf is None or len(self._done) < buf)
+
+    def _pop(self) -> _Unit:
+        unit = self._queue.popleft()
+        self._queued_items -= len(unit.items)
+        return unit
+
+    def _fail_units(self, units: Iterable[_Unit], exc: BaseException) -> None:
+        for u in units:
+            for q in u.seqs:
+                self._errors.setdefault(q, exc)
+        if self._failure is None:
+            self._failure = exc
