@@ -147,3 +147,40 @@ def test_segment_boundaries_fall_on_keyframes(n: int, length: int, expect: int) 
     assert all(a % 8 == 0 for a, _ in segs) and all(
         b == c for (_, b), (c, _) in zip(segs, segs[1:], strict=False)
     )
+
+
+def test_exact_detection_runs_in_segments_too(
+    carphone_frames: list[np.ndarray], haar: OpenCVHaarDetector
+) -> None:
+    """--exact-detection (the detector on every frame, no smoothing) goes through the same segments:
+    every frame is a detection, and the result does not depend on the thread count."""
+    opts = TrackOptions(exact=True, segment_frames=16)
+    frames = carphone_frames[:48]
+    one = track_segments(opener(frames), 48, haar, opts, workers=1)
+    two = track_segments(opener(frames), 48, haar, opts, workers=2, new_detector=OpenCVHaarDetector)
+    assert boxes_equal(one, two) and one.num_found >= 46
+    for i in (0, 16, 17, 40):  # each found face is the detector's own box on that frame
+        if one.faces[i] is not None:
+            assert np.array_equal(one.faces[i].box, haar.detect(frames[i])[0].box)  # type: ignore[union-attr]
+
+
+def test_a_failing_segment_raises_and_stops_the_rest(
+    carphone_frames: list[np.ndarray], haar: OpenCVHaarDetector
+) -> None:
+    from lipsynckit.errors import VideoError
+
+    started: list[int] = []
+
+    def open_frames(a: int, b: int) -> Iterable[np.ndarray]:
+        started.append(a)
+        if a == 0:
+            raise VideoError("broken at the start (test)", stage="faces")
+        return iter(carphone_frames[a:b])
+
+    with pytest.raises(VideoError, match="broken"):
+        track_segments(open_frames, 120, haar, TrackOptions(segment_frames=8), workers=1)
+    assert started == [0]  # one thread: the failure came first and nothing else ran
+    started.clear()
+    with pytest.raises(VideoError, match="broken"):
+        track_segments(open_frames, 120, haar, TrackOptions(segment_frames=8), workers=2)
+    assert 0 in started and len(started) <= 6  # the segments not yet started (of 15) were cancelled

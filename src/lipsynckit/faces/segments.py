@@ -123,9 +123,12 @@ def track_segments(
         if n_workers == 1:
             parts = [run(a, b) for a, b in segs]
         else:
-            with ThreadPoolExecutor(n_workers, thread_name_prefix="lipsynckit-faces") as pool:
+            pool = ThreadPoolExecutor(n_workers, thread_name_prefix="lipsynckit-faces")
+            try:
                 futures = [pool.submit(run, a, b) for a, b in segs]
                 parts = [f.result() for f in futures]
+            finally:  # a segment that failed (unreadable video, say) stops the ones not yet started
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
     if len(parts) > 1:
