@@ -136,6 +136,32 @@ class BaseLipSyncModel:
         return paste_feathered(frame, generated, face.box)
 
 
+class StagedLipSyncModel(BaseLipSyncModel, ABC):
+    """A model whose ``generate`` is three stages, so the scheduler can overlap them on CUDA streams:
+    ``to_device`` (host arrays to the device, through pinned memory), ``compute`` (device only: no host
+    copies, which would stall the streams), ``to_host`` (results back, through pinned memory).
+
+    Off CUDA the scheduler calls ``generate``: the three stages in a row. Subclasses write the first two;
+    ``to_host`` takes a device tensor with one result per item along its first axis.
+    """
+
+    @abstractmethod
+    def to_device(self, batch: ModelBatch, stream: Any | None) -> Any: ...
+
+    @abstractmethod
+    def compute(self, handle: Any) -> torch.Tensor: ...
+
+    def to_host(self, device_out: torch.Tensor, stream: Any | None) -> list[np.ndarray]:
+        from lipsynckit.scheduler import device_to_host
+
+        return list(device_to_host(device_out).numpy())
+
+    def generate(self, batch: ModelBatch) -> list[np.ndarray]:
+        if len(batch) == 0:
+            return []
+        return self.to_host(self.compute(self.to_device(batch, None)), None)
+
+
 class ModelStatus(BaseModel):
     """One row of ``list_models()``."""
 

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from lipsynckit.errors import AudioError
-from lipsynckit.model import BaseLipSyncModel, ModelInfo
+from lipsynckit.model import ModelInfo, StagedLipSyncModel
 from lipsynckit.nn.whisper import HOP_LENGTH, WhisperEncoder
-from lipsynckit.scheduler import device_to_host, host_to_device
+from lipsynckit.scheduler import host_to_device
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
 from lipsynckit_musetalk import audio as maudio
 from lipsynckit_musetalk import blending, networks
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 FACE_SIZE = 256
 
 
-class MuseTalkModel(BaseLipSyncModel):
+class MuseTalkModel(StagedLipSyncModel):
     """MuseTalk v1.0 / v1.5 with the official arithmetic (SPEC sections 4-8)."""
 
     def __init__(
@@ -212,15 +212,6 @@ class MuseTalkModel(BaseLipSyncModel):
         float image's bytes to copy back)."""
         latents, windows = handle
         return networks.decode_latents_on_device(self.vae, self.step(latents, windows))[1]
-
-    def to_host(self, device_out: torch.Tensor, stream: object | None) -> list[np.ndarray]:
-        return list(device_to_host(device_out).numpy())
-
-    def generate(self, batch: ModelBatch) -> list[np.ndarray]:
-        """256x256 uint8 RGB faces (the three stages in a row: what the scheduler does off CUDA)."""
-        if len(batch) == 0:
-            return []
-        return self.to_host(self.compute(self.to_device(batch, None)), None)
 
     def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
         """Official paste: bilinear resize to the crop box, alpha paste through the cached mask."""

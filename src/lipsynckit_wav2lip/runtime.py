@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from lipsynckit.errors import LipSyncError, NoFaceError
-from lipsynckit.model import BaseLipSyncModel, ModelInfo
-from lipsynckit.scheduler import device_to_host, host_to_device
+from lipsynckit.model import ModelInfo, StagedLipSyncModel
+from lipsynckit.scheduler import host_to_device
 from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace
 from lipsynckit_wav2lip.audio import SAMPLE_RATE, mel_chunks, melspectrogram
 from lipsynckit_wav2lip.network import Wav2LipNet
@@ -93,7 +93,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-class Wav2LipModel(BaseLipSyncModel):
+class Wav2LipModel(StagedLipSyncModel):
     """A loaded Wav2Lip generator plus the official pre- and post-processing."""
 
     def __init__(
@@ -276,15 +276,6 @@ class Wav2LipModel(BaseLipSyncModel):
         with torch.inference_mode():
             out = (pred * 255.0).to(torch.uint8)  # pred is in [0, 1]: the cast truncates like numpy's
             return out.permute(0, 2, 3, 1).flip(-1).contiguous()
-
-    def to_host(self, device_out: torch.Tensor, stream: object | None) -> list[np.ndarray]:
-        return list(device_to_host(device_out).numpy())
-
-    def generate(self, batch: ModelBatch) -> list[np.ndarray]:
-        """96x96 uint8 RGB faces (the three stages in a row: what the scheduler does off CUDA)."""
-        if len(batch) == 0:
-            return []
-        return self.to_host(self.compute(self.to_device(batch, None)), None)
 
     def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
         """Official: the face resized (INTER_LINEAR) to the box replaces the whole box. Feathered: soft edges."""
