@@ -142,3 +142,15 @@ def test_missing_extra_reports_install_hint(
     assert 'pip install "lsk-mirror-plugin[fancy]"' in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["viseme", "wav2lip", "musetalk", "latentsync"])
+def test_a_bad_model_option_is_one_line_naming_it_before_any_weights_are_read(name: str) -> None:
+    from lipsynckit.errors import LipSyncError
+    from lipsynckit.registry import load_model
+
+    with pytest.raises(LipSyncError) as info:
+        load_model(name, options={"bogus": 1})
+    err = info.value
+    assert err.stage == "options" and "\n" not in err.message
+    assert f"invalid {name} options: bogus:" in err.message and err.remedy.startswith("valid options: ")

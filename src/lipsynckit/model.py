@@ -12,12 +12,13 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lipsynckit.errors import LipSyncError
 from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,35 @@ class StagedLipSyncModel(BaseLipSyncModel, ABC):
         if len(batch) == 0:
             return []
         return self.to_host(self.compute(self.to_device(batch, None)), None)
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def parse_model_options(
+    options: dict[str, Any] | BaseModel | None, cls: type[OptionsT], model: str, **defaults: Any
+) -> OptionsT:
+    """A plugin's options from a dict, an instance of ``cls`` or any pydantic model with its fields.
+
+    ``defaults`` fill fields the caller left out (a plugin variant's version, say). A bad option is one
+    :class:`LipSyncError` line naming it, with the valid names as the remedy.
+    """
+    if isinstance(options, cls) and not defaults:
+        return options
+    raw = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
+    for key, value in defaults.items():
+        raw.setdefault(key, value)
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+        raise LipSyncError(
+            f"invalid {model} options: {problems}",
+            stage="options",
+            remedy=f"valid options: {', '.join(sorted(cls.model_fields))}",
+        ) from exc
 
 
 class ModelStatus(BaseModel):

@@ -149,24 +149,13 @@ def build_runtime(
     download: bool,
 ) -> LatentSyncRuntime:
     """Resolve, verify and load the files of one LatentSync version into a runtime."""
-    from lipsynckit.errors import LipSyncError
+    from lipsynckit.model import parse_model_options
     from lipsynckit.weights import resolve_all, verify
 
     from .audio import load_whisper_encoder
     from .runtime import LatentSyncRuntime
 
-    if isinstance(options, LatentSyncOptions):
-        opts = options
-    else:
-        raw = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
-        try:
-            opts = LatentSyncOptions.model_validate(raw)
-        except Exception as exc:  # noqa: BLE001 - pydantic's message names the bad option
-            raise LipSyncError(
-                f"invalid LatentSync options: {exc}",
-                stage="options",
-                remedy="see docs/models/latentsync.md for the option names",
-            ) from exc
+    opts = parse_model_options(options, LatentSyncOptions, plugin.info.name)
     if dtype is not None:
         opts = opts.model_copy(update={"fp16": dtype == torch.float16})
     try:

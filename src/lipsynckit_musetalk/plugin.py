@@ -15,7 +15,14 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
+from lipsynckit.model import (
+    LipSyncModel,
+    ModelInfo,
+    ModelPlugin,
+    WeightFile,
+    WeightSource,
+    parse_model_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +275,7 @@ class MuseTalkPlugin(ModelPlugin):
         from lipsynckit_musetalk.runtime import MuseTalkModel
         from lipsynckit_musetalk.whisper import load_whisper_encoder
 
-        raw = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
-        raw.setdefault("version", self.version)
-        opts = MuseTalkOptions(**raw)
+        opts = parse_model_options(options, MuseTalkOptions, self.info.name, version=self.version)
         files = self.find_weights(weights, download=download)
         by_key = {wf.key: wf for wf in self.info.weights}
         for key, path in files.items():

@@ -10,10 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from lipsynckit.errors import LipSyncError, WeightsError
-from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
+from lipsynckit.errors import WeightsError
+from lipsynckit.model import (
+    LipSyncModel,
+    ModelInfo,
+    ModelPlugin,
+    WeightFile,
+    WeightSource,
+    parse_model_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,20 +201,7 @@ class Wav2LipPlugin(ModelPlugin):
         from lipsynckit_wav2lip.options import Wav2LipOptions
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
-        try:
-            if isinstance(options, Wav2LipOptions):
-                opts = options
-            elif isinstance(options, BaseModel):
-                opts = Wav2LipOptions.model_validate(options.model_dump())
-            else:
-                opts = Wav2LipOptions.model_validate(options or {})
-        except ValidationError as exc:
-            fields = ", ".join(sorted(Wav2LipOptions.model_fields))
-            raise LipSyncError(
-                f"invalid {self.info.name} options: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
-                stage="options",
-                remedy=f"valid options: {fields}",
-            ) from exc
+        opts = parse_model_options(options, Wav2LipOptions, self.info.name)
         path = self.find_generator(weights, download=download)
         log.info("loading %s generator from %s", self.info.display_name, path)
         net = load_generator(path)

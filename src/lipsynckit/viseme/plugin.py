@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from lipsynckit.errors import LipSyncError
-from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin
+from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, parse_model_options
 from lipsynckit.viseme.options import VisemeOptions
 
 log = logging.getLogger(__name__)
@@ -42,19 +41,7 @@ INFO = ModelInfo(
 
 def parse_options(options: dict[str, Any] | BaseModel | None) -> VisemeOptions:
     """Accept a dict, a VisemeOptions or any pydantic model with matching fields."""
-    if options is None:
-        return VisemeOptions()
-    if isinstance(options, VisemeOptions):
-        return options
-    raw = options.model_dump() if isinstance(options, BaseModel) else dict(options)
-    try:
-        return VisemeOptions(**raw)
-    except ValidationError as exc:
-        raise LipSyncError(
-            f"invalid viseme options: {exc}",
-            stage="model",
-            remedy="see lipsynckit.viseme.VisemeOptions for the option names and ranges",
-        ) from exc
+    return parse_model_options(options, VisemeOptions, "viseme")
 
 
 class VisemePlugin(ModelPlugin):
