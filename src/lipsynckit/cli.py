@@ -8,9 +8,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from lipsynckit.errors import LipSyncError
+from lipsynckit.options import SyncOptions
 
 log = logging.getLogger("lipsynckit")
 
@@ -123,18 +124,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--preset",
         default="medium",
-        choices=[
-            "ultrafast",
-            "superfast",
-            "veryfast",
-            "faster",
-            "fast",
-            "medium",
-            "slow",
-            "slower",
-            "veryslow",
-        ],
-        help="x264 speed against file size (default medium; veryfast keeps up with a GPU at 720p)",
+        choices=get_args(SyncOptions.model_fields["preset"].annotation),
+        help="x264 speed against file size (default medium; faster presets write larger files)",
     )
     o.add_argument("--batch-size", type=int, help="model batch size (default: scheduler decides)")
     o.add_argument("--no-progress", action="store_true")

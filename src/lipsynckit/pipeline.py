@@ -240,7 +240,6 @@ def generate_frames(
     from lipsynckit.scheduler import map_ordered  # noqa: F811
 
     chunk = max(1, model.info.chunk_frames)
-    own_scheduler = scheduler is None
     sched: BatchScheduler
     shared = None
     if scheduler is None:
@@ -326,10 +325,9 @@ def generate_frames(
             raise error[0]
     finally:
         thread.join(timeout=30)
-        if own_scheduler:
+        if shared is not None:
             stats = sched.stats()
             timer.add("generate", stats.stage_s.get("generate", 0.0))
-            assert shared is not None
             shared.__exit__(None, None, None)
             if stats_out is not None:
                 stats_out.update(stats.model_dump())

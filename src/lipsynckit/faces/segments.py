@@ -52,6 +52,7 @@ def default_face_workers() -> int:
 @dataclass
 class _Part:
     start: int
+    end: int
     tracker: FaceTracker
     first_hist: np.ndarray | None
     first_shape: tuple[int, ...] | None
@@ -117,7 +118,7 @@ def track_segments(
                     bar.update(1)
         if done < b - a:
             log.warning("faces: segment %d-%d: expected %d frames, got %d", a, b, b - a, done)
-        return _Part(a, tracker, first_hist, first_shape)
+        return _Part(a, b, tracker, first_hist, first_shape)
 
     try:
         if n_workers == 1:
@@ -133,7 +134,7 @@ def track_segments(
         bar.close()
     if len(parts) > 1:
         log.info("faces: %d segments of %d frames on %d threads", len(parts), opts.segment_frames, n_workers)
-    return _join(parts, segs, opts, detector, run).finish()
+    return _join(parts, opts, detector, run).finish()
 
 
 class _Locked:
@@ -150,17 +151,13 @@ class _Locked:
 
 
 def _join(
-    parts: list[_Part],
-    segs: list[tuple[int, int]],
-    opts: TrackOptions,
-    detector: FaceDetector,
-    run: Callable[..., _Part],
+    parts: list[_Part], opts: TrackOptions, detector: FaceDetector, run: Callable[..., _Part]
 ) -> FaceTracker:
     """One tracker holding all segments, with identity runs and cuts joined as the module says."""
     whole = FaceTracker(detector, opts)
     prev: _Part | None = None
-    for k, part in enumerate(parts):
-        a, b = segs[k]
+    for part in parts:
+        a, b = part.start, part.end
         if prev is not None:
             cut = _cut_between(prev, part, opts)
             last = whole.faces_so_far[-1] if whole.faces_so_far else None

@@ -113,7 +113,7 @@ class VideoSink:
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
         self._vstream: av.video.stream.VideoStream | None = None
-        self._converter: VideoReformatter | None = None
+        self._converter = VideoReformatter()  # one swscale context for the stream, not one per frame
         self._astream: av.audio.stream.AudioStream | None = None
         self._audio_np: np.ndarray | None = None  # (C, N) float32 at the encoder rate
         self._audio_pos = 0
@@ -268,8 +268,6 @@ class VideoSink:
         if self.mode == "ffv1":
             vf = _bgr0_frame(frame)
         else:
-            if self._converter is None:  # one swscale context for the stream, not one per frame
-                self._converter = VideoReformatter()
             vf = self._converter.reformat(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"),
                 format="yuv420p",

@@ -71,7 +71,7 @@ def is_image_file(path: str | Path) -> bool:
     return _sniff(p) is not None or p.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _rgb(frame: av.VideoFrame, rot90_ccw: int, converter: VideoReformatter | None = None) -> np.ndarray:
+def _rgb(frame: av.VideoFrame, rot90_ccw: int, converter: VideoReformatter) -> np.ndarray:
     """RGB uint8 array of a decoded frame, turned upright.
 
     ``converter`` is one reformatter kept for a whole stream: ``to_ndarray(format=...)`` builds a new
@@ -88,10 +88,8 @@ def _rgb(frame: av.VideoFrame, rot90_ccw: int, converter: VideoReformatter | Non
             .reshape(h, plane.line_size)[:, : w * 4]
             .reshape(h, w, 4)[..., 2::-1]
         )
-    elif converter is not None:
-        arr = converter.reformat(frame, format="rgb24").to_ndarray()
     else:
-        arr = frame.to_ndarray(format="rgb24")
+        arr = converter.reformat(frame, format="rgb24").to_ndarray()
     if rot90_ccw:
         arr = np.rot90(arr, rot90_ccw)
     return np.ascontiguousarray(arr)
