@@ -133,9 +133,11 @@ def track_source(
         topts["detect_every"] = options.detect_every
     track_opts = TrackOptions(**topts)
 
+    src = VideoSource(video, fps_for_images=options.fps)  # probed once; frames() keeps no shared state
+
     def open_frames(a: int, b: int) -> Iterator[np.ndarray]:
         # one decoder per segment and thread: it seeks to the key frame before `a`
-        return VideoSource(video, fps_for_images=options.fps).frames(range(a, b))
+        return src.frames(range(a, b))
 
     with timer.stage("detect"):
         return track_segments(
