@@ -36,8 +36,8 @@ def main() -> None:
     args = ap.parse_args()
     weights = args.weights
     if args.make_musetalk_models is not None:
-        reference = (REPO / ".." / "shared" / "reference").resolve()
-        sys.path[:0] = [str(REPO / "tests" / "musetalk"), str(REPO / "tests"), str(reference)]
+        reference = REPO / "tests" / "reference"
+        sys.path[:0] = [str(REPO / "tests" / "musetalk"), str(REPO / "tests")]
         from mt_helpers import build_models_dir
 
         weights = str(build_models_dir(args.make_musetalk_models, reference))

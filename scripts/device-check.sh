@@ -121,13 +121,7 @@ run_steps() {
     export PATH=/tmp/site/bin:$PATH
   fi
 
-  # the tests read ../shared/reference beside the checkout, which does not travel: point it at the copy
-  if [ ! -e ../shared/reference ] && [ -d .devref/shared/reference ]; then
-    { if [ -e ../shared ]; then ln -sfn "$REPO/.devref/shared/reference" ../shared/reference; else ln -sfn "$REPO/.devref/shared" ../shared; fi; } ||
-      echo "cannot link ../shared: the GPU tests that read the reference will fail"
-  fi
-  local ref=../shared/reference src=()
-  [ -d .devref/shared/reference ] && ref=.devref/shared/reference
+  local ref=tests/reference src=()
   [ -f .devref/carphone_pristine.mp4 ] && src=(--source .devref/carphone_pristine.mp4)
 
   # 2. what the figures depend on: card, driver, versions, TF32 flags, the image's unpinned packages

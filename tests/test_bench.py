@@ -21,7 +21,7 @@ def test_bench_writes_report(
     # the user's SyncNet (deterministic weights in its plain tensor-dict container) adds LSE-D/LSE-C
     import torch
 
-    from detweights import deterministic_state_dict, load_manifest
+    from lipsynckit.testing import deterministic_state_dict, load_manifest
 
     syncnet = tmp_path / "syncnet_v2.model"
     manifest = load_manifest(reference_dir / "wav2lip" / "manifest_syncnet_eval.json")

@@ -27,7 +27,7 @@ def golden(reference_dir: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def official_checkpoint(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from detweights import deterministic_state_dict, load_manifest
+    from lipsynckit.testing import deterministic_state_dict, load_manifest
 
     sd = deterministic_state_dict(load_manifest(reference_dir / "wav2lip" / "manifest_wav2lip.json"))
     path = tmp_path_factory.mktemp("w") / "wav2lip.pth"

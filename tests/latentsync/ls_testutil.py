@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from detweights import deterministic_state_dict, load_manifest
+from lipsynckit.testing import deterministic_state_dict, load_manifest
 
 
 def ref(reference_dir: Path, name: str) -> Path:

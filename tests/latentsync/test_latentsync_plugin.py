@@ -171,7 +171,7 @@ _MAKE_REAL_SIZE = """
 import sys
 from pathlib import Path
 sys.path[:0] = sys.argv[3:]
-from detweights import deterministic_state_dict, load_manifest
+from lipsynckit.testing import deterministic_state_dict, load_manifest
 from diffusers import AutoencoderKL
 from ls_testutil import save_diffusers_vae, save_official_unet, save_openai_whisper_tiny
 from lipsynckit_latentsync.options import VAE_CONFIG

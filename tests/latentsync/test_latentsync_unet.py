@@ -14,7 +14,7 @@ from lipsynckit.errors import WeightsError
 from lipsynckit_latentsync.loader import load_unet
 from lipsynckit_latentsync.unet import DeepCacheState, UNet3DConditionModel, UNet3DConfig
 
-from detweights import load_manifest
+from lipsynckit.testing import load_manifest
 from ls_testutil import golden_unet_config, golden_unet_state, npz, ref, save_official_unet
 
 

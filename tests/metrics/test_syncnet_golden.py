@@ -19,7 +19,7 @@ from lipsynckit.metrics import (
 )
 from lipsynckit.types import AudioClip
 
-from detweights import deterministic_state_dict, load_manifest
+from lipsynckit.testing import deterministic_state_dict, load_manifest
 from refdata import load_npz
 
 W2L = "wav2lip"

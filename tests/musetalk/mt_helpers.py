@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from detweights import deterministic_state_dict, load_manifest
+from lipsynckit.testing import deterministic_state_dict, load_manifest
 
 
 def read_rgb(path: Path) -> np.ndarray:

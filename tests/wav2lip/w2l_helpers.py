@@ -12,7 +12,7 @@ import torch
 
 from lipsynckit_wav2lip.runtime import Wav2LipModel
 
-REFERENCE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference").resolve()
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 W2L_REF = REFERENCE / "wav2lip"
 
 
@@ -25,7 +25,7 @@ def golden(name: str) -> dict[str, np.ndarray]:
 
 @functools.cache
 def manifest(name: str) -> dict[str, tuple[int, ...]]:
-    from detweights import load_manifest
+    from lipsynckit.testing import load_manifest
 
     return load_manifest(W2L_REF / f"manifest_{name}.json")
 
@@ -33,7 +33,7 @@ def manifest(name: str) -> dict[str, tuple[int, ...]]:
 @functools.cache
 def state_dict(name: str) -> dict[str, torch.Tensor]:
     """``deterministic_state_dict`` of a manifest (the shared convention for checkpoint checks)."""
-    from detweights import deterministic_state_dict
+    from lipsynckit.testing import deterministic_state_dict
 
     return deterministic_state_dict(manifest(name))
 
