@@ -188,6 +188,7 @@ save_diffusers_vae(root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # ~4 CPU-min of compute plus 5 GB of weights written; room for a loaded machine
 def test_real_size_15_checkpoints_run_end_to_end_from_the_cli(
     reference_dir: Path, tmp_path: Path, astronaut_png: Path, speech_wav: Path
 ) -> None:
