@@ -61,6 +61,10 @@ def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.fps is not None:
         o["fps"] = args.fps
+    if args.keep_going:
+        o["keep_going"] = True
+    if args.allow_silent:
+        o["allow_silent_audio"] = True
     if args.lossless:
         o["output_mode"] = "ffv1"
     if args.face_boxes:
@@ -128,6 +132,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="x264 speed against file size (default medium; faster presets write larger files)",
     )
     o.add_argument("--batch-size", type=int, help="model batch size (default: scheduler decides)")
+    o.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="a frame that fails is passed through unchanged and listed (default: the run stops)",
+    )
+    o.add_argument(
+        "--allow-silent", action="store_true", help="accept silent audio (the mouth stays closed)"
+    )
     o.add_argument("--no-progress", action="store_true")
 
 
@@ -344,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LipSyncError as exc:
         log.debug("details", exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.cli_text()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

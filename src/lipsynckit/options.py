@@ -49,7 +49,12 @@ class SyncOptions(BaseModel):
     avatar_dir: Path | None = Field(
         None, description="cache prepared faces here (one template, many audio tracks)"
     )
-    allow_silent_audio: bool = False
+    allow_silent_audio: bool = Field(False, description="accept silent audio (a closed mouth throughout)")
+    keep_going: bool = Field(
+        False,
+        description="a frame whose preparation fails is passed through unchanged and listed in "
+        "SyncResult.failed_frames, instead of ending the run with an error",
+    )
     progress: bool = True
     extra: dict[str, Any] = Field(default_factory=dict)
 

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from lipsynckit.avatar import PreparedCache, open_cache
-from lipsynckit.errors import InputNotFoundError, LipSyncError, NoFaceError, OutputError
+from lipsynckit.errors import (
+    FrameFailedError,
+    InputNotFoundError,
+    LipSyncError,
+    NoFaceError,
+    OutputError,
+)
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions, output_mode_for
 from lipsynckit.progress import progress_bar
@@ -100,6 +106,24 @@ def _check_input(path: str | Path, what: str) -> Path:
             f"{what} path is a folder, not a file", path=p, stage=what, remedy="pass a file"
         )
     return p
+
+
+def frame_list(frames: list[int], limit: int = 10) -> str:
+    """``frames 3, 17, 18`` (the first ``limit``, then how many more)."""
+    shown = ", ".join(str(i) for i in frames[:limit])
+    more = f" and {len(frames) - limit} more" if len(frames) > limit else ""
+    return f"frame{'s' if len(frames) > 1 else ''} {shown}{more}"
+
+
+def frame_failed_error(failed: list[tuple[int, str]], path: str | Path | None = None) -> FrameFailedError:
+    """The error ending a run at a failed frame (the user did not ask to keep going)."""
+    return FrameFailedError(
+        f"{frame_list([i for i, _ in failed])} failed ({failed[0][1]}); the run stopped and no output was written",
+        path=path,
+        stage="prepare",
+        remedy="pass keep_going=True to pass failing frames through unchanged (listed in result.failed_frames)",
+        cli_remedy="pass --keep-going to pass failing frames through unchanged (they are listed at the end)",
+    )
 
 
 def track_source(
@@ -289,7 +313,9 @@ def generate_frames(
             ):
                 if err:
                     failed.append((i, err))
-                    log.warning("frame %d: %s (passed through unchanged)", i, err)
+                    if not options.keep_going:
+                        raise frame_failed_error(failed)
+                    log.debug("frame %d: %s (passed through unchanged)", i, err)
                 pending.put((i, frame, pf))
                 if pf is not None:
                     job.submit(WorkItem(job_id=job.id, index=i, face=pf, audio=features[i]))
@@ -425,21 +451,31 @@ def sync_file(
         preset=options.preset,
     ) as sink:
         frames = src.frames(int(s) for s in index)
-        for k, frame in enumerate(
-            generate_frames(
-                model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats
-            )
-        ):
-            t0 = time.perf_counter()
-            sink.write(frame)
-            timer.add("encode", time.perf_counter() - t0)
-            bar.update(1)
-            if on_frame is not None:
-                on_frame(k)
-    bar.close()
+        try:
+            for k, frame in enumerate(
+                generate_frames(
+                    model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats
+                )
+            ):
+                t0 = time.perf_counter()
+                sink.write(frame)
+                timer.add("encode", time.perf_counter() - t0)
+                bar.update(1)
+                if on_frame is not None:
+                    on_frame(k)
+        except FrameFailedError as exc:
+            exc.path = exc.path or str(video_path)
+            raise
+        finally:
+            bar.close()
     timer.seconds["pipeline"] = time.perf_counter() - t_gen
     if failed:
-        log.warning("%d frame(s) failed and were passed through unchanged: %s", len(failed), failed[:5])
+        log.warning(
+            "%d frame(s) failed and were passed through unchanged (keep going): %s; first: %s",
+            len(failed),
+            frame_list([i for i, _ in failed]),
+            failed[0][1],
+        )
     return SyncResult(
         output=out_path,
         model=model.info.name,
