@@ -137,9 +137,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a frame that fails is passed through unchanged and listed (default: the run stops)",
     )
-    o.add_argument(
-        "--allow-silent", action="store_true", help="accept silent audio (the mouth stays closed)"
-    )
+    o.add_argument("--allow-silent", action="store_true", help="accept silent audio (the mouth stays closed)")
     o.add_argument("--no-progress", action="store_true")
 
 

@@ -454,7 +454,17 @@ def sync_file(
         try:
             for k, frame in enumerate(
                 generate_frames(
-                    model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats
+                    model,
+                    frames,
+                    index,
+                    track,
+                    features,
+                    options,
+                    timer,
+                    failed,
+                    cache,
+                    scheduler,
+                    sched_stats,
                 )
             ):
                 t0 = time.perf_counter()
