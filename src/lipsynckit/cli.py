@@ -119,8 +119,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--length-mode",
         choices=["loop", "pingpong", "cut"],
-        default="loop",
-        help="when the audio outlasts the video (default loop)",
+        default="pingpong",
+        help="when the audio outlasts the video: play it back and forth (pingpong, default: no visible "
+        "cut), start again from frame 0 (loop), or stop with the video (cut)",
     )
     o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
     o.add_argument("--lossless", action="store_true", help="lossless FFV1 .mkv output")

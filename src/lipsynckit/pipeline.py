@@ -26,9 +26,11 @@ from lipsynckit.errors import (
     LipSyncError,
     NoFaceError,
     OutputError,
+    SilentAudioError,
 )
+from lipsynckit.inputs import check_output
 from lipsynckit.model import LipSyncModel
-from lipsynckit.options import SyncOptions, output_mode_for
+from lipsynckit.options import SyncOptions
 from lipsynckit.progress import progress_bar
 from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
 
@@ -390,7 +392,12 @@ def sync_file(
             clip = audio
         else:
             audio_path = video_path if audio is None else _check_input(audio, "audio")
-            clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
+            try:
+                clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
+            except SilentAudioError as exc:  # the remedy in the caller's spelling
+                exc.remedy = "check the track; pass allow_silent_audio=True to accept silence"
+                exc.cli_remedy = "check the track; pass --allow-silent to accept silence"
+                raise
 
     src = VideoSource(video_path, fps_for_images=options.fps)
     info = src.info
@@ -406,6 +413,16 @@ def sync_file(
         )
     n_src = max(1, int(info.num_frames))
     index = index_map(n_out, n_src, options.length_mode)
+    notes: list[str] = []
+    if n_out > n_src and not info.is_image:
+        how = {"pingpong": "ping-pong playback", "loop": "looped from frame 0", "cut": "output cut"}
+        others = "|".join(m for m in ("pingpong", "loop", "cut") if m != options.length_mode)
+        line = (
+            f"audio {n_out / fps:.1f} s outlasts the video {n_src / fps:.1f} s: "
+            f"{how[options.length_mode]} (--length-mode {others} to change)"
+        )
+        log.info("%s", line)
+        notes.append(line)
     if len(index) < n_out:  # "cut": the output stops with the video, and so does its audio
         clip = clip.slice(0, len(index) / fps)
     n_out = len(index)
@@ -413,7 +430,6 @@ def sync_file(
 
     cache: PreparedCache | None = None
     track: FaceTrack | None = None
-    notes: list[str] = []
     if options.avatar_dir is not None:
         cache = open_cache(options.avatar_dir, video_path, model, options)
         track = cache.load_track()
@@ -436,7 +452,7 @@ def sync_file(
     used = index[:n_out]
     with_face = int(sum(1 for s in used if track.faces[int(s)] is not None))
 
-    mode = output_mode_for(out_path, options.output_mode)
+    mode = check_output(out_path, options.output_mode)
     failed: list[tuple[int, str]] = []
     sched_stats: dict[str, Any] = {}
     bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
