@@ -174,3 +174,71 @@ def test_audio_longer_than_the_video_is_one_line_and_ping_pongs(
     assert main([*run, "-o", str(tmp_path / "cut.mp4"), "--length-mode", "cut"]) == 0
     err = capsys.readouterr().err
     assert "audio 3.0 s outlasts the video 1.3 s: output cut (--length-mode pingpong|loop to change)" in err
+
+
+def test_help_and_list_models_import_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from lipsynckit.cli import main
+for argv in (["--help"], ["sync", "--help"], ["bench", "--help"], ["list-models"]):
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    print("RC", argv[0], rc)
+print("TORCH", "torch" in sys.modules)
+import lipsynckit as lsk
+assert callable(lsk.sync) and callable(lsk.list_models) and lsk.SyncOptions().length_mode == "pingpong"
+assert set(lsk.__all__) <= set(dir(lsk)), set(lsk.__all__) - set(dir(lsk))
+print("TORCH", "torch" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln for ln in lines if ln.startswith("RC")] == [
+        "RC --help 0",
+        "RC sync 0",
+        "RC bench 0",
+        "RC list-models 0",
+    ]
+    assert [ln for ln in lines if ln.startswith("TORCH")] == [
+        "TORCH False",
+        "TORCH True",
+    ]  # torch on first use
+    assert "usage: lipsynckit sync" in r.stdout and "--keep-going" in r.stdout and "viseme" in r.stdout
+
+
+def test_offline_fetch_fails_at_once_in_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lipsynckit.weights as weights
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # port 9 (discard) refuses connections
+    monkeypatch.setattr(weights, "_UNREACHABLE", {})
+    home = tmp_path / "lsk_home"  # LIPSYNCKIT_HOME (tests/conftest.py): does not exist yet
+    assert main(["weights", "fetch", "wav2lip"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1
+    assert "cannot reach http://127.0.0.1:9 (ConnectionRefusedError" in err and "offline" in err
+    assert "--weights PATH" in err and "Retrying" not in err
+    assert not home.exists()  # no empty cache folder, no partial file
+
+    # reachable, but the download breaks half-way: its partial file and new folders are removed
+    home.mkdir()
+    monkeypatch.setattr(weights, "check_reachable", lambda endpoint: None)
+
+    def broken_download(repo_id: str, filename: str, cache_dir: str, **kw: object) -> str:
+        part = Path(cache_dir) / f"models--{repo_id.replace('/', '--')}" / "blobs" / "x.incomplete"
+        part.parent.mkdir(parents=True)
+        part.write_bytes(b"half a file")
+        raise ConnectionError("connection reset")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", broken_download)
+    assert main(["weights", "fetch", "wav2lip"]) == 2
+    assert "connection reset" in capsys.readouterr().out
+    assert sorted(home.iterdir()) == []

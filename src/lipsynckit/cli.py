@@ -252,6 +252,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    from lipsynckit.errors import OfflineError
     from lipsynckit.registry import get_plugin, list_models
     from lipsynckit.weights import resolve, verify, where_to_get
 
@@ -276,6 +277,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
                 where = given if matches else given.parent
             try:
                 path = resolve(wf, info.name, where, download=args.action == "fetch")
+            except OfflineError:
+                raise  # one line for the whole fetch, not one per file
             except LipSyncError as exc:
                 if args.action == "fetch" and not wf.optional:
                     status = 2

@@ -87,6 +87,10 @@ class WeightsError(LipSyncError):
     """Weights are missing, corrupt, the wrong file, or fail verification."""
 
 
+class OfflineError(WeightsError):
+    """A download cannot start: the hub cannot be reached."""
+
+
 class ModelUnavailableError(LipSyncError):
     """A model plugin is installed but cannot run (missing extra, missing weights)."""
 

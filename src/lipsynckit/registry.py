@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 try:  # Python 3.10+ has importlib.metadata.entry_points(group=...), the backport keeps parity
     from importlib_metadata import EntryPoint, entry_points
@@ -129,6 +130,8 @@ def load_model(
 ) -> LipSyncModel:
     """Load a model by its registered name; ``device`` defaults to CUDA when available."""
     if device is None:
+        import torch
+
         device = "cuda" if torch.cuda.is_available() else "cpu"
     plugin = get_plugin(name)
     missing = plugin.missing_modules()
