@@ -242,3 +242,21 @@ def test_offline_fetch_fails_at_once_in_one_line_and_leaves_nothing(
     assert main(["weights", "fetch", "wav2lip"]) == 2
     assert "connection reset" in capsys.readouterr().out
     assert sorted(home.iterdir()) == []
+
+
+def test_model_auto_says_one_line_and_details_under_verbose(
+    astronaut_png: Path, short_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.mp4"
+    assert main(["sync", str(astronaut_png), str(short_wav), "-o", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    auto = [ln for ln in err.splitlines() if "model auto" in ln]
+    assert len(auto) == 1, err
+    assert auto[0].startswith("model auto: viseme (no weights installed for ")
+    assert "wav2lip" in auto[0] and auto[0].endswith("`lipsynckit weights list` says where to get them)")
+    assert "weight file" not in auto[0]  # the per-file reasons are for -v
+
+    assert main(["-v", "sync", str(astronaut_png), str(short_wav), "-o", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    details = [ln for ln in err.splitlines() if "model auto, not chosen:" in ln]
+    assert len(details) == 1 and "wav2lip: weights not found" in details[0]

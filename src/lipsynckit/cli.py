@@ -246,8 +246,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {exc}")
     from lipsynckit.selection import choose_model
 
-    name, why = choose_model(args.weights)
-    print(f"--model auto would use: {name} ({why})")
+    _name, why = choose_model(args.weights)
+    print(f"--model auto would use: {why}")
     return 0
 
 
