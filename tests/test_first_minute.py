@@ -260,3 +260,35 @@ def test_model_auto_says_one_line_and_details_under_verbose(
     err = capsys.readouterr().err
     details = [ln for ln in err.splitlines() if "model auto, not chosen:" in ln]
     assert len(details) == 1 and "wav2lip: weights not found" in details[0]
+
+
+def test_detector_messages_name_the_detector(capsys: pytest.CaptureFixture[str]) -> None:
+    from lipsynckit.errors import FaceDetectorError
+    from lipsynckit.faces import get_face_detector
+
+    assert main(["detectors"]) == 0
+    s3fd = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("s3fd"))
+    assert "not usable" in s3fd and "weight file 's3fd.pth' for face detector 's3fd' not found" in s3fd
+    assert "model" not in s3fd
+    with pytest.raises(FaceDetectorError) as info:
+        get_face_detector("s3fd")
+    assert str(info.value).startswith(
+        "[faces] s3fd: weight file 's3fd.pth' for face detector 's3fd' not found"
+    )
+    assert "lipsynckit weights fetch wav2lip" in str(info.value)  # where the file comes from
+
+
+def test_list_models_prints_as_a_table_and_stays_a_list(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = lsk.list_models()
+    assert isinstance(rows, list) and rows[0] is list(rows)[0]
+    table = repr(rows)
+    assert "ModelInfo" not in table and "WeightFile" not in table and len(table) < 3000
+    viseme = next(ln for ln in table.splitlines() if ln.startswith("viseme"))
+    assert "usable" in viseme and "not usable" not in viseme
+    w2l = next(r for r in rows if r.name == "wav2lip")
+    assert "\n" not in repr(w2l) and repr(w2l).startswith("ModelStatus('wav2lip', usable=False, reason=")
+    assert str(w2l).splitlines()[0].startswith("wav2lip") and "fix:" in str(w2l)
+    assert w2l.info is not None and w2l.info.weights  # the data is all still there
+    assert "<table>" in rows._repr_html_() and "wav2lip" in rows._repr_html_()
+    assert main(["list-models"]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == table

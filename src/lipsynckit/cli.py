@@ -198,14 +198,7 @@ def cmd_list_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.model_dump(exclude={"info"}) for r in rows], indent=2))
         return 0
-    for r in rows:
-        state = "usable" if r.usable else "not usable"
-        nc = "  [non-commercial weights]" if r.non_commercial else ""
-        print(f"{r.name:16s} {state:10s} {r.display_name}{nc}")
-        if not r.usable:
-            print(f"{'':16s}   reason: {r.reason}")
-            if r.install_hint:
-                print(f"{'':16s}   fix:    {r.install_hint}")
+    print(rows)
     return 0
 
 

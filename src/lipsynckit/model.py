@@ -155,6 +155,51 @@ class ModelStatus(BaseModel):
     distribution: str = ""
     info: ModelInfo | None = None
 
+    def __repr__(self) -> str:  # the full ModelInfo is in .info; at the REPL one line is enough
+        why = f", reason={self.reason!r}" if self.reason else ""
+        return f"ModelStatus({self.name!r}, usable={self.usable}{why})"
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """This model as rows of the ``lipsynckit list-models`` table."""
+        state = "usable" if self.usable else "not usable"
+        nc = "  [non-commercial weights]" if self.non_commercial else ""
+        out = [f"{self.name:16s} {state:10s} {self.display_name}{nc}"]
+        if not self.usable:
+            out.append(f"{'':16s}   reason: {self.reason}")
+            if self.install_hint:
+                out.append(f"{'':16s}   fix:    {self.install_hint}")
+        return out
+
+
+class ModelList(list[ModelStatus]):
+    """What :func:`list_models` returns: a plain list of :class:`ModelStatus` that prints as a table."""
+
+    def __repr__(self) -> str:
+        return "\n".join(line for row in self for line in row.lines()) or "(no model plugins installed)"
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def cell(text: str) -> str:
+            return f"<td>{html.escape(text)}</td>"
+
+        rows = "".join(
+            "<tr>"
+            + cell(r.name)
+            + cell("usable" if r.usable else "not usable")
+            + cell(r.display_name + (" [non-commercial weights]" if r.non_commercial else ""))
+            + cell("" if r.usable else f"{r.reason} (fix: {r.install_hint})" if r.install_hint else r.reason)
+            + "</tr>"
+            for r in self
+        )
+        head = "<tr><th>model</th><th>state</th><th>name</th><th>why not / fix</th></tr>"
+        return f"<table>{head}{rows}</table>"
+
 
 class ModelPlugin(ABC):
     """Base class for the object a ``lipsynckit.models`` entry point names.

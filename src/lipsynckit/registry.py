@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover
     from importlib.metadata import EntryPoint, entry_points  # type: ignore[assignment]
 
 from lipsynckit.errors import ModelUnavailableError, UnknownModelError
-from lipsynckit.model import LipSyncModel, ModelPlugin, ModelStatus
+from lipsynckit.model import LipSyncModel, ModelList, ModelPlugin, ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,12 @@ def model_plugins() -> dict[str, _Entry]:
     return _entries(MODEL_GROUP)
 
 
-def list_models(weights: str | Path | None = None) -> list[ModelStatus]:
-    """Every installed model plugin, usable or not; unusable ones carry the reason and the fix."""
-    rows: list[ModelStatus] = []
+def list_models(weights: str | Path | None = None) -> ModelList:
+    """Every installed model plugin, usable or not; unusable ones carry the reason and the fix.
+
+    A list of :class:`ModelStatus` that prints as a table (the one ``lipsynckit list-models`` shows).
+    """
+    rows = ModelList()
     for name, entry in model_plugins().items():
         dist = entry.ep.dist.name if entry.ep.dist is not None else ""
         hint = _install_hint(entry.ep)
