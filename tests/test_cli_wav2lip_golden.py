@@ -69,6 +69,8 @@ def test_cli_reproduces_golden_pipeline(
             "--paste",
             "official",
             "--lossless",
+            "--length-mode",
+            "loop",  # the official inference loops the video
             "--no-progress",
             "--device",
             "cpu",

@@ -71,6 +71,8 @@ def test_lossless_output_keeps_pixels_outside_the_face(
             "--model",
             "viseme",
             "--lossless",
+            "--length-mode",
+            "loop",  # output frame k shows source frame k % 120
             "--json",
             str(stats),
         ]

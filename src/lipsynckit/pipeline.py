@@ -20,9 +20,17 @@ import numpy as np
 import torch
 
 from lipsynckit.avatar import PreparedCache, open_cache
-from lipsynckit.errors import InputNotFoundError, LipSyncError, NoFaceError, OutputError
+from lipsynckit.errors import (
+    FrameFailedError,
+    InputNotFoundError,
+    LipSyncError,
+    NoFaceError,
+    OutputError,
+    SilentAudioError,
+)
+from lipsynckit.inputs import check_output
 from lipsynckit.model import LipSyncModel
-from lipsynckit.options import SyncOptions, output_mode_for
+from lipsynckit.options import SyncOptions
 from lipsynckit.progress import progress_bar
 from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
 
@@ -100,6 +108,24 @@ def _check_input(path: str | Path, what: str) -> Path:
             f"{what} path is a folder, not a file", path=p, stage=what, remedy="pass a file"
         )
     return p
+
+
+def frame_list(frames: list[int], limit: int = 10) -> str:
+    """``frames 3, 17, 18`` (the first ``limit``, then how many more)."""
+    shown = ", ".join(str(i) for i in frames[:limit])
+    more = f" and {len(frames) - limit} more" if len(frames) > limit else ""
+    return f"frame{'s' if len(frames) > 1 else ''} {shown}{more}"
+
+
+def frame_failed_error(failed: list[tuple[int, str]], path: str | Path | None = None) -> FrameFailedError:
+    """The error ending a run at a failed frame (the user did not ask to keep going)."""
+    return FrameFailedError(
+        f"{frame_list([i for i, _ in failed])} failed ({failed[0][1]}); the run stopped and no output was written",
+        path=path,
+        stage="prepare",
+        remedy="pass keep_going=True to pass failing frames through unchanged (listed in result.failed_frames)",
+        cli_remedy="pass --keep-going to pass failing frames through unchanged (they are listed at the end)",
+    )
 
 
 def track_source(
@@ -289,7 +315,9 @@ def generate_frames(
             ):
                 if err:
                     failed.append((i, err))
-                    log.warning("frame %d: %s (passed through unchanged)", i, err)
+                    if not options.keep_going:
+                        raise frame_failed_error(failed)
+                    log.debug("frame %d: %s (passed through unchanged)", i, err)
                 pending.put((i, frame, pf))
                 if pf is not None:
                     job.submit(WorkItem(job_id=job.id, index=i, face=pf, audio=features[i]))
@@ -364,7 +392,12 @@ def sync_file(
             clip = audio
         else:
             audio_path = video_path if audio is None else _check_input(audio, "audio")
-            clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
+            try:
+                clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
+            except SilentAudioError as exc:  # the remedy in the caller's spelling
+                exc.remedy = "check the track; pass allow_silent_audio=True to accept silence"
+                exc.cli_remedy = "check the track; pass --allow-silent to accept silence"
+                raise
 
     src = VideoSource(video_path, fps_for_images=options.fps)
     info = src.info
@@ -380,6 +413,16 @@ def sync_file(
         )
     n_src = max(1, int(info.num_frames))
     index = index_map(n_out, n_src, options.length_mode)
+    notes: list[str] = []
+    if n_out > n_src and not info.is_image:
+        how = {"pingpong": "ping-pong playback", "loop": "looped from frame 0", "cut": "output cut"}
+        others = "|".join(m for m in ("pingpong", "loop", "cut") if m != options.length_mode)
+        line = (
+            f"audio {n_out / fps:.1f} s outlasts the video {n_src / fps:.1f} s: "
+            f"{how[options.length_mode]} (--length-mode {others} to change)"
+        )
+        log.info("%s", line)
+        notes.append(line)
     if len(index) < n_out:  # "cut": the output stops with the video, and so does its audio
         clip = clip.slice(0, len(index) / fps)
     n_out = len(index)
@@ -387,7 +430,6 @@ def sync_file(
 
     cache: PreparedCache | None = None
     track: FaceTrack | None = None
-    notes: list[str] = []
     if options.avatar_dir is not None:
         cache = open_cache(options.avatar_dir, video_path, model, options)
         track = cache.load_track()
@@ -410,7 +452,7 @@ def sync_file(
     used = index[:n_out]
     with_face = int(sum(1 for s in used if track.faces[int(s)] is not None))
 
-    mode = output_mode_for(out_path, options.output_mode)
+    mode = check_output(out_path, options.output_mode)
     failed: list[tuple[int, str]] = []
     sched_stats: dict[str, Any] = {}
     bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
@@ -425,21 +467,41 @@ def sync_file(
         preset=options.preset,
     ) as sink:
         frames = src.frames(int(s) for s in index)
-        for k, frame in enumerate(
-            generate_frames(
-                model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats
-            )
-        ):
-            t0 = time.perf_counter()
-            sink.write(frame)
-            timer.add("encode", time.perf_counter() - t0)
-            bar.update(1)
-            if on_frame is not None:
-                on_frame(k)
-    bar.close()
+        try:
+            for k, frame in enumerate(
+                generate_frames(
+                    model,
+                    frames,
+                    index,
+                    track,
+                    features,
+                    options,
+                    timer,
+                    failed,
+                    cache,
+                    scheduler,
+                    sched_stats,
+                )
+            ):
+                t0 = time.perf_counter()
+                sink.write(frame)
+                timer.add("encode", time.perf_counter() - t0)
+                bar.update(1)
+                if on_frame is not None:
+                    on_frame(k)
+        except FrameFailedError as exc:
+            exc.path = exc.path or str(video_path)
+            raise
+        finally:
+            bar.close()
     timer.seconds["pipeline"] = time.perf_counter() - t_gen
     if failed:
-        log.warning("%d frame(s) failed and were passed through unchanged: %s", len(failed), failed[:5])
+        log.warning(
+            "%d frame(s) failed and were passed through unchanged (keep going): %s; first: %s",
+            len(failed),
+            frame_list([i for i, _ in failed]),
+            failed[0][1],
+        )
     return SyncResult(
         output=out_path,
         model=model.info.name,
