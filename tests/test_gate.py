@@ -45,8 +45,8 @@ def _hop_mask(spans: list[tuple[float, float]] | tuple[tuple[float, float], ...]
 
 @pytest.mark.parametrize("vad", ["energy", "silero"])
 def test_speech_spans_agree_with_forced_alignment_on_every_clip(vad: str, speech_wavs: list[Path]) -> None:
-    """Measured (10 ms hops, default 0.1 s hangover): energy 0.89–0.98 per clip, 0.96 over the five;
-    silero 0.90–0.97, 0.95."""
+    """Measured (10 ms hops, default 0.1 s hangover): energy 0.903–0.992 per clip, 0.970 over the five;
+    silero 0.893–0.960, 0.944."""
     agree, total = [], 0
     for wav in speech_wavs:
         x, sr = sf.read(wav, dtype="float32")
@@ -55,9 +55,9 @@ def test_speech_spans_agree_with_forced_alignment_on_every_clip(vad: str, speech
         want = _hop_mask(word_spans(wav), n)
         agree.append(int((got == want).sum()))
         total += n
-        assert (got == want).mean() >= 0.85, (wav.name, (got == want).mean())
+        assert (got == want).mean() >= 0.88, (wav.name, (got == want).mean())
         assert got[want].mean() >= 0.95  # speech is (nearly) never taken for silence
-    assert sum(agree) / total >= 0.93, sum(agree) / total
+    assert sum(agree) / total >= {"energy": 0.95, "silero": 0.93}[vad], sum(agree) / total
 
 
 def test_no_speech_in_digital_silence_or_steady_noise() -> None:
