@@ -116,7 +116,12 @@ def _silero_activity(x: np.ndarray, sample_rate: int, threshold: float = 0.5) ->
     as Silero's own rule (enter above ``threshold``, leave below ``threshold - 0.15``)."""
     check_vad("silero")
     import torch
-    from silero_vad import load_silero_vad
+
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import load_silero_vad  # its import sets torch to one thread for the process
+    finally:
+        torch.set_num_threads(threads)
 
     clip = AudioClip(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), sample_rate).resample(16000)
     wav = clip.samples[0]
