@@ -77,7 +77,9 @@ def plan_gate(
     its silent frames are still shown as the source.
     """
     spans = speech_spans(clip, options.vad, hangover_s=options.gate_hangover_s)
-    weights = frame_weights(spans, fps, n_frames, options.gate_fade_frames)
+    # speech running to the end of the audio holds through frames past it (some models add one)
+    held = [(a, b if b < clip.duration - 1e-6 else max(b, n_frames / fps)) for a, b in spans]
+    weights = frame_weights(held, fps, n_frames, options.gate_fade_frames)
     silent = weights == 0
     if chunk_frames > 1:
         pad = (-n_frames) % chunk_frames

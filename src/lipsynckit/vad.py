@@ -60,8 +60,10 @@ def band_db(x: np.ndarray, sample_rate: int) -> np.ndarray:
     n = int(x.shape[0])
     k_total = n // hop + 1
     half = win // 2
-    xp = np.zeros(half + k_total * hop + win, dtype=np.float32)
-    xp[half : half + n] = x
+    # mirrored at the ends: a clip cut out of speech is as loud at its first hop as just after it
+    xp = np.pad(
+        np.asarray(x, np.float32), (half, k_total * hop + win - n), mode="reflect" if n > 1 else "constant"
+    )
     frames = np.lib.stride_tricks.sliding_window_view(xp, win)[::hop][:k_total]
     window = np.hanning(win).astype(np.float32)
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
@@ -157,8 +159,8 @@ def speech_spans(
     """Speech spans ``[(start_s, end_s), ...]`` of ``clip``, sorted and disjoint, within the clip.
 
     ``hangover_s`` holds each span open after its last active hop (the mouth closes after the sound
-    stops); gaps shorter than ``min_silence_s`` (after the hangover) are bridged, and bursts shorter
-    than ``min_speech_s`` are dropped (a click is not speech).
+    stops); gaps shorter than ``min_silence_s`` (after the hangover, and at the clip's ends) are
+    bridged, and bursts shorter than ``min_speech_s`` are dropped (a click is not speech).
     """
     x = clip.numpy()
     sr = clip.sample_rate
@@ -180,6 +182,12 @@ def speech_spans(
             spans[-1] = (spans[-1][0], max(spans[-1][1], end))
         else:
             spans.append((start, end))
+    # the clip's ends count as silence's edges too: a gap there shorter than ``min_silence_s`` (a clip
+    # cut out of speech starts on a consonant's closure) is bridged rather than shown as a blink of rest
+    if spans and spans[0][0] < min_silence_s:
+        spans[0] = (0.0, spans[0][1])
+    if spans and duration - spans[-1][1] < min_silence_s:
+        spans[-1] = (spans[-1][0], duration)
     log.debug(
         "vad %s: %d span(s), %.2f of %.2f s speech", vad, len(spans), sum(b - a for a, b in spans), duration
     )
