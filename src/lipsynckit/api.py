@@ -195,5 +195,12 @@ def sync_frames(
         track = detect_faces(arr, opts.detector)
     track = model.adjust_track(track, arr.shape[1:3])
     failed: list[tuple[int, str]] = []
-    gen = generate_frames(model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed)
+    gate = None
+    if opts.gate:
+        from lipsynckit.gate import plan_gate
+
+        gate = plan_gate(audio, fps, len(index), opts, model.info.chunk_frames)
+    gen = generate_frames(
+        model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed, gate=gate
+    )
     return np.stack(list(gen))

@@ -181,7 +181,11 @@ def bench_model(
             out = out_dir / f"{name}.mkv"
             t0 = time.perf_counter()
             result = sync_file(
-                video, clip, model, out, SyncOptions(progress=False, batch_size=batch, output_mode="ffv1")
+                video,
+                clip,
+                model,
+                out,
+                SyncOptions(progress=False, batch_size=batch, output_mode="ffv1", gate=False),
             )
             wall = time.perf_counter() - t0
             row.pipeline_fps = result.frames / wall

@@ -83,6 +83,11 @@ def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["face_workers"] = args.face_workers
     if getattr(args, "avatar_dir", None):
         o["avatar_dir"] = Path(args.avatar_dir)
+    o["gate"] = not args.no_gate
+    if args.gate_hangover is not None:
+        o["gate_hangover_s"] = args.gate_hangover
+    if args.vad:
+        o["vad"] = args.vad
     return o
 
 
@@ -115,6 +120,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     f.add_argument(
         "--face-workers", type=int, help="threads for the face pass (default: usable cores, at most 8)"
     )
+    v = p.add_argument_group("silence")
+    v.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="let the model move the mouth in silence too (the official behaviour of every model)",
+    )
+    v.add_argument(
+        "--gate-hangover",
+        type=float,
+        metavar="SECONDS",
+        help="hold the mouth after speech ends (default 0.1)",
+    )
+    v.add_argument("--vad", choices=["energy", "silero"], help="voice-activity detector (default energy)")
     o = p.add_argument_group("output")
     o.add_argument(
         "--length-mode",

@@ -58,8 +58,28 @@ class SyncOptions(BaseModel):
         description="a frame whose preparation fails is passed through unchanged and listed in "
         "SyncResult.failed_frames, instead of ending the run with an error",
     )
+    gate: bool = Field(
+        True,
+        description="mouth at rest where nobody speaks: outside the speech spans the output keeps the source "
+        "frame and the model is not called (False = every model's official behaviour)",
+    )
+    vad: Literal["energy", "silero"] = Field(
+        "energy", description="voice-activity detector for the gate (silero: pip install lipsynckit[vad])"
+    )
+    gate_hangover_s: float = Field(
+        0.1, ge=0, le=2.0, description="seconds a speech span is held after the sound"
+    )
+    gate_fade_frames: int = Field(3, ge=0, le=25, description="cross-fade frames at each speech boundary")
     progress: bool = True
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("vad")
+    @classmethod
+    def _vad_runs_here(cls, v: str) -> str:
+        from lipsynckit.vad import check_vad
+
+        check_vad(v)  # before any model loads
+        return v
 
     @field_validator("face_box", mode="before")
     @classmethod

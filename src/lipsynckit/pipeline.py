@@ -35,6 +35,7 @@ from lipsynckit.progress import progress_bar
 from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
 
 if TYPE_CHECKING:
+    from lipsynckit.gate import GatePlan
     from lipsynckit.scheduler import BatchScheduler
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class SyncResult:
     scheduler: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     avatar_hits: int = 0
+    speech_spans: list[tuple[float, float]] = field(default_factory=list)  # voice-activity gate, seconds
+    gated_frames: int = 0  # frames shown as the source: nobody speaks
+    model_calls_skipped: int = 0  # frames with a face the model never saw (compute saved by the gate)
 
     @property
     def duration(self) -> float:
@@ -71,6 +75,12 @@ class SyncResult:
             f"{self.output}: {self.frames} frames at {self.fps:.3f} fps ({self.width}x{self.height}), "
             f"model {self.model}, faces in {self.frames_with_face}/{self.frames} frames"
             + (f", {len(self.failed_frames)} failed" if self.failed_frames else "")
+            + (
+                f", speech {sum(b - a for a, b in self.speech_spans):.1f}s in {len(self.speech_spans)} span(s), "
+                f"{self.gated_frames} frames at rest ({self.model_calls_skipped} model calls skipped)"
+                if self.gated_frames or self.speech_spans
+                else ""
+            )
             + f"; {stages}"
         )
 
@@ -258,12 +268,14 @@ def generate_frames(
     cache: PreparedCache | None = None,
     scheduler: BatchScheduler | None = None,
     stats_out: dict[str, Any] | None = None,
+    gate: GatePlan | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the output frames in order. ``frames`` yields the source frame for each output index.
 
     Without a ``scheduler``, the model's shared scheduler is used (concurrent calls on one model batch
     together) and its statistics (batch fill, device busy fraction, queue depths, seconds per stage;
-    all jobs it ran so far) are written into ``stats_out`` when done.
+    all jobs it ran so far) are written into ``stats_out`` when done. With a ``gate``, frames where
+    nobody speaks skip the model and the others are blended toward the source by their weight.
     """
     from lipsynckit.scheduler import map_ordered  # noqa: F811
 
@@ -287,7 +299,7 @@ def generate_frames(
         i, frame = arg
         s = int(index[i])
         face = track.faces[s] if s < len(track.faces) else None
-        if face is None:
+        if face is None or (gate is not None and gate.skip[i]):
             return i, frame, None, ""
         t0 = time.perf_counter()
         try:
@@ -349,6 +361,8 @@ def generate_frames(
                 raise LipSyncError(f"model returned no output for frame {i}", stage="model") from None
             t0 = time.perf_counter()
             out = model.composite(frame, pf, generated)
+            if gate is not None:
+                out = gate.blend(i, frame, out)
             timer.add("composite", time.perf_counter() - t0)
             yield out
         if error:
@@ -452,6 +466,14 @@ def sync_file(
     used = index[:n_out]
     with_face = int(sum(1 for s in used if track.faces[int(s)] is not None))
 
+    gate = None
+    if options.gate:
+        from lipsynckit.gate import plan_gate
+
+        with timer.stage("vad"):
+            gate = plan_gate(clip, fps, n_out, options, model.info.chunk_frames)
+    skipped = 0 if gate is None else sum(track.faces[int(s)] is not None for s in index[gate.skip])
+
     mode = check_output(out_path, options.output_mode)
     failed: list[tuple[int, str]] = []
     sched_stats: dict[str, Any] = {}
@@ -467,22 +489,9 @@ def sync_file(
         preset=options.preset,
     ) as sink:
         frames = src.frames(int(s) for s in index)
+        args = (model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats)
         try:
-            for k, frame in enumerate(
-                generate_frames(
-                    model,
-                    frames,
-                    index,
-                    track,
-                    features,
-                    options,
-                    timer,
-                    failed,
-                    cache,
-                    scheduler,
-                    sched_stats,
-                )
-            ):
+            for k, frame in enumerate(generate_frames(*args, gate=gate)):
                 t0 = time.perf_counter()
                 sink.write(frame)
                 timer.add("encode", time.perf_counter() - t0)
@@ -519,4 +528,7 @@ def sync_file(
         notes=notes,
         avatar_hits=cache.hits if cache is not None else 0,
         scheduler=sched_stats,
+        speech_spans=[] if gate is None else gate.spans,
+        gated_frames=0 if gate is None else gate.gated_frames,
+        model_calls_skipped=skipped,
     )
