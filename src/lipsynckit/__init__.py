@@ -11,6 +11,7 @@ import logging
 
 from lipsynckit.api import detect_faces, prepare_avatar, sync, sync_batch, sync_frames
 from lipsynckit.errors import LipSyncError
+from lipsynckit.jobs.runner import run_manifest  # noqa: F401 - manifests of jobs (lipsynckit.jobs)
 from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile
 from lipsynckit.options import SyncOptions
 from lipsynckit.pipeline import SyncResult
