@@ -25,7 +25,7 @@ from lipsynckit.jobs.manifest import Segment
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions, output_mode_for
 from lipsynckit.pipeline import SyncResult, _check_input, _Timer, generate_frames, track_source
-from lipsynckit.types import AudioClip, FaceTrack
+from lipsynckit.types import AudioClip, Face, FaceTrack
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,8 @@ def sync_segments(
     stats: dict[str, Any] = {}
 
     def segment_frames(fr: FrameRange, track: FaceTrack, feats: torch.Tensor) -> Iterator[np.ndarray]:
-        full = FaceTrack(faces=[None] * fr.start + list(track.faces), detector=track.detector)
+        faces: list[Face | None] = [None] * fr.start
+        full = FaceTrack(faces=faces + list(track.faces), detector=track.detector)
         index = np.arange(fr.start, fr.stop)
         return generate_frames(
             model,
