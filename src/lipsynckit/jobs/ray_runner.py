@@ -63,9 +63,7 @@ class _SyncWorker:
     def __init__(self, defaults: dict[str, Any], prepare_errors: list[tuple[list[str], str]]) -> None:
         self.runner = JobRunner(RunDefaults(**defaults))
         for group, err in prepare_errors:
-            key = (group[0], group[1], group[2])
-            self.runner.prepare_errors[key] = JobError.model_validate_json(err)
-            self.runner._prepared.add(key)
+            self.runner.mark_prepared((group[0], group[1], group[2]), JobError.model_validate_json(err))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []

@@ -121,6 +121,12 @@ class JobRunner:
             opts["avatar_dir"] = Path(self.defaults.avatar_dir)
         return SyncOptions(**opts)
 
+    def mark_prepared(self, group: tuple[str, str, str], error: JobError | None) -> None:
+        """Record a template group prepared elsewhere (a first Ray stage), with its error if it failed."""
+        self._prepared.add(group)
+        if error is not None:
+            self.prepare_errors[group] = error
+
     def prepare(self, spec: JobSpec) -> JobError | None:
         """Prepare the template of ``spec``'s group once (faces, crops); its error, if any, is kept
         and fails every job of the group without trying again."""
