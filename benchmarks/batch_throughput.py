@@ -2,12 +2,12 @@
 whole-template job.
 
 Part 1 runs one manifest of N short jobs (carphone template, 1 s LibriVox cuts, viseme model) with the
-local runner and then on Ray started here with the same number of CPUs: the ratio is Ray's overhead
-on one machine. Part 2 builds a 30 s template with its own audio track and times one 1.5 s segment
+local runner (one process, one job at a time) and then on a local Ray cluster started here with 1 CPU
+(one worker: Ray's overhead on the same work) and with 2 CPUs (two workers on this machine's cores). Part 2 builds a 30 s template with its own audio track and times one 1.5 s segment
 job against one whole-template job (both cold: no prepared template; then warm: template prepared).
 Usage:
 
-    python benchmarks/batch_throughput.py --jobs 200 --cpus 2            # both parts
+    python benchmarks/batch_throughput.py --jobs 200 --cpus 1,2          # both parts
     python benchmarks/batch_throughput.py --part segments
 """
 
@@ -53,7 +53,7 @@ def short_audios(folder: Path, n: int, seconds: float) -> list[Path]:
     return out
 
 
-def throughput(n_jobs: int, seconds: float, cpus: int, work: Path) -> dict[str, float]:
+def throughput(n_jobs: int, seconds: float, cpus: list[int], work: Path) -> dict[str, float]:
     audios = short_audios(work, n_jobs, seconds)
     template = carphone()
     manifest = work / "jobs.csv"
@@ -72,17 +72,18 @@ def throughput(n_jobs: int, seconds: float, cpus: int, work: Path) -> dict[str, 
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    t0 = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    figures["ray_init_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rows_ray = lsk.run_manifest(manifest, work / "ray", ray=True, **common)
-    figures["ray_s"] = time.perf_counter() - t0
-    ray.shutdown()
-    assert [r.sha256 for r in rows_ray] == [r.sha256 for r in rows], "Ray and local outputs differ"
     figures["local_jobs_per_hour"] = n_jobs / figures["local_s"] * 3600
-    figures["ray_jobs_per_hour"] = n_jobs / figures["ray_s"] * 3600
-    figures["ray_over_local_time"] = figures["ray_s"] / figures["local_s"]
+    for n in cpus:
+        t0 = time.perf_counter()
+        ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
+        figures[f"ray{n}_init_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows_ray = lsk.run_manifest(manifest, work / f"ray{n}", ray=True, **common)
+        figures[f"ray{n}_s"] = time.perf_counter() - t0
+        ray.shutdown()
+        assert [r.sha256 for r in rows_ray] == [r.sha256 for r in rows], "Ray and local outputs differ"
+        figures[f"ray{n}_jobs_per_hour"] = n_jobs / figures[f"ray{n}_s"] * 3600
+        figures[f"ray{n}_over_local_time"] = figures[f"ray{n}_s"] / figures["local_s"]
     return figures
 
 
@@ -141,7 +142,11 @@ def main() -> None:
     ap.add_argument("--part", choices=["all", "throughput", "segments"], default="all")
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--audio-seconds", type=float, default=1.0)
-    ap.add_argument("--cpus", type=int, default=2, help="CPUs given to the local Ray cluster")
+    ap.add_argument(
+        "--cpus",
+        default="1,2",
+        help="CPUs given to the local Ray cluster (one Ray run per value; 1 = one worker)",
+    )
     ap.add_argument("--template-seconds", type=float, default=30.0)
     ap.add_argument("--segment-seconds", type=float, default=1.5)
     args = ap.parse_args()
@@ -153,7 +158,9 @@ def main() -> None:
             report["throughput"] = {
                 "jobs": args.jobs,
                 "audio_s": args.audio_seconds,
-                **throughput(args.jobs, args.audio_seconds, args.cpus, work / "t"),
+                **throughput(
+                    args.jobs, args.audio_seconds, [int(c) for c in args.cpus.split(",")], work / "t"
+                ),
             }
             print(json.dumps(report, indent=2), flush=True)
         if args.part in ("all", "segments"):
