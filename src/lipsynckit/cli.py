@@ -193,6 +193,13 @@ def _result_dict(result: Any) -> dict[str, Any]:
 def cmd_batch(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync_batch
 
+    if args.manifest:
+        from lipsynckit.jobs.cli import run_manifest_command
+
+        return run_manifest_command(args, _model_options(args), _sync_overrides(args))
+    if not args.template or not args.audios or not args.out_dir:
+        raise LipSyncError("batch needs TEMPLATE AUDIO... -o OUT_DIR, or --manifest", stage="options")
+
     results = sync_batch(
         args.template,
         args.audios,
@@ -327,9 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sync)
 
     b = sub.add_parser("batch", help="one template video, many audio tracks (personalised videos)")
-    b.add_argument("template")
-    b.add_argument("audios", nargs="+")
-    b.add_argument("--out-dir", "-o", required=True)
+    b.add_argument("template", nargs="?")
+    b.add_argument("audios", nargs="*")
+    b.add_argument("--out-dir", "-o", help="output folder (with --manifest: where relative outputs go)")
+    from lipsynckit.jobs.cli import add_manifest_args
+
+    add_manifest_args(b)
     b.add_argument("--concurrency", type=int, default=2, help="jobs run at once (their frames share batches)")
     _add_run_args(b)
     b.set_defaults(func=cmd_batch)
