@@ -124,7 +124,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "cut), start again from frame 0 (loop), or stop with the video (cut)",
     )
     o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
-    o.add_argument("--lossless", action="store_true", help="lossless FFV1 .mkv output")
+    o.add_argument(
+        "--lossless",
+        action="store_true",
+        help="lossless FFV1 output (-o must be .mkv or a folder; default name .mkv)",
+    )
     o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, default 18)")
     o.add_argument(
         "--preset",
