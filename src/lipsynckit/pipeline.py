@@ -328,10 +328,9 @@ def generate_frames(
             timer.add("prepare", time.perf_counter() - t0)
 
     def producer() -> None:
+        prepared = map_ordered(prepare_one, enumerate(frames), workers=options.prepare_workers, max_pending=8)
         try:
-            for i, frame, pf, err in map_ordered(
-                prepare_one, enumerate(frames), workers=options.prepare_workers, max_pending=8
-            ):
+            for i, frame, pf, err in prepared:
                 if err:
                     failed.append((i, err))
                     if not options.keep_going:
@@ -343,6 +342,7 @@ def generate_frames(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             error.append(exc)
         finally:
+            prepared.close()  # a failed frame stops the run: the prepare workers stop now, not at GC
             try:
                 job.close()
             finally:
