@@ -18,21 +18,9 @@ import torch
 from lipsynckit.errors import WeightsError
 from lipsynckit.media import load_audio
 from lipsynckit.types import Face, FaceTrack, ModelBatch, WorkItem
-from lipsynckit_latentsync import loader
-from lipsynckit_latentsync.plugin import LatentSyncPlugin, plugin, plugin_15
-from lipsynckit_latentsync.unet import UNet3DConfig
+from lipsynckit_latentsync.plugin import plugin, plugin_15
 
-from ls_testutil import (
-    golden_unet_config,
-    golden_unet_state,
-    golden_vae,
-    haar_face,
-    landmarks_from_box,
-    ref,
-    save_diffusers_vae,
-    save_official_unet,
-    save_openai_whisper_tiny,
-)
+from ls_testutil import haar_face, landmarks_from_box, make_small_checkpoints, ref
 
 
 def test_plugin_import_is_light() -> None:
@@ -64,31 +52,17 @@ def test_missing_weights_say_where_to_get_them(tmp_path: Path) -> None:
     assert not ok and "weights not found" in reason
 
 
-def make_checkpoints(root: Path, reference_dir: Path) -> Path:
-    """The official layout: checkpoints/latentsync_unet.pt, checkpoints/whisper/tiny.pt (+ the VAE)."""
-    save_official_unet(root / "latentsync_unet.pt", golden_unet_state(reference_dir))
-    save_openai_whisper_tiny(root / "whisper" / "tiny.pt")
-    save_diffusers_vae(
-        root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors", golden_vae(reference_dir)
-    )
-    return root
-
-
 def test_official_layout_end_to_end_on_real_media(
     reference_dir: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     speech_wav: Path,
     astronaut_png: Path,
 ) -> None:
-    # the shrunken architectures of the reference folder stand in for the released sizes
-    monkeypatch.setattr(loader, "UNET_CONFIG", UNet3DConfig.model_validate(golden_unet_config(reference_dir)))
-    monkeypatch.setattr(
-        loader, "VAE_ARCH", json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
-    )
-    ckpt = make_checkpoints(tmp_path / "checkpoints", reference_dir)
-    small = LatentSyncPlugin("latentsync_small", "1.5", 64, 0.0)
-    model = small.load(weights=ckpt, options={"steps": 2, "seed": 5, "deepcache": True})
+    # the shrunken architectures of the reference folder stand in for the released sizes: the
+    # folder carries them (unet_config.yaml, sd-vae-ft-mse/config.json) as a user's folder would
+    ckpt = make_small_checkpoints(tmp_path / "checkpoints", reference_dir)
+    model = plugin_15.load(weights=ckpt, options={"steps": 2, "seed": 5, "deepcache": True})
+    assert model.info.face_size == 64
 
     clip = load_audio(speech_wav).slice(0.0, 0.7)
     windows = model.audio_features(clip, 25.0)
@@ -110,13 +84,14 @@ def test_official_layout_end_to_end_on_real_media(
         return outs
 
     first, second = run_job(1), run_job(2)
-    assert len(first) == 19 and all(o.shape == (64, 64, 3) and o.dtype == np.uint8 for o in first)
+    # the default output path: the float decoder output (the official restoration's input)
+    assert len(first) == 19 and all(o.shape == (64, 64, 3) and o.dtype == np.float32 for o in first)
     for a, b in zip(first, second, strict=True):  # the seed makes runs repeatable
         np.testing.assert_array_equal(a, b)
     assert not all(np.array_equal(first[0], o) for o in first[1:])  # the audio drives the frames
     # outside the mouth mask the generated face is the input face (the official paste-back)
     keep = prepared.data["mask"] == 255
-    assert np.abs(first[0][keep].astype(int) - prepared.crop[keep].astype(int)).max() <= 1
+    np.testing.assert_allclose((first[0][keep] + 1) * 127.5, prepared.crop[keep], atol=1e-3)
 
     out = model.composite(img, prepared, first[0])
     x1, y1, x2, y2 = prepared.box
@@ -127,19 +102,15 @@ def test_official_layout_end_to_end_on_real_media(
 
 
 def test_sync_a_real_talking_face_video(
-    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speech_wav: Path, carphone_mp4: Path
+    reference_dir: Path, tmp_path: Path, speech_wav: Path, carphone_mp4: Path
 ) -> None:
     """lipsynckit.sync end to end (core pipeline and scheduler) on carphone with exact landmarks
     given through --face-boxes JSON, the small stand-in networks loaded from the official layout."""
     import lipsynckit
     from lipsynckit.media import read_video_frames
 
-    monkeypatch.setattr(loader, "UNET_CONFIG", UNet3DConfig.model_validate(golden_unet_config(reference_dir)))
-    monkeypatch.setattr(
-        loader, "VAE_ARCH", json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
-    )
-    ckpt = make_checkpoints(tmp_path / "checkpoints", reference_dir)
-    model = LatentSyncPlugin("latentsync_small", "1.5", 64, 0.0).load(weights=ckpt, options={"steps": 2})
+    ckpt = make_small_checkpoints(tmp_path / "checkpoints", reference_dir)
+    model = plugin_15.load(weights=ckpt, options={"steps": 2})
     src = read_video_frames(carphone_mp4)
     boxes, marks = [], []
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
