@@ -52,6 +52,47 @@ def test_missing_weights_say_where_to_get_them(tmp_path: Path) -> None:
     assert not ok and "weights not found" in reason
 
 
+def test_unet_config_file_is_read_or_refused_clearly(tmp_path: Path, reference_dir: Path) -> None:
+    """unet_config.yaml: the official stage2*.yaml structure; anything else is one error naming it."""
+    import yaml
+
+    from lipsynckit_latentsync.loader import read_unet_config, read_vae_config
+
+    model = json.loads(ref(reference_dir, "golden_unet_config.json").read_text())
+    good = tmp_path / "unet_config.yaml"
+    good.write_text(yaml.safe_dump({"data": {"resolution": 64, "num_frames": 16, "fps": 25}, "model": model}))
+    cfg, res = read_unet_config(good)
+    assert res == 64 and cfg.block_out_channels == [32, 64, 64, 64]
+    cases = {
+        "no_model.yaml": ({"data": {"resolution": 64}}, "no 'model:' section"),
+        "frames.yaml": ({"data": {"num_frames": 8}, "model": model}, "num_frames is 8"),
+        "res.yaml": ({"data": {"resolution": 100}, "model": model}, "multiple of 8"),
+    }
+    for name, (data, msg) in cases.items():
+        f = tmp_path / name
+        f.write_text(yaml.safe_dump(data))
+        with pytest.raises(WeightsError, match=msg) as err:
+            read_unet_config(f)
+        assert str(f) in str(err.value)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed")
+    with pytest.raises(WeightsError, match="not a LatentSync UNet config"):
+        read_unet_config(broken)
+    # the VAE: no config.json beside the weights = the built-in sd-vae-ft-mse architecture
+    vae_file = tmp_path / "vae" / "diffusion_pytorch_model.safetensors"
+    vae_file.parent.mkdir()
+    assert read_vae_config(vae_file)["block_out_channels"] == [128, 256, 512, 512]
+    (vae_file.parent / "config.json").write_text(
+        json.dumps({"_class_name": "AutoencoderKL", "layers_per_block": 1})
+    )
+    cfg_vae = read_vae_config(vae_file)
+    assert (
+        cfg_vae["layers_per_block"] == 1
+        and "_class_name" not in cfg_vae
+        and cfg_vae["scaling_factor"] == 0.18215
+    )
+
+
 def test_official_layout_end_to_end_on_real_media(
     reference_dir: Path,
     tmp_path: Path,
