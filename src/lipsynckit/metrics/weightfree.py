@@ -165,14 +165,7 @@ def mouth_box_from_face(face_box: np.ndarray) -> np.ndarray:
 def speech_envelope(audio: AudioClip, fps: float, num_frames: int) -> np.ndarray:
     """RMS of the mono waveform over each frame's interval ``[t/fps, (t+1)/fps)`` (0 past the end)."""
     x = audio.numpy().astype(np.float64)
-    sr = audio.sample_rate
-    env = np.zeros(num_frames, dtype=np.float64)
-    for t in range(num_frames):
-        a, b = int(round(t * sr / fps)), int(round((t + 1) * sr / fps))
-        seg = x[a:b]
-        if len(seg):
-            env[t] = math.sqrt(float(np.mean(seg * seg)))
-    return env
+    return np.sqrt(_frame_means(x * x, audio.sample_rate, fps, num_frames))
 
 
 def _frame_means(y: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
