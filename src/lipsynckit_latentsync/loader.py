@@ -158,7 +158,14 @@ def read_unet_config(path: str | Path) -> tuple[UNet3DConfig, int | None]:
 
     try:
         import yaml
-
+    except ImportError as exc:
+        raise WeightsError(
+            "reading unet_config.yaml needs PyYAML",
+            path=p,
+            stage="weights",
+            remedy='pip install "lipsynckit[latentsync]" (or pyyaml)',
+        ) from exc
+    try:
         data = yaml.safe_load(p.read_text())
     except Exception as exc:  # noqa: BLE001 - reported with the file and what to do
         raise bad(f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
