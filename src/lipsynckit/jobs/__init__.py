@@ -6,10 +6,34 @@ a re-run, the jobs whose outputs still verify. Ray is optional (``pip install "l
 
 from __future__ import annotations
 
-from lipsynckit.jobs.manifest import JobSpec, RowError, Segment, read_manifest
-from lipsynckit.jobs.runner import JobRunner, RunDefaults, run_manifest, status_path_for
-from lipsynckit.jobs.segments import splice_audio, sync_segments
-from lipsynckit.jobs.status import JobError, JobStatus, StatusLog, verify_output
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): `lipsynckit batch --help` reaches this package and must not load torch.
+_LAZY = {
+    "JobSpec": "manifest",
+    "RowError": "manifest",
+    "Segment": "manifest",
+    "read_manifest": "manifest",
+    "JobRunner": "runner",
+    "RunDefaults": "runner",
+    "run_manifest": "runner",
+    "status_path_for": "runner",
+    "splice_audio": "segments",
+    "sync_segments": "segments",
+    "JobError": "status",
+    "JobStatus": "status",
+    "StatusLog": "status",
+    "verify_output": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lipsynckit.jobs' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lipsynckit.jobs.{module}"), name)
+
 
 __all__ = [
     "JobError",
