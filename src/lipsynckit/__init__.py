@@ -15,6 +15,7 @@ from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile
 from lipsynckit.options import SyncOptions
 from lipsynckit.pipeline import SyncResult
 from lipsynckit.registry import get_plugin, list_models, load_model
+from lipsynckit.streaming import stream
 from lipsynckit.types import AudioClip, Face, FaceTrack, PreparedFace
 
 __version__ = "0.1.0"
@@ -57,6 +58,7 @@ __all__ = [
     "read_video",
     "sync",
     "sync_batch",
+    "stream",
     "sync_frames",
     "__version__",
 ]
