@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stream_helpers import chunks, speech
 
 import lipsynckit as lsk
 from lipsynckit.types import AudioClip
-
-from stream_helpers import chunks, speech
 
 
 def _streamed(model, template: Path, avatar_dir: Path, x: np.ndarray, sr: int) -> list[np.ndarray]:  # noqa: ANN001
@@ -59,9 +58,9 @@ def test_wav2lip_stream_equals_the_file(astronaut_png: Path, speech_wav: Path, t
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "wav2lip"))
-    from w2l_helpers import save_training_checkpoint
-
     from lipsynckit_wav2lip.plugin import plugin
+
+    from w2l_helpers import save_training_checkpoint
 
     ckpt = save_training_checkpoint(tmp_path / "wav2lip.pth")
     model = plugin.load(weights=ckpt, device="cpu")

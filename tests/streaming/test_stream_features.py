@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stream_helpers import chunks, speech
 
 import lipsynckit as lsk
 from lipsynckit.errors import AudioError
@@ -17,8 +18,6 @@ from lipsynckit.streaming.audio import StreamResampler, as_pcm
 from lipsynckit.types import AudioClip
 from lipsynckit_wav2lip.audio import mel_chunks, melspectrogram
 from lipsynckit_wav2lip.streaming import Wav2LipStreamFeatures
-
-from stream_helpers import chunks, speech
 
 
 def _stream_rows(feats, x: np.ndarray, sr: int, n_frames: int, seed: int = 0) -> np.ndarray:  # noqa: ANN001
