@@ -368,10 +368,17 @@ def add_bench_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="model option for every model (fp16=true)",
     )
+    from lipsynckit.streaming.bench import add_stream_args
+
+    add_stream_args(b)
     b.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "stream", False):
+        from lipsynckit.streaming.bench import cmd_stream_bench
+
+        return cmd_stream_bench(args)
     from lipsynckit.pipeline import _check_input
 
     video = _check_input(args.video, "video")

@@ -23,7 +23,7 @@ class StreamOptions(BaseModel):
         description="rate of the silence in idle frames until the first push sets the session's rate",
     )
     render_budget_s: float = Field(
-        default=0.08,
+        default=0.05,
         ge=0.0,
         le=2.0,
         description="time given to render the first frame of an utterance (and after an underrun): "
