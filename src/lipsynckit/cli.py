@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_bench_parser(sub)
     except ImportError:
         pass
+    from lipsynckit.streaming.serve import add_serve_parser
+
+    add_serve_parser(sub)
     return p
 
 

@@ -98,9 +98,10 @@ class StreamSession:
         """The rate of ``frame.audio``: the first push's, ``options.sample_rate`` before it."""
         return self._rate or self.options.sample_rate
 
-    def push_audio(self, pcm: Any, sample_rate: int) -> None:
+    def push_audio(self, pcm: Any, sample_rate: int) -> int | None:
         """Queue a chunk of any size: float32 in [-1, 1] or int16, ``(n,)`` or ``(n, channels)``, or
-        int16 bytes. The first push fixes the session's rate, dtype and channels."""
+        int16 bytes. The first push fixes the session's rate, dtype and channels. Returns the id of the
+        utterance the chunk joined (``frame.utterance`` of the frames that play it)."""
         arr = as_pcm(pcm, sample_rate)
         with self._cv:
             self._check_open()
@@ -119,7 +120,7 @@ class StreamSession:
                     remedy="push one format per session (frames hand the pushed samples back as they came)",
                 )
             if len(arr) == 0:
-                return
+                return None
             if (
                 self.options.max_queued_s is not None
                 and self._queued_s() + len(arr) / self._rate > self.options.max_queued_s
@@ -132,10 +133,12 @@ class StreamSession:
             now = self.clock.now()
             if not self._utts or self._utts[-1].closed:
                 self._utts.append(self._new_utterance())
-            self._utts[-1].append(arr, now)
+            utt = self._utts[-1]
+            utt.append(arr, now)
             self.stats.pushed_samples += len(arr)
             self._plan_frames(now)
             self._cv.notify_all()
+            return utt.id
 
     def flush(self) -> None:
         """End of an utterance: its last frames are rendered now, the missing look-ahead read as silence."""
