@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from lipsynckit.errors import AudioError
-from lipsynckit.media.resample import resample, sinc_resample_kernel
 
 
 def as_pcm(pcm: object, sample_rate: int) -> np.ndarray:
@@ -76,7 +75,11 @@ class StreamResampler:
         g = math.gcd(self.orig_sr, self.new_sr)
         self.p, self.q = self.orig_sr // g, self.new_sr // g
         self.identity = self.orig_sr == self.new_sr
-        _k, width = sinc_resample_kernel(self.orig_sr, self.new_sr) if not self.identity else (None, 0)
+        width = 0
+        if not self.identity:
+            from lipsynckit.media.resample import sinc_resample_kernel
+
+            _kernel, width = sinc_resample_kernel(self.orig_sr, self.new_sr)
         self.margin = int(math.ceil((width + self.p) / self.p)) * self.p  # context, in input samples
         self._buf = np.zeros(self.margin, dtype=np.float32)  # silence before the start, as resample pads
         self._buf_start = -self.margin  # input index of _buf[0]
@@ -114,6 +117,8 @@ class StreamResampler:
         a_in = self._next_block * self.p - self.margin
         b_in = last_block * self.p + self.margin
         seg = self._buf[a_in - self._buf_start : b_in - self._buf_start]
+        from lipsynckit.media.resample import resample
+
         out = resample(torch.from_numpy(np.ascontiguousarray(seg))[None], self.orig_sr, self.new_sr)[0]
         skip = (self.margin // self.p) * self.q
         res = out[skip : skip + (last_block - self._next_block) * self.q].numpy()

@@ -114,6 +114,8 @@ def load_avatar(
     src = VideoSource(video, fps_for_images=opts.fps)
     track = cache.load_track()
     frames = list(src.frames(range(src.info.num_frames)))
+    for f in frames:  # shared by every session and handed out as idle frames: nobody may write them
+        f.setflags(write=False)
     if track is None or not frames:
         raise NoFaceError("the avatar has no face track", path=video, stage="avatar")
     track = model.adjust_track(track, (src.info.height, src.info.width))
