@@ -290,3 +290,16 @@ def test_sessions_share_the_model_scheduler_and_an_unread_one_stalls_nobody(
         busy.close()
     assert len(result) == len(alone)
     assert all(np.array_equal(p, q) for p, q in zip(result, alone, strict=True))
+
+
+def test_realtime_refuses_audio_queued_beyond_its_bound(
+    viseme, astronaut_png: Path, avatar_dir: Path, speech_wav: Path  # noqa: ANN001
+) -> None:
+    x, sr = speech(speech_wav, 1.5)
+    with _open(viseme, astronaut_png, avatar_dir, clock=ManualClock(), max_queued_s=1.0) as s:
+        s.push_audio(x[: sr // 2], sr)
+        with pytest.raises(AudioError, match="more than 1.0 s of audio queued"):
+            s.push_audio(x[sr // 2 :], sr)
+    with _open(viseme, astronaut_png, avatar_dir, realtime=False, max_queued_s=1.0) as s:
+        s.push_audio(x, sr)  # offline sessions take any amount
+        assert len(list(s.frames())) == 38

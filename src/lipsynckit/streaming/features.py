@@ -154,7 +154,7 @@ def features_for(model: Any, fps: float, history_s: float | None) -> StreamFeatu
                 f"{model.info.name}.stream_features returned {type(feats).__name__}", stage="stream"
             )
         return feats
-    log.info("%s: streaming its audio_features on a sliding window", model.info.name)
+    log.debug("%s: streaming its audio_features on a sliding window", model.info.name)
     return WindowedFeatures(
         model, fps, model.info.audio_sample_rate, history_s if history_s is not None else 2.0, 0.25
     )

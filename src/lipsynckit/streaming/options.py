@@ -53,7 +53,10 @@ class StreamOptions(BaseModel):
         "window (None: the model's default)",
     )
     max_queued_s: float = Field(
-        default=60.0, gt=0.0, description="pushed audio not yet played beyond this is refused (back-pressure)"
+        default=60.0,
+        gt=0.0,
+        description="real time: pushed audio not yet played beyond this is refused (back-pressure); "
+        "offline sessions take any amount",
     )
     batch_size: int | None = Field(
         default=None, ge=1, description="scheduler batch (None: share the model's default scheduler)"

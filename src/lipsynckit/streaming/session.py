@@ -122,7 +122,8 @@ class StreamSession:
             if len(arr) == 0:
                 return None
             if (
-                self.options.max_queued_s is not None
+                self.options.realtime
+                and self.options.max_queued_s is not None
                 and self._queued_s() + len(arr) / self._rate > self.options.max_queued_s
             ):
                 raise AudioError(
