@@ -54,8 +54,9 @@ class _DevTools:
         from websockets.sync.client import connect
 
         port_file = user_dir / "DevToolsActivePort"
-        _wait("DevToolsActivePort", port_file.is_file, 60)
-        port = int(port_file.read_text().split()[0])
+        # Chromium writes the file in two steps: wait for its first line (the port), not just the file
+        lines = _wait("DevToolsActivePort", lambda: port_file.is_file() and port_file.read_text().split(), 60)
+        port = int(lines[0])
         pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=10).read())
         url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
         self.ws = connect(url, max_size=None, open_timeout=30, legacy=True)

@@ -293,7 +293,10 @@ def test_sessions_share_the_model_scheduler_and_an_unread_one_stalls_nobody(
 
 
 def test_realtime_refuses_audio_queued_beyond_its_bound(
-    viseme, astronaut_png: Path, avatar_dir: Path, speech_wav: Path  # noqa: ANN001
+    viseme,
+    astronaut_png: Path,
+    avatar_dir: Path,
+    speech_wav: Path,  # noqa: ANN001
 ) -> None:
     x, sr = speech(speech_wav, 1.5)
     with _open(viseme, astronaut_png, avatar_dir, clock=ManualClock(), max_queued_s=1.0) as s:
