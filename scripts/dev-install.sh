@@ -12,6 +12,13 @@ if ! [ -d /usr/share/pocketsphinx/test/data/librivox ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pocketsphinx-testdata >/dev/null
 fi
 
+# Chromium for the `lipsynckit serve` browser test (headless, fake microphone fed from a WAV).
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
 # torch first: on this project's machines torch==2.13.0 is a local CPU wheel; elsewhere pip picks a build.

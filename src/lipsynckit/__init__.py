@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from lipsynckit.options import SyncOptions
     from lipsynckit.pipeline import SyncResult
     from lipsynckit.registry import get_plugin, list_models, load_model
+    from lipsynckit.streaming import stream
     from lipsynckit.types import AudioClip, Face, FaceTrack, PreparedFace
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ _LAZY = {
     "sync_batch": "lipsynckit.api",
     "sync_frames": "lipsynckit.api",
     "run_manifest": "lipsynckit.jobs.runner",
+    "stream": "lipsynckit.streaming",
     "LipSyncModel": "lipsynckit.model",
     "ModelInfo": "lipsynckit.model",
     "ModelPlugin": "lipsynckit.model",
@@ -98,6 +100,7 @@ __all__ = [
     "read_video",
     "sync",
     "sync_batch",
+    "stream",
     "sync_frames",
     "run_manifest",
     "__version__",

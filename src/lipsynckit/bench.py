@@ -403,6 +403,9 @@ def add_bench_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="model option for every model (fp16=true)",
     )
+    from lipsynckit.streaming.bench import add_stream_args
+
+    add_stream_args(b)
     b.set_defaults(func=_cmd_bench)
 
 
@@ -415,6 +418,10 @@ def sample_media() -> tuple[Path, Path]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "stream", False):
+        from lipsynckit.streaming.bench import cmd_stream_bench
+
+        return cmd_stream_bench(args)
     import tempfile
 
     from lipsynckit.cli import _model_options

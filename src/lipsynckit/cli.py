@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lipsynckit.bench import add_bench_parser  # light (no torch); an error here must be seen
 
     add_bench_parser(sub)
+    from lipsynckit.streaming.serve import add_serve_parser
+
+    add_serve_parser(sub)
     return p
 
 

@@ -140,6 +140,13 @@ def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
 class LatentSyncPlugin(ModelPlugin):
     """Loads one LatentSync version (the UNet config is the same; the face resolution differs)."""
 
+    #: why ``lsk.stream`` refuses it (read by lipsynckit.streaming before anything loads)
+    stream_refusal = (
+        "LatentSync denoises 16-frame chunks (640 ms of video, plus audio context) over 20 DDIM steps, "
+        "so its first frame needs over 0.7 s of audio before it can even start and each chunk takes "
+        "seconds on a GPU"
+    )
+
     def __init__(self, name: str, version: str, resolution: int, vram: float) -> None:
         self.info = _info(name, version, resolution, vram)
         self.resolution = resolution

@@ -119,7 +119,12 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
         raise AudioError(
             "audio contains NaN or infinite samples", stage="audio", remedy="check the audio file"
         )
-    mag = stft_magnitude(preemphasis(wav))
+    return mel_from_magnitude(stft_magnitude(preemphasis(wav)))
+
+
+def mel_from_magnitude(mag: np.ndarray) -> np.ndarray:
+    """Normalised log-mel ``(80, T)`` of STFT magnitude columns (split out so a stream can run it on
+    the columns it has: each column is independent)."""
     mel = np.dot(mel_filterbank(), mag).astype(np.float64)  # float32 product, as librosa 0.7 did
     # dB and normalisation in float64 (closest to the golden: 7e-7 instead of 1.4e-6 in float32)
     db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB

@@ -164,6 +164,12 @@ class Wav2LipModel(StagedLipSyncModel):
         log.debug("wav2lip: mel %s, %d chunks at %.3f fps", mel.shape, len(chunks), fps)
         return torch.from_numpy(chunks).unsqueeze(1)
 
+    def stream_features(self, fps: float, history_s: float | None = None) -> object:
+        """Exact mel windows on a stream (:mod:`lipsynckit_wav2lip.streaming`); no history is needed."""
+        from lipsynckit_wav2lip.streaming import Wav2LipStreamFeatures
+
+        return Wav2LipStreamFeatures(fps)
+
     def adjust_track(self, track: FaceTrack, frame_size: tuple[int, int]) -> FaceTrack:
         """Pads, clipping and the official smoothing; each run of consecutive found frames is
         smoothed on its own (the official code needs a face in every frame, where it is identical)."""

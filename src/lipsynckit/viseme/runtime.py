@@ -100,6 +100,20 @@ class VisemeModel(BaseLipSyncModel):
         )
         return torch.from_numpy(feats)
 
+    def stream_features(self, fps: float, history_s: float | None = None) -> object:
+        """Features on a sliding window: the noise floor and speech peak are measured over the last
+        ``history_s`` (default 3 s) instead of the whole clip; look-ahead covers the gap bridging and
+        the gate's ramp, which decide a frame from the audio just after it."""
+        from lipsynckit.streaming.features import WindowedFeatures
+
+        o = self.options
+        lookahead = (
+            max(o.vad_min_gap_s, o.vad_min_speech_s, o.gate_ramp_s) + o.window_s / 2 + o.hop_s + max(0.0, o.lead_s)
+        )
+        return WindowedFeatures(
+            self, fps, 16000, 3.0 if history_s is None else history_s, lookahead, max_block=8, tail="zeros"
+        )
+
     def prepare(self, frame: np.ndarray, face: Face) -> PreparedFace:
         """Crop a square around the lower face at native resolution (no resampling, no blur)."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:

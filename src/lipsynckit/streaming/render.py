@@ -1,0 +1,139 @@
+"""The session's renderer: planned frames → features → the model's shared scheduler → composite.
+
+Two threads per session: one computes features and submits work items to the session's job on the
+model's scheduler (which batches them with every other session's), the other reads the job's results
+in order and pastes each face back. Frames are rendered in tick order as soon as they are planned,
+so a frame is usually ready before its tick; the pacer waits on the frame's event, never on time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from lipsynckit.streaming.audio import to_mono_float
+from lipsynckit.streaming.avatar import StreamAvatar
+from lipsynckit.streaming.timeline import PlannedFrame
+from lipsynckit.types import WorkItem
+
+log = logging.getLogger(__name__)
+
+
+class Renderer:
+    """Renders :class:`PlannedFrame` s queued with :meth:`put`; sets each frame's ``done`` event."""
+
+    def __init__(self, model: Any, avatar: StreamAvatar, scheduler: Any, lock: threading.Condition) -> None:
+        self.model = model
+        self.avatar = avatar
+        self._lock = lock  # the session's condition: guards utterance audio
+        self._job = scheduler.open_job()
+        self._queue: deque[PlannedFrame] = deque()
+        self._inflight: deque[PlannedFrame] = deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self.render_s = 0.0
+        self.rendered = 0
+        self._submit_t = threading.Thread(target=self._submit_loop, name="lsk-stream-submit", daemon=True)
+        self._collect_t = threading.Thread(target=self._collect_loop, name="lsk-stream-collect", daemon=True)
+        self._submit_t.start()
+        self._collect_t.start()
+
+    def put(self, frame: PlannedFrame) -> None:
+        with self._cv:
+            self._queue.append(frame)
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            for pf in self._queue:
+                pf.cancelled = True
+                pf.done.set()
+            self._queue.clear()
+            self._cv.notify_all()
+        self._submit_t.join()
+        self._job.close()
+        self._collect_t.join()
+
+    def _feed(self, pf: PlannedFrame) -> None:
+        """Hand the utterance's new samples to its features (outside the session lock)."""
+        utt = pf.utt
+        with self._lock:
+            a, b, closed = utt.fed, utt.n, utt.closed
+            new = [
+                c[max(0, a - s) : b - s]
+                for s, c in zip(utt.chunk_starts, utt.chunks, strict=True)
+                if s + len(c) > a and s < b
+            ]
+            utt.fed = b
+        for c in new:
+            utt.feats.push(utt.resampler.push(to_mono_float(c)))
+        if closed and not utt.finished:
+            utt.feats.push(utt.resampler.finish())
+            utt.feats.finish()
+            utt.finished = True
+
+    def _submit_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                pf = self._queue.popleft()
+            if pf.cancelled:
+                pf.done.set()
+                continue
+            t0 = time.perf_counter()
+            try:
+                self._feed(pf)
+                row = pf.utt.feats.row(pf.j)
+                face = self.avatar.faces[pf.template_index]
+                if face is None:  # no face in this template frame: it plays unchanged
+                    pf.image = self.avatar.frames[pf.template_index]
+                    pf.done.set()
+                    continue
+                with self._cv:
+                    self._inflight.append(pf)
+                self._job.submit(WorkItem(job_id=self._job.id, index=pf.tick, face=face, audio=row))
+            except BaseException as exc:  # noqa: BLE001 - reported by the frame, raised by the pacer
+                log.error("stream: frame %d of utterance %d failed: %s", pf.j, pf.utt.id, exc)
+                pf.error = exc
+                pf.done.set()
+                with self._cv:
+                    if pf in self._inflight:
+                        self._inflight.remove(pf)
+            finally:
+                self.render_s += time.perf_counter() - t0
+
+    def _collect_loop(self) -> None:
+        try:
+            for _index, generated in self._job.results():
+                with self._cv:
+                    pf = self._inflight.popleft()
+                t0 = time.perf_counter()
+                try:
+                    if not pf.cancelled:
+                        frame = self.avatar.frames[pf.template_index]
+                        face = self.avatar.faces[pf.template_index]
+                        assert face is not None
+                        pf.image = self.model.composite(frame, face, np.asarray(generated))
+                        self.rendered += 1
+                except BaseException as exc:  # noqa: BLE001
+                    pf.error = exc
+                finally:
+                    self.render_s += time.perf_counter() - t0
+                    pf.done.set()
+        except BaseException as exc:  # noqa: BLE001 - a failed batch fails the frames waiting on it
+            log.error("stream: the model failed: %s", exc)
+            with self._cv:
+                left = list(self._inflight)
+                self._inflight.clear()
+            for pf in left:
+                pf.error = exc
+                pf.done.set()

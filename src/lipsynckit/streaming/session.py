@@ -1,0 +1,395 @@
+"""A streaming session: audio chunks in, lip-synced frames out, each frame carrying its own audio.
+
+The invariant that keeps sound and picture together: the concatenation of ``frame.audio`` over a
+session is the pushed audio, sample for sample at the pushed rate, with silence for idle frames (and
+for the rest of the last frame of an utterance). A transport never needs a second audio path.
+
+Threads: the caller pushes (``push_audio``/``flush``/``interrupt``: cheap, under one lock); the
+renderer (two threads) makes planned frames; the consumer iterating ``frames()`` paces them. Every
+decision about *which* frame plays at *which* tick is made from clock timestamps under the lock
+(:mod:`lipsynckit.streaming.timeline`), so with a :class:`~lipsynckit.streaming.clock.ManualClock`
+a session is deterministic; rendering speed only decides whether a frame is late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lipsynckit.errors import AudioError, LipSyncError
+from lipsynckit.streaming.audio import StreamResampler, as_pcm
+from lipsynckit.streaming.avatar import StreamAvatar
+from lipsynckit.streaming.clock import Clock, MonotonicClock
+from lipsynckit.streaming.features import features_for
+from lipsynckit.streaming.options import StreamOptions
+from lipsynckit.streaming.render import Renderer
+from lipsynckit.streaming.stats import StreamStats
+from lipsynckit.streaming.timeline import PlannedFrame, Utterance, frame_bound, next_tick
+
+log = logging.getLogger(__name__)
+
+
+class StreamClosedError(LipSyncError):
+    """The session was closed."""
+
+
+@dataclass
+class Frame:
+    """One output frame and the exact audio that plays with it."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB, the full template frame with the new mouth (read-only)
+    audio: np.ndarray  # the samples that play with this frame, at the pushed rate, dtype and channels
+    index: int  # output frame number (idle frames included in real time)
+    pts: float  # media time: index / fps
+    speaking: bool
+    utterance: int | None = None  # which utterance (counted from 0) this speech frame belongs to
+    end_of_speech: bool = False  # the last frame of an utterance
+
+
+class StreamSession:
+    """Made by :func:`lipsynckit.stream`; see the user guide's "Real-time streaming"."""
+
+    def __init__(
+        self,
+        model: Any,
+        avatar: StreamAvatar,
+        options: StreamOptions,
+        clock: Clock | None = None,
+    ) -> None:
+        from lipsynckit.pipeline import shared_scheduler
+
+        self.model = model
+        self.avatar = avatar
+        self.options = options
+        self.fps = float(options.fps)
+        self.clock: Clock = clock or MonotonicClock()
+        self._cv = threading.Condition()
+        self._rate: int | None = None
+        self._like = np.zeros(0, dtype=np.float32)  # dtype and channels of frame audio
+        self._utts: deque[Utterance] = deque()  # utterances with frames still to plan
+        self._plan: deque[PlannedFrame] = deque()  # planned, not yet taken by the pacer
+        self._next_utt = 0
+        self._last_planned = -1
+        self._next_emit = 0
+        self._playing: Utterance | None = None
+        self._closed = False
+        self._error: BaseException | None = None
+        self.stats = StreamStats()
+        self._shared = shared_scheduler(model, options.batch_size)
+        scheduler = self._shared.__enter__()
+        try:
+            self._renderer = Renderer(model, avatar, scheduler, self._cv)
+        except BaseException:
+            self._shared.__exit__(None, None, None)
+            raise
+        self._t0 = self.clock.now()
+
+    # -- input ----------------------------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate of ``frame.audio``: the first push's, ``options.sample_rate`` before it."""
+        return self._rate or self.options.sample_rate
+
+    def push_audio(self, pcm: Any, sample_rate: int) -> int | None:
+        """Queue a chunk of any size: float32 in [-1, 1] or int16, ``(n,)`` or ``(n, channels)``, or
+        int16 bytes. The first push fixes the session's rate, dtype and channels. Returns the id of the
+        utterance the chunk joined (``frame.utterance`` of the frames that play it)."""
+        arr = as_pcm(pcm, sample_rate)
+        with self._cv:
+            self._check_open()
+            if self._rate is None:
+                self._rate = int(sample_rate)
+                self._like = np.zeros((0,) + arr.shape[1:], dtype=arr.dtype)
+            elif (
+                int(sample_rate) != self._rate
+                or arr.dtype != self._like.dtype
+                or arr.shape[1:] != self._like.shape[1:]
+            ):
+                raise AudioError(
+                    f"pushed {arr.dtype} {arr.shape[1:] or 'mono'} at {sample_rate} Hz, but this session "
+                    f"carries {self._like.dtype} {self._like.shape[1:] or 'mono'} at {self._rate} Hz",
+                    stage="stream",
+                    remedy="push one format per session (frames hand the pushed samples back as they came)",
+                )
+            if len(arr) == 0:
+                return None
+            if (
+                self.options.realtime
+                and self.options.max_queued_s is not None
+                and self._queued_s() + len(arr) / self._rate > self.options.max_queued_s
+            ):
+                raise AudioError(
+                    f"more than {self.options.max_queued_s} s of audio queued",
+                    stage="stream",
+                    remedy="consume frames() while pushing, or raise StreamOptions.max_queued_s",
+                )
+            now = self.clock.now()
+            if not self._utts or self._utts[-1].closed:
+                self._utts.append(self._new_utterance())
+            utt = self._utts[-1]
+            utt.append(arr, now)
+            self.stats.pushed_samples += len(arr)
+            self._plan_frames(now)
+            self._cv.notify_all()
+            return utt.id
+
+    def flush(self) -> None:
+        """End of an utterance: its last frames are rendered now, the missing look-ahead read as silence."""
+        with self._cv:
+            self._check_open()
+            if self._utts and not self._utts[-1].closed:
+                self._utts[-1].closed = True
+                self._plan_frames(self.clock.now())
+            self._cv.notify_all()
+
+    def interrupt(self) -> float:
+        """Barge-in: drop every queued sample and unplayed frame; returns the seconds of the interrupted
+        utterance that played (or are playing). At most one more speech frame follows."""
+        with self._cv:
+            self._check_open()
+            for pf in self._plan:
+                pf.cancelled = True
+            self._plan.clear()
+            played = 0.0
+            u = self._playing
+            nf = u.n_frames if u is not None else None
+            if u is not None and (nf is None or u.emitted < nf):  # cut while it was playing
+                played = min(u.bound(u.emitted), u.n) / u.sample_rate
+            self._utts.clear()
+            self._playing = None
+            self._last_planned = self._next_emit - 1
+            self.stats.interrupts += 1
+            self._cv.notify_all()
+        log.debug("stream: interrupted after %.3f s", played)
+        return played
+
+    def close(self) -> None:
+        """Stop: iteration ends, the renderer stops, the model's scheduler is released."""
+        with self._cv:
+            if self._closed:
+                return
+            self._closed = True
+            for pf in self._plan:
+                pf.cancelled = True
+            self._cv.notify_all()
+        try:
+            self._renderer.close()
+        finally:
+            self._shared.__exit__(None, None, None)
+
+    def __enter__(self) -> StreamSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- output ---------------------------------------------------------------------------------------
+
+    def frames(self, stop_when_drained: bool | None = None) -> Iterator[Frame]:
+        """Frames in order. Real time: one per ``1/fps`` of the clock, forever (until ``close``).
+        Otherwise: one per ``1/fps`` of pushed audio, as fast as made; with ``stop_when_drained``
+        (the default off real time) the iteration ends once everything pushed has played (unflushed
+        audio at that point is flushed)."""
+        if self.options.realtime:
+            return self._frames_realtime()
+        return self._frames_offline(True if stop_when_drained is None else stop_when_drained)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    async def __aiter__(self) -> AsyncIterator[Frame]:
+        """``async for frame in session``: the same frames, each waited for on a worker thread."""
+        it = self.frames()
+        loop = asyncio.get_running_loop()
+        end = object()
+        while True:
+            frame = await loop.run_in_executor(None, next, it, end)
+            if frame is end:
+                return
+            yield frame  # type: ignore[misc]
+
+    def _frames_realtime(self) -> Iterator[Frame]:
+        while True:
+            with self._cv:
+                if self._closed:
+                    return
+                k = self._next_emit
+                t = self._t0 + k / self.fps
+            self.clock.sleep_until(t)
+            with self._cv:
+                if self._closed:
+                    return
+                now = self.clock.now()
+                if now - t > self.options.max_lag_s:  # far behind: re-anchor instead of bursting
+                    self._t0 = now - k / self.fps
+                    self.stats.reanchors += 1
+                self._auto_flush(now)
+                pf = self._take(k)
+                self._next_emit = k + 1
+            yield self._emit(pf, k, t)
+
+    def _frames_offline(self, stop: bool) -> Iterator[Frame]:
+        while True:
+            with self._cv:
+                while not self._plan:
+                    if self._closed or self._error is not None:
+                        return
+                    if stop:
+                        if not self._utts:
+                            return
+                        self._utts[-1].closed = True  # nothing more can be rendered: end of input
+                        self._plan_frames(self.clock.now())
+                        if self._plan:
+                            break
+                    self._cv.wait()
+                pf = self._plan[0]
+                k = pf.tick
+                self._take(k)
+                self._next_emit = k + 1
+            yield self._emit(pf, k, None)
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamClosedError(
+                "the stream session is closed", stage="stream", remedy="open a new session"
+            )
+
+    def _queued_s(self) -> float:
+        return sum((u.n - min(u.n, u.bound(u.emitted))) / u.sample_rate for u in self._utts)
+
+    def _new_utterance(self) -> Utterance:
+        assert self._rate is not None
+        feats = features_for(self.model, self.fps, self.options.history_s)
+        uid = self._next_utt
+        self._next_utt += 1
+        return Utterance(
+            id=uid,
+            sample_rate=self._rate,
+            fps=self.fps,
+            feats=feats,
+            resampler=StreamResampler(self._rate, feats.sample_rate),
+            needed_model=feats.needed_samples,
+        )
+
+    def _plan_frames(self, now: float) -> None:
+        """Give every newly committed frame its tick (the caller holds the lock)."""
+        while self._utts:
+            u = self._utts[0]
+            while u.committed(u.planned):
+                j = u.planned
+                k, new_run = next_tick(
+                    now,
+                    self._t0,
+                    self.fps,
+                    self._last_planned,
+                    self._next_emit,
+                    j == 0,
+                    self.options.render_budget_s,
+                    self.options.realtime,
+                )
+                if new_run and j > 0:
+                    self.stats.underruns += 1
+                nf = u.n_frames
+                pf = PlannedFrame(
+                    tick=k,
+                    utt=u,
+                    j=j,
+                    template_index=self.avatar.index(k),
+                    audio=u.samples(u.bound(j), u.bound(j + 1), self._like),
+                    last=nf is not None and j == nf - 1,
+                )
+                self._plan.append(pf)
+                self._renderer.put(pf)
+                self._last_planned = k
+                u.planned += 1
+            u.release()
+            nf = u.n_frames
+            if nf is None or u.planned < nf:
+                break
+            self._utts.popleft()
+
+    def _auto_flush(self, now: float) -> None:
+        limit = self.options.auto_flush_s
+        if limit is None or not self._utts:
+            return
+        u = self._utts[-1]
+        if not u.closed and u.n > 0 and now - u.last_push >= limit:
+            u.closed = True
+            self.stats.auto_flushes += 1
+            self._plan_frames(now)
+
+    def _take(self, k: int) -> PlannedFrame | None:
+        """The planned frame for tick ``k``, if any (the caller holds the lock)."""
+        if self._plan and self._plan[0].tick == k:
+            pf = self._plan.popleft()
+            pf.utt.emitted += 1
+            self._playing = pf.utt
+            return pf
+        return None
+
+    def _idle(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        n = frame_bound(k + 1, self.sample_rate, self.fps) - frame_bound(k, self.sample_rate, self.fps)
+        return self.avatar.frames[self.avatar.index(k)], np.zeros(
+            (n,) + self._like.shape[1:], self._like.dtype
+        )
+
+    def _emit(self, pf: PlannedFrame | None, k: int, tick_time: float | None) -> Frame:
+        pts = k / self.fps
+        if pf is not None:
+            pf.done.wait()
+            if pf.error is not None:
+                with self._cv:
+                    self._error = pf.error
+                raise LipSyncError(
+                    f"frame {pf.j} of utterance {pf.utt.id} failed: {pf.error}", stage="stream"
+                ) from pf.error
+        now = self.clock.now()
+        late = tick_time is not None and now - tick_time > 1.0 / self.fps
+        if pf is None or pf.image is None:
+            image, audio = self._idle(k)
+            if pf is not None:  # cancelled by an interrupt after the pacer took it: its audio is dropped
+                audio = np.zeros_like(pf.audio)
+            self.stats.record_idle(late)
+            return Frame(image=image, audio=audio, index=k, pts=pts, speaking=False)
+        image = self._fade(pf)
+        u = pf.utt
+        a, b = u.bound(pf.j), u.bound(pf.j + 1)
+        lat = [now - t for end, t in u.pushes if a < end <= b]
+        if len(u.pushes) > 64:
+            u.pushes = [(e, t) for e, t in u.pushes if e > b]
+        self.stats.record_speech(late, lat)
+        return Frame(
+            image=image,
+            audio=pf.audio,
+            index=k,
+            pts=pts,
+            speaking=True,
+            utterance=u.id,
+            end_of_speech=pf.last,
+        )
+
+    def _fade(self, pf: PlannedFrame) -> np.ndarray:
+        """Blend the new mouth in over the first frames of an utterance and out over its last ones."""
+        c = self.options.crossfade_frames if self.options.realtime else 0
+        assert pf.image is not None
+        if c == 0:
+            return pf.image
+        alpha = min(1.0, (pf.j + 1) / (c + 1))
+        nf = pf.utt.n_frames
+        if nf is not None:
+            alpha = min(alpha, (nf - pf.j) / (c + 1))
+        if alpha >= 1.0:
+            return pf.image
+        base = self.avatar.frames[pf.template_index].astype(np.float32)
+        blend = base + alpha * (pf.image.astype(np.float32) - base)
+        return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
