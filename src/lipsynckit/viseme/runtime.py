@@ -59,16 +59,6 @@ def paste_feathered_local(
     return out
 
 
-def _corrected(m: MouthInCrop, src: SourceMouth) -> MouthInCrop:
-    """The landmark mouth moved onto the lip line measured in the image."""
-    return replace(
-        m,
-        cx=m.cx - src.shift * math.sin(m.roll),
-        cy=m.cy + src.shift * math.cos(m.roll),
-        roll=m.roll + src.roll_fix,
-    )
-
-
 class VisemeModel(BaseLipSyncModel):
     """Weight-free lip-sync: a mouth opening per frame drives a smooth warp of the jaw and lips.
 
@@ -132,7 +122,7 @@ class VisemeModel(BaseLipSyncModel):
             "geometry": geom.source,
         }
         if geom.source != "box" and self.options.follow_source:
-            # landmarks: correct the lip line from the image and measure the source's own opening
+            # landmarks: measure the source's own opening (closed before the new mouth is drawn)
             # (plain floats: the avatar cache stores prepared faces with torch.save / weights_only)
             fit = fit_source_mouth(frame, geom.cx, geom.cy, geom.half_width, geom.roll)
             data["source_mouth"] = asdict(fit)
@@ -162,9 +152,8 @@ class VisemeModel(BaseLipSyncModel):
             opening = float(feat[0])
             crop = pf.crop
             fit = pf.data.get("source_mouth")
-            if fit is not None and opening > 0.0:
-                src = SourceMouth(**fit)
-                mouth = _corrected(mouth, src)
+            src = SourceMouth(**fit) if fit is not None else SourceMouth()
+            if src.half_gap > 0.0 and opening > 0.0:
                 # close the source's own mouth first (fully from a small opening on), then open it
                 ramp = min(1.0, opening / self.options.close_ramp)
                 crop = close_mouth(crop, mouth, src.band_centre, ramp * src.half_gap)

@@ -1,16 +1,12 @@
-"""The source's own mouth: where its lip line really runs, how far it is open, and how to close it.
+"""The source's own mouth: how far it is open, and how to close it before the new mouth is drawn.
 
 Why: on a video the speaker already talks. Warping an open source mouth open again doubles the lower
-lip and smears its dark interior; placing the new mouth from landmarks that are a pixel or two off
-(5-point landmarks on a 176x144 frame) draws the cavity beside the lips. So, when the face has
-landmarks, ``fit_source_mouth`` looks at the frame around the landmark mouth, in the mouth's own
-frame ``(u, v)`` (``u`` along the corners, ``v`` towards the chin):
-
-* the lip line is the darkest row of each column; a weighted line fit through those minima corrects
-  the landmark roll (at most ``MAX_ROLL_FIX``) and the line's offset (at most ``MAX_SHIFT`` half-widths);
-* along that line, the dark band between the lips (darker than ``BAND_LEVEL`` of the way from its
-  darkest point to the surrounding skin) is the source's opening; the part wider than a closed lip
-  line (``CLOSED_BAND`` half-widths) is the gap to close.
+lip and smears its dark interior. So, when the face has landmarks, ``fit_source_mouth`` reads the
+frame in the mouth's own frame ``(u, v)`` (``u`` along the mouth corners, ``v`` towards the chin):
+across the central half of the mouth, the dark band between the lips that contains the corner line
+(darker than ``BAND_LEVEL`` of the way from its darkest row to the surrounding skin) is the source's
+opening; the part wider than a closed lip line (``CLOSED_BAND`` half-widths) is the gap to close.
+A smile showing teeth or a closed mouth gives no gap (nothing changes: photos keep their lips).
 
 ``close_mouth`` then pulls the upper lip down and the lower lip up by half the gap each, with a
 displacement that fades to zero over the surrounding skin (monotonic, so nothing folds), leaving a
@@ -28,20 +24,17 @@ import numpy as np
 
 from lipsynckit.viseme.warp import MouthInCrop, smoothstep
 
-MAX_ROLL_FIX = math.radians(20.0)
-MAX_SHIFT = 0.35  # half-widths
+LINE_SLACK = 0.25  # half-widths: the darkest row between the lips lies this close to the corner line
 CLOSED_BAND = 0.3  # width of a closed lip line's dark band, in mouth half-widths
-BAND_LEVEL = 0.5
-MIN_DEPTH = 8.0  # grey levels: a column's minimum must be this much below its median to count
+BAND_LEVEL = 0.5  # the band is darker than this fraction of the way from its darkest row to the skin
+MIN_CONTRAST = 16.0  # grey levels between the band and the skin for an opening to count
 
 
 @dataclass(frozen=True)
 class SourceMouth:
-    """Correction of the landmark mouth line, and the source's opening to close (mouth-frame pixels)."""
+    """The source's opening to close, in mouth-frame pixels (0 = closed: nothing to do)."""
 
-    roll_fix: float = 0.0  # radians added to the landmark roll
-    shift: float = 0.0  # lip line offset along v at the mouth centre
-    band_centre: float = 0.0  # centre of the dark band along v, relative to the corrected line
+    band_centre: float = 0.0  # centre of the dark band between the lips along v, from the corner line
     half_gap: float = 0.0  # each lip moves this far towards the band centre to close the mouth
 
 
@@ -56,33 +49,18 @@ def _sample(img: np.ndarray, cx: float, cy: float, roll: float, us: np.ndarray, 
 
 
 def fit_source_mouth(frame: np.ndarray, cx: float, cy: float, half_width: float, roll: float) -> SourceMouth:
-    """Measure the source mouth around the landmark mouth (centre, half-width, roll in frame pixels)."""
+    """Measure the source's opening across the landmark mouth line (centre, half-width, roll in pixels)."""
     a = max(float(half_width), 2.0)
     st = max(0.25, a / 24.0)
-    us = np.arange(-0.9 * a, 0.9 * a + 1e-6, st)
-    vs = np.arange(-0.7 * a, 0.7 * a + 1e-6, st)
-    grey = cv2.GaussianBlur(_sample(frame, cx, cy, roll, us, vs), (0, 0), max(0.5, 0.05 * a / st))
-    # 1) lip line: the darkest row of each column, fitted by a line weighted by its depth
-    idx = np.argmin(grey, axis=0)
-    depth = np.median(grey, axis=0) - grey[idx, np.arange(grey.shape[1])]
-    ok = depth > MIN_DEPTH
-    roll_fix, shift = 0.0, 0.0
-    if ok.sum() >= 0.5 * len(us):
-        k, b = np.polyfit(us[ok], vs[idx[ok]], 1, w=np.sqrt(depth[ok]))
-        roll_fix = float(np.clip(math.atan(k), -MAX_ROLL_FIX, MAX_ROLL_FIX))
-        shift = float(np.clip(b, -MAX_SHIFT * a, MAX_SHIFT * a))
-    # 2) the dark band along the corrected line, in the central half of the mouth
-    c, s = math.cos(roll), math.sin(roll)
-    lx, ly = cx - shift * s, cy + shift * c
-    central = us[np.abs(us) <= 0.5 * a]
-    vs = np.arange(-1.3 * a, 1.3 * a + 1e-6, st)  # an open mouth reaches further than the lip line
-    prof = _sample(frame, lx, ly, roll + roll_fix, central, vs).mean(axis=1)
+    us = np.arange(-0.5 * a, 0.5 * a + 1e-6, st)  # the central half of the mouth
+    vs = np.arange(-1.3 * a, 1.3 * a + 1e-6, st)  # an open mouth reaches this far from the corner line
+    prof = _sample(frame, cx, cy, roll, us, vs).mean(axis=1)
     prof = cv2.GaussianBlur(prof[:, None], (0, 0), max(0.5, 0.05 * a / st)).ravel()
-    near = np.abs(vs) <= MAX_SHIFT * a
+    near = np.abs(vs) <= LINE_SLACK * a  # the gap between the lips contains the corner line
     i0 = int(np.flatnonzero(near)[np.argmin(prof[near])])
     lo, base = float(prof[i0]), float(np.percentile(prof, 85))
-    if base - lo < 2.0 * MIN_DEPTH:
-        return SourceMouth(roll_fix, shift)
+    if base - lo < MIN_CONTRAST:
+        return SourceMouth()
     thr = lo + BAND_LEVEL * (base - lo)
     top = i0
     while top > 0 and prof[top - 1] < thr:
@@ -90,9 +68,10 @@ def fit_source_mouth(frame: np.ndarray, cx: float, cy: float, half_width: float,
     bot = i0
     while bot < len(vs) - 1 and prof[bot + 1] < thr:
         bot += 1
-    width = (bot - top + 1) * st
-    half_gap = max(0.0, width - CLOSED_BAND * a) / 2.0
-    return SourceMouth(roll_fix, shift, float((vs[top] + vs[bot]) / 2.0), half_gap)
+    half_gap = max(0.0, (bot - top + 1) * st - CLOSED_BAND * a) / 2.0
+    if half_gap <= 0.0:
+        return SourceMouth()
+    return SourceMouth(float((vs[top] + vs[bot]) / 2.0), half_gap)
 
 
 def close_mouth(crop: np.ndarray, m: MouthInCrop, band_centre: float, half_gap: float) -> np.ndarray:
