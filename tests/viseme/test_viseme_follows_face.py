@@ -7,7 +7,7 @@ height, about 5 px on these 60 px faces), so outside the mouth region no output 
 than the darkest source pixel within ``REACH`` px of it by more than ``MARGIN`` grey levels: a dark
 mouth interior drawn on the cheek, or a lip line drawn where the mouth is not, breaks that. Checked
 on main before this change (Haar boxes, mouth placed from the box): it fails (10 frames of the rolled
-stretch 84-111, 42 pixels); with the landmark default it finds none.
+stretch 84-111, 34 pixels); with the landmark default it finds none.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_source_mouth_is_closed_before_the_new_one_is_drawn(carphone_frames: lis
 
         before = dark(frame)
         assert before >= 60, (i, before)  # the source mouth really is open
-        assert dark(_render(model, frame, face, 0.15)) < 0.75 * before, i
+        assert dark(_render(model, frame, face, 0.15)) < 0.85 * before, i  # measured 0.39-0.73
         assert dark(_render(old_way, frame, face, 0.15)) >= before, i  # warping alone adds to it
 
 
