@@ -81,15 +81,26 @@ def close_mouth(crop: np.ndarray, m: MouthInCrop, band_centre: float, half_gap: 
     h, w = crop.shape[:2]
     a = max(m.half_width, 2.0)
     c, s = math.cos(m.roll), math.sin(m.roll)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    reach = max(0.7 * a, 2.0 * half_gap)  # slope of the shift <= 0.75: the map stays monotonic
+    # only the rectangle around the moving lips is computed (the rest of the crop stays as it is)
+    ext_u, ext_v = 1.15 * a, reach + 1.0
+    corners = [(su * ext_u, band_centre + sv * ext_v) for su in (-1, 1) for sv in (-1, 1)]
+    xs_c = [m.cx + u * c - v * s for u, v in corners]
+    ys_c = [m.cy + u * s + v * c for u, v in corners]
+    x0, x1 = max(0, int(math.floor(min(xs_c)))), min(w, int(math.ceil(max(xs_c))) + 1)
+    y0, y1 = max(0, int(math.floor(min(ys_c)))), min(h, int(math.ceil(max(ys_c))) + 1)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return crop
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     u = (xs - m.cx) * c + (ys - m.cy) * s
     d = -(xs - m.cx) * s + (ys - m.cy) * c - band_centre
     lens = np.clip(1.0 - (u / (1.15 * a)) ** 2, 0.0, 1.0) ** 0.5
-    reach = max(0.7 * a, 2.0 * half_gap)  # slope of the shift <= 0.75: the map stays monotonic
     shift = np.sign(d) * half_gap * lens * (1.0 - smoothstep(np.abs(d) / reach))
     map_x = (xs - shift * s).astype(np.float32)
     map_y = (ys + shift * c).astype(np.float32)
-    out = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    patch = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     still = shift == 0.0
-    out[still] = crop[still]
+    patch[still] = crop[y0:y1, x0:x1][still]
+    out = crop.copy()
+    out[y0:y1, x0:x1] = patch
     return out
