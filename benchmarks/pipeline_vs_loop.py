@@ -85,7 +85,9 @@ def main() -> int:
         track = lsk.detect_faces(read_video_frames(args.video)[:n_src])
         boxes = work / "boxes.json"
         write_boxes(track, boxes)
-        opts = SyncOptions(face_boxes=boxes, batch_size=args.batch, output_mode="ffv1", progress=False)
+        opts = SyncOptions(
+            face_boxes=boxes, batch_size=args.batch, output_mode="ffv1", progress=False, gate=False
+        )
         t_loop = t_pipe = float("inf")
         frames = 0
         for _ in range(args.repeats):  # interleaved: both paths see the same machine load

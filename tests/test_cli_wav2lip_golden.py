@@ -69,9 +69,12 @@ def test_cli_reproduces_golden_pipeline(
             "--paste",
             "official",
             "--lossless",
+            "--length-mode",
+            "loop",  # the official inference loops the video
             "--no-progress",
             "--device",
             "cpu",
+            "--no-gate",  # the official pipeline has no voice-activity gate
         ]
     )
     assert rc == 0

@@ -330,7 +330,12 @@ def test_remembered_size_is_used_by_the_next_scheduler(photo: np.ndarray) -> Non
 
 
 def test_out_of_memory_at_batch_size_one_names_job_and_frame(photo: np.ndarray) -> None:
+    # the device thread waits until every frame is queued, so the failure reaches job 1 through
+    # results() and never through a submit() that happens to run after it (no race on a loaded machine)
+    all_queued = threading.Event()
+
     def generate(batch: ModelBatch) -> list[np.ndarray]:
+        assert all_queued.wait(timeout=60), "frames were not all queued"
         if any(it.job_id == 1 and it.index == 6 for it in batch.items):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
         return ConvGenerate.run(gen, batch)
@@ -343,6 +348,7 @@ def test_out_of_memory_at_batch_size_one_names_job_and_frame(photo: np.ndarray) 
             b.submit(make_item(photo, b.id, i))
         a.close()
         b.close()
+        all_queued.set()
         ra = list(a.results())
         got_b: list[int] = []
         with pytest.raises(FrameOutOfMemoryError) as info:

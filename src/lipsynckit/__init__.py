@@ -7,19 +7,58 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from lipsynckit.api import detect_faces, prepare_avatar, sync, sync_batch, sync_frames
 from lipsynckit.errors import LipSyncError
-from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile
-from lipsynckit.options import SyncOptions
-from lipsynckit.pipeline import SyncResult
-from lipsynckit.registry import get_plugin, list_models, load_model
-from lipsynckit.types import AudioClip, Face, FaceTrack, PreparedFace
+
+if TYPE_CHECKING:
+    from lipsynckit.api import detect_faces, prepare_avatar, sync, sync_batch, sync_frames
+    from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile
+    from lipsynckit.options import SyncOptions
+    from lipsynckit.pipeline import SyncResult
+    from lipsynckit.registry import get_plugin, list_models, load_model
+    from lipsynckit.types import AudioClip, Face, FaceTrack, PreparedFace
 
 __version__ = "0.1.0"
 
 logging.getLogger("lipsynckit").addHandler(logging.NullHandler())
+
+# Imported on first use (PEP 562), so that `import lipsynckit` and `lipsynckit --help` need no torch.
+_LAZY = {
+    "detect_faces": "lipsynckit.api",
+    "prepare_avatar": "lipsynckit.api",
+    "sync": "lipsynckit.api",
+    "sync_batch": "lipsynckit.api",
+    "sync_frames": "lipsynckit.api",
+    "LipSyncModel": "lipsynckit.model",
+    "ModelInfo": "lipsynckit.model",
+    "ModelPlugin": "lipsynckit.model",
+    "WeightFile": "lipsynckit.model",
+    "SyncOptions": "lipsynckit.options",
+    "SyncResult": "lipsynckit.pipeline",
+    "get_plugin": "lipsynckit.registry",
+    "list_models": "lipsynckit.registry",
+    "load_model": "lipsynckit.registry",
+    "AudioClip": "lipsynckit.types",
+    "Face": "lipsynckit.types",
+    "FaceTrack": "lipsynckit.types",
+    "PreparedFace": "lipsynckit.types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lipsynckit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def load_audio(path: str, sample_rate: int | None = None) -> AudioClip:

@@ -72,7 +72,10 @@ def sync(
 
     ``option_overrides`` are :class:`SyncOptions` fields (``length_mode="pingpong"``, ``face_boxes=...``).
     """
+    from lipsynckit.inputs import check_run
+
     opts = _options(options, option_overrides)
+    check_run(video, audio, output, opts.output_mode)  # a bad file costs a second, not a model load
     m = resolve_model(model, weights, device, dtype, model_options)
     out = Path(output) if output is not None else Path.cwd() / f"{Path(video).stem}.{m.info.name}.mp4"
     result = sync_file(video, audio, m, out, opts)
@@ -129,8 +132,11 @@ def sync_batch(
     **option_overrides: Any,
 ) -> list[SyncResult]:
     """One template, many audio tracks (personalised videos): prepared once, batched across jobs."""
+    from lipsynckit.inputs import check_run
     from lipsynckit.scheduler import BatchScheduler
 
+    for a in audios:
+        check_run(template, a, None)
     m = resolve_model(model, weights, device, None, model_options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,7 +181,7 @@ def sync_frames(
     audio: AudioClip,
     fps: float = 25.0,
     track: FaceTrack | None = None,
-    length_mode: str = "loop",
+    length_mode: str = "pingpong",
     **option_overrides: Any,
 ) -> np.ndarray:
     """The whole path on in-memory arrays: returns the output frames (n_out, H, W, 3)."""
@@ -189,5 +195,12 @@ def sync_frames(
         track = detect_faces(arr, opts.detector)
     track = model.adjust_track(track, arr.shape[1:3])
     failed: list[tuple[int, str]] = []
-    gen = generate_frames(model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed)
+    gate = None
+    if opts.gate:
+        from lipsynckit.gate import plan_gate
+
+        gate = plan_gate(audio, fps, len(index), opts, model.info.chunk_frames)
+    gen = generate_frames(
+        model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed, gate=gate
+    )
     return np.stack(list(gen))

@@ -61,6 +61,10 @@ def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.fps is not None:
         o["fps"] = args.fps
+    if args.keep_going:
+        o["keep_going"] = True
+    if args.allow_silent:
+        o["allow_silent_audio"] = True
     if args.lossless:
         o["output_mode"] = "ffv1"
     if args.face_boxes:
@@ -79,6 +83,11 @@ def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["face_workers"] = args.face_workers
     if getattr(args, "avatar_dir", None):
         o["avatar_dir"] = Path(args.avatar_dir)
+    o["gate"] = not args.no_gate
+    if args.gate_hangover is not None:
+        o["gate_hangover_s"] = args.gate_hangover
+    if args.vad:
+        o["vad"] = args.vad
     return o
 
 
@@ -111,12 +120,26 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     f.add_argument(
         "--face-workers", type=int, help="threads for the face pass (default: usable cores, at most 8)"
     )
+    v = p.add_argument_group("silence")
+    v.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="let the model move the mouth in silence too (the official behaviour of every model)",
+    )
+    v.add_argument(
+        "--gate-hangover",
+        type=float,
+        metavar="SECONDS",
+        help="hold the mouth after speech ends (default 0.1)",
+    )
+    v.add_argument("--vad", choices=["energy", "silero"], help="voice-activity detector (default energy)")
     o = p.add_argument_group("output")
     o.add_argument(
         "--length-mode",
         choices=["loop", "pingpong", "cut"],
-        default="loop",
-        help="when the audio outlasts the video (default loop)",
+        default="pingpong",
+        help="when the audio outlasts the video: play it back and forth (pingpong, default: no visible "
+        "cut), start again from frame 0 (loop), or stop with the video (cut)",
     )
     o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
     o.add_argument("--lossless", action="store_true", help="lossless FFV1 .mkv output")
@@ -128,6 +151,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="x264 speed against file size (default medium; faster presets write larger files)",
     )
     o.add_argument("--batch-size", type=int, help="model batch size (default: scheduler decides)")
+    o.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="a frame that fails is passed through unchanged and listed (default: the run stops)",
+    )
+    o.add_argument("--allow-silent", action="store_true", help="accept silent audio (the mouth stays closed)")
     o.add_argument("--no-progress", action="store_true")
 
 
@@ -187,14 +216,7 @@ def cmd_list_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.model_dump(exclude={"info"}) for r in rows], indent=2))
         return 0
-    for r in rows:
-        state = "usable" if r.usable else "not usable"
-        nc = "  [non-commercial weights]" if r.non_commercial else ""
-        print(f"{r.name:16s} {state:10s} {r.display_name}{nc}")
-        if not r.usable:
-            print(f"{'':16s}   reason: {r.reason}")
-            if r.install_hint:
-                print(f"{'':16s}   fix:    {r.install_hint}")
+    print(rows)
     return 0
 
 
@@ -235,12 +257,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {exc}")
     from lipsynckit.selection import choose_model
 
-    name, why = choose_model(args.weights)
-    print(f"--model auto would use: {name} ({why})")
+    _name, why = choose_model(args.weights)
+    print(f"--model auto would use: {why}")
     return 0
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    from lipsynckit.errors import OfflineError
     from lipsynckit.registry import get_plugin, list_models
     from lipsynckit.weights import resolve, verify, where_to_get
 
@@ -265,6 +288,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
                 where = given if matches else given.parent
             try:
                 path = resolve(wf, info.name, where, download=args.action == "fetch")
+            except OfflineError:
+                raise  # one line for the whole fetch, not one per file
             except LipSyncError as exc:
                 if args.action == "fetch" and not wf.optional:
                     status = 2
@@ -344,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LipSyncError as exc:
         log.debug("details", exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.cli_text()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

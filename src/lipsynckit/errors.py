@@ -12,7 +12,9 @@ class LipSyncError(Exception):
     """Base class: a problem the user can act on.
 
     ``stage`` is the pipeline stage ("audio", "video", "faces", "weights", "model", "output", ...),
-    ``path`` the file concerned (if any) and ``remedy`` one sentence saying what to do.
+    ``path`` the file concerned (if any) and ``remedy`` one sentence saying what to do. ``cli_remedy``
+    is the same advice in command-line spelling (``--allow-silent`` for ``allow_silent_audio=True``);
+    the CLI prints :meth:`cli_text`, which uses it when given.
     """
 
     exit_code = 2
@@ -24,14 +26,23 @@ class LipSyncError(Exception):
         path: str | Path | None = None,
         stage: str | None = None,
         remedy: str | None = None,
+        cli_remedy: str | None = None,
     ) -> None:
         self.message = message
         self.path = str(path) if path is not None else None
         self.stage = stage
         self.remedy = remedy
+        self.cli_remedy = cli_remedy
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
+        return self._text(self.remedy)
+
+    def cli_text(self) -> str:
+        """The message with the remedy a command-line user can follow."""
+        return self._text(self.cli_remedy or self.remedy)
+
+    def _text(self, remedy: str | None) -> str:
         parts = []
         if self.stage:
             parts.append(f"[{self.stage}]")
@@ -39,8 +50,8 @@ class LipSyncError(Exception):
             parts.append(f"{self.path}:")
         parts.append(self.message)
         text = " ".join(parts)
-        if self.remedy:
-            text += f"\n  -> {self.remedy}"
+        if remedy:
+            text += f"\n  -> {remedy}"
         return text
 
 
@@ -50,6 +61,14 @@ class InputNotFoundError(LipSyncError):
 
 class AudioError(LipSyncError):
     """Audio that cannot be read, is empty, or is silent."""
+
+
+class SilentAudioError(AudioError):
+    """The audio is silent (refused unless the caller allows it)."""
+
+
+class EmptyInputError(InputNotFoundError):
+    """An input file exists but is empty (0 bytes)."""
 
 
 class VideoError(LipSyncError):
@@ -68,6 +87,10 @@ class WeightsError(LipSyncError):
     """Weights are missing, corrupt, the wrong file, or fail verification."""
 
 
+class OfflineError(WeightsError):
+    """A download cannot start: the hub cannot be reached."""
+
+
 class ModelUnavailableError(LipSyncError):
     """A model plugin is installed but cannot run (missing extra, missing weights)."""
 
@@ -78,6 +101,10 @@ class UnknownModelError(LipSyncError):
 
 class OutputError(LipSyncError):
     """The output cannot be written (no disk space, unwritable folder, ...)."""
+
+
+class FrameFailedError(LipSyncError):
+    """Frames failed while being prepared, and the user did not ask to pass them through."""
 
 
 class DeviceOutOfMemoryError(LipSyncError):

@@ -3,6 +3,8 @@
 A plugin package exposes a :class:`ModelPlugin` instance through the ``lipsynckit.models`` entry-point
 group. The plugin object must import nothing heavy: the registry imports it to list models even when
 the plugin's extra is not installed. ``ModelPlugin.load`` builds the runtime :class:`LipSyncModel`.
+This module imports no torch (``lipsynckit list-models`` answers in a fraction of a second); the runtime
+base classes live in :mod:`lipsynckit.model_base` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ from __future__ import annotations
 import importlib.util
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace
 
 log = logging.getLogger(__name__)
 
@@ -109,60 +113,6 @@ class LipSyncModel(Protocol):
     def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray: ...
 
 
-class BaseLipSyncModel:
-    """Defaults for the optional parts of the protocol; plugins subclass it."""
-
-    info: ModelInfo
-    device: torch.device = torch.device("cpu")
-    dtype: torch.dtype = torch.float32
-
-    def modules(self) -> Sequence[torch.nn.Module]:
-        """The torch modules to move with :meth:`to` (override)."""
-        return []
-
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> BaseLipSyncModel:
-        self.device = torch.device(device)
-        if dtype is not None:
-            self.dtype = dtype
-        for m in self.modules():
-            m.to(self.device)
-        return self
-
-    def adjust_track(self, track: FaceTrack, frame_size: tuple[int, int]) -> FaceTrack:
-        return track
-
-    def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
-        from lipsynckit.compositor import paste_feathered
-
-        return paste_feathered(frame, generated, face.box)
-
-
-class StagedLipSyncModel(BaseLipSyncModel, ABC):
-    """A model whose ``generate`` is three stages, so the scheduler can overlap them on CUDA streams:
-    ``to_device`` (host arrays to the device, through pinned memory), ``compute`` (device only: no host
-    copies, which would stall the streams), ``to_host`` (results back, through pinned memory).
-
-    Off CUDA the scheduler calls ``generate``: the three stages in a row. Subclasses write the first two;
-    ``to_host`` takes a device tensor with one result per item along its first axis.
-    """
-
-    @abstractmethod
-    def to_device(self, batch: ModelBatch, stream: Any | None) -> Any: ...
-
-    @abstractmethod
-    def compute(self, handle: Any) -> torch.Tensor: ...
-
-    def to_host(self, device_out: torch.Tensor, stream: Any | None) -> list[np.ndarray]:
-        from lipsynckit.scheduler import device_to_host
-
-        return list(device_to_host(device_out).numpy())
-
-    def generate(self, batch: ModelBatch) -> list[np.ndarray]:
-        if len(batch) == 0:
-            return []
-        return self.to_host(self.compute(self.to_device(batch, None)), None)
-
-
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
@@ -204,6 +154,51 @@ class ModelStatus(BaseModel):
     non_commercial: bool = False
     distribution: str = ""
     info: ModelInfo | None = None
+
+    def __repr__(self) -> str:  # the full ModelInfo is in .info; at the REPL one line is enough
+        why = f", reason={self.reason!r}" if self.reason else ""
+        return f"ModelStatus({self.name!r}, usable={self.usable}{why})"
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """This model as rows of the ``lipsynckit list-models`` table."""
+        state = "usable" if self.usable else "not usable"
+        nc = "  [non-commercial weights]" if self.non_commercial else ""
+        out = [f"{self.name:16s} {state:10s} {self.display_name}{nc}"]
+        if not self.usable:
+            out.append(f"{'':16s}   reason: {self.reason}")
+            if self.install_hint:
+                out.append(f"{'':16s}   fix:    {self.install_hint}")
+        return out
+
+
+class ModelList(list[ModelStatus]):
+    """What :func:`list_models` returns: a plain list of :class:`ModelStatus` that prints as a table."""
+
+    def __repr__(self) -> str:
+        return "\n".join(line for row in self for line in row.lines()) or "(no model plugins installed)"
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def cell(text: str) -> str:
+            return f"<td>{html.escape(text)}</td>"
+
+        rows = "".join(
+            "<tr>"
+            + cell(r.name)
+            + cell("usable" if r.usable else "not usable")
+            + cell(r.display_name + (" [non-commercial weights]" if r.non_commercial else ""))
+            + cell("" if r.usable else f"{r.reason} (fix: {r.install_hint})" if r.install_hint else r.reason)
+            + "</tr>"
+            for r in self
+        )
+        head = "<tr><th>model</th><th>state</th><th>name</th><th>why not / fix</th></tr>"
+        return f"<table>{head}{rows}</table>"
 
 
 class ModelPlugin(ABC):
@@ -257,6 +252,8 @@ class ModelPlugin(ABC):
                 stage="model",
                 remedy=hint,
             )
+        import torch
+
         model = self._load(
             weights=weights, device=torch.device(device), dtype=dtype, options=options, download=download
         )
@@ -273,3 +270,11 @@ class ModelPlugin(ABC):
         download: bool,
     ) -> LipSyncModel:
         """Build the runtime model: resolve and verify weights, load them strictly, move to device."""
+
+
+def __getattr__(name: str) -> object:  # PEP 562: the torch-based runtime bases, imported on first use
+    if name in ("BaseLipSyncModel", "StagedLipSyncModel"):
+        from lipsynckit import model_base
+
+        return getattr(model_base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,11 +15,14 @@ class SyncOptions(BaseModel):
 
     fps: float = Field(25.0, gt=0, description="frame rate used for a still image input")
     length_mode: Literal["loop", "pingpong", "cut"] = Field(
-        "loop", description="when the audio outlasts the video: loop it, ping-pong it, or cut the output"
+        "pingpong",
+        description="when the audio outlasts the video: play it back and forth (no visible cut), loop it "
+        "(jumps back to frame 0), or cut the output",
     )
-    output_mode: Literal["auto", "mp4", "ffv1", "png"] = Field(
+    output_mode: Literal["auto", "mp4", "ffv1", "png", "webm"] = Field(
         "auto",
-        description="mp4 = H.264 + AAC; ffv1 = lossless mkv; png = lossless frame folder; auto = from suffix",
+        description="auto = from the output's suffix (.mp4/.mov H.264 + AAC, .mkv lossless FFV1, .webm "
+        "VP9 + Opus, no suffix = PNG folder); ffv1 = lossless (.mkv or a folder)",
     )
     crf: int = Field(18, ge=0, le=51, description="x264 quality for mp4 output")
     preset: Literal[
@@ -49,9 +52,34 @@ class SyncOptions(BaseModel):
     avatar_dir: Path | None = Field(
         None, description="cache prepared faces here (one template, many audio tracks)"
     )
-    allow_silent_audio: bool = False
+    allow_silent_audio: bool = Field(False, description="accept silent audio (a closed mouth throughout)")
+    keep_going: bool = Field(
+        False,
+        description="a frame whose preparation fails is passed through unchanged and listed in "
+        "SyncResult.failed_frames, instead of ending the run with an error",
+    )
+    gate: bool = Field(
+        True,
+        description="mouth at rest where nobody speaks: outside the speech spans the output keeps the source "
+        "frame and the model is not called (False = every model's official behaviour)",
+    )
+    vad: Literal["energy", "silero"] = Field(
+        "energy", description="voice-activity detector for the gate (silero: pip install lipsynckit[vad])"
+    )
+    gate_hangover_s: float = Field(
+        0.1, ge=0, le=2.0, description="seconds a speech span is held after the sound"
+    )
+    gate_fade_frames: int = Field(3, ge=0, le=25, description="cross-fade frames at each speech boundary")
     progress: bool = True
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("vad")
+    @classmethod
+    def _vad_runs_here(cls, v: str) -> str:
+        from lipsynckit.vad import check_vad
+
+        check_vad(v)  # before any model loads
+        return v
 
     @field_validator("face_box", mode="before")
     @classmethod
@@ -61,12 +89,28 @@ class SyncOptions(BaseModel):
         return v
 
 
+#: Output suffixes and what each holds (no suffix, or an existing folder: PNG frames + audio.wav).
+OUTPUT_SUFFIXES = {
+    ".mp4": "H.264 + AAC",
+    ".mov": "H.264 + AAC (QuickTime)",
+    ".mkv": "lossless FFV1 + float PCM",
+    ".webm": "VP9 + Opus",
+}
+_SUFFIX_MODE = {".mp4": "mp4", ".mov": "mp4", ".mkv": "ffv1", ".webm": "webm"}
+
+
 def output_mode_for(path: Path, requested: str) -> str:
-    if requested != "auto":
-        return requested
+    """The sink mode the output's suffix asks for; ``ValueError`` for an unknown suffix or a mismatch."""
     suffix = path.suffix.lower()
-    if suffix == ".mkv":
-        return "ffv1"
-    if suffix == "":
-        return "png"
-    return "mp4"
+    if suffix == "" or path.is_dir():
+        mode = "png"
+    elif suffix in _SUFFIX_MODE:
+        mode = _SUFFIX_MODE[suffix]
+    else:
+        kinds = "; ".join(f"{k} ({v})" for k, v in OUTPUT_SUFFIXES.items())
+        raise ValueError(f"cannot write a {suffix} file; the output suffix picks the container: {kinds}")
+    if requested in ("auto", mode) or (requested == "ffv1" and mode == "png"):  # PNG frames are lossless
+        return mode
+    if requested == "ffv1":
+        raise ValueError(f"lossless output is written as .mkv or a PNG folder, not {suffix}")
+    raise ValueError(f"output mode {requested!r} does not fit the suffix {suffix}")

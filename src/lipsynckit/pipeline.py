@@ -20,13 +20,22 @@ import numpy as np
 import torch
 
 from lipsynckit.avatar import PreparedCache, open_cache
-from lipsynckit.errors import InputNotFoundError, LipSyncError, NoFaceError, OutputError
+from lipsynckit.errors import (
+    FrameFailedError,
+    InputNotFoundError,
+    LipSyncError,
+    NoFaceError,
+    OutputError,
+    SilentAudioError,
+)
+from lipsynckit.inputs import check_output
 from lipsynckit.model import LipSyncModel
-from lipsynckit.options import SyncOptions, output_mode_for
+from lipsynckit.options import SyncOptions
 from lipsynckit.progress import progress_bar
 from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
 
 if TYPE_CHECKING:
+    from lipsynckit.gate import GatePlan
     from lipsynckit.scheduler import BatchScheduler
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,9 @@ class SyncResult:
     scheduler: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     avatar_hits: int = 0
+    speech_spans: list[tuple[float, float]] = field(default_factory=list)  # voice-activity gate, seconds
+    gated_frames: int = 0  # frames shown as the source: nobody speaks
+    model_calls_skipped: int = 0  # frames with a face the model never saw (compute saved by the gate)
 
     @property
     def duration(self) -> float:
@@ -63,6 +75,12 @@ class SyncResult:
             f"{self.output}: {self.frames} frames at {self.fps:.3f} fps ({self.width}x{self.height}), "
             f"model {self.model}, faces in {self.frames_with_face}/{self.frames} frames"
             + (f", {len(self.failed_frames)} failed" if self.failed_frames else "")
+            + (
+                f", speech {sum(b - a for a, b in self.speech_spans):.1f}s in {len(self.speech_spans)} span(s), "
+                f"{self.gated_frames} frames at rest ({self.model_calls_skipped} model calls skipped)"
+                if self.gated_frames or self.speech_spans
+                else ""
+            )
             + f"; {stages}"
         )
 
@@ -100,6 +118,24 @@ def _check_input(path: str | Path, what: str) -> Path:
             f"{what} path is a folder, not a file", path=p, stage=what, remedy="pass a file"
         )
     return p
+
+
+def frame_list(frames: list[int], limit: int = 10) -> str:
+    """``frames 3, 17, 18`` (the first ``limit``, then how many more)."""
+    shown = ", ".join(str(i) for i in frames[:limit])
+    more = f" and {len(frames) - limit} more" if len(frames) > limit else ""
+    return f"frame{'s' if len(frames) > 1 else ''} {shown}{more}"
+
+
+def frame_failed_error(failed: list[tuple[int, str]], path: str | Path | None = None) -> FrameFailedError:
+    """The error ending a run at a failed frame (the user did not ask to keep going)."""
+    return FrameFailedError(
+        f"{frame_list([i for i, _ in failed])} failed ({failed[0][1]}); the run stopped and no output was written",
+        path=path,
+        stage="prepare",
+        remedy="pass keep_going=True to pass failing frames through unchanged (listed in result.failed_frames)",
+        cli_remedy="pass --keep-going to pass failing frames through unchanged (they are listed at the end)",
+    )
 
 
 def track_source(
@@ -232,12 +268,14 @@ def generate_frames(
     cache: PreparedCache | None = None,
     scheduler: BatchScheduler | None = None,
     stats_out: dict[str, Any] | None = None,
+    gate: GatePlan | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the output frames in order. ``frames`` yields the source frame for each output index.
 
     Without a ``scheduler``, the model's shared scheduler is used (concurrent calls on one model batch
     together) and its statistics (batch fill, device busy fraction, queue depths, seconds per stage;
-    all jobs it ran so far) are written into ``stats_out`` when done.
+    all jobs it ran so far) are written into ``stats_out`` when done. With a ``gate``, frames where
+    nobody speaks skip the model and the others are blended toward the source by their weight.
     """
     from lipsynckit.scheduler import map_ordered  # noqa: F811
 
@@ -261,7 +299,7 @@ def generate_frames(
         i, frame = arg
         s = int(index[i])
         face = track.faces[s] if s < len(track.faces) else None
-        if face is None:
+        if face is None or (gate is not None and gate.skip[i]):
             return i, frame, None, ""
         t0 = time.perf_counter()
         try:
@@ -289,7 +327,9 @@ def generate_frames(
             ):
                 if err:
                     failed.append((i, err))
-                    log.warning("frame %d: %s (passed through unchanged)", i, err)
+                    if not options.keep_going:
+                        raise frame_failed_error(failed)
+                    log.debug("frame %d: %s (passed through unchanged)", i, err)
                 pending.put((i, frame, pf))
                 if pf is not None:
                     job.submit(WorkItem(job_id=job.id, index=i, face=pf, audio=features[i]))
@@ -321,6 +361,8 @@ def generate_frames(
                 raise LipSyncError(f"model returned no output for frame {i}", stage="model") from None
             t0 = time.perf_counter()
             out = model.composite(frame, pf, generated)
+            if gate is not None:
+                out = gate.blend(i, frame, out)
             timer.add("composite", time.perf_counter() - t0)
             yield out
         if error:
@@ -364,7 +406,12 @@ def sync_file(
             clip = audio
         else:
             audio_path = video_path if audio is None else _check_input(audio, "audio")
-            clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
+            try:
+                clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
+            except SilentAudioError as exc:  # the remedy in the caller's spelling
+                exc.remedy = "check the track; pass allow_silent_audio=True to accept silence"
+                exc.cli_remedy = "check the track; pass --allow-silent to accept silence"
+                raise
 
     src = VideoSource(video_path, fps_for_images=options.fps)
     info = src.info
@@ -380,6 +427,16 @@ def sync_file(
         )
     n_src = max(1, int(info.num_frames))
     index = index_map(n_out, n_src, options.length_mode)
+    notes: list[str] = []
+    if n_out > n_src and not info.is_image:
+        how = {"pingpong": "ping-pong playback", "loop": "looped from frame 0", "cut": "output cut"}
+        others = "|".join(m for m in ("pingpong", "loop", "cut") if m != options.length_mode)
+        line = (
+            f"audio {n_out / fps:.1f} s outlasts the video {n_src / fps:.1f} s: "
+            f"{how[options.length_mode]} (--length-mode {others} to change)"
+        )
+        log.info("%s", line)
+        notes.append(line)
     if len(index) < n_out:  # "cut": the output stops with the video, and so does its audio
         clip = clip.slice(0, len(index) / fps)
     n_out = len(index)
@@ -387,7 +444,6 @@ def sync_file(
 
     cache: PreparedCache | None = None
     track: FaceTrack | None = None
-    notes: list[str] = []
     if options.avatar_dir is not None:
         cache = open_cache(options.avatar_dir, video_path, model, options)
         track = cache.load_track()
@@ -410,7 +466,15 @@ def sync_file(
     used = index[:n_out]
     with_face = int(sum(1 for s in used if track.faces[int(s)] is not None))
 
-    mode = output_mode_for(out_path, options.output_mode)
+    gate = None
+    if options.gate:
+        from lipsynckit.gate import plan_gate
+
+        with timer.stage("vad"):
+            gate = plan_gate(clip, fps, n_out, options, model.info.chunk_frames)
+    skipped = 0 if gate is None else sum(track.faces[int(s)] is not None for s in index[gate.skip])
+
+    mode = check_output(out_path, options.output_mode)
     failed: list[tuple[int, str]] = []
     sched_stats: dict[str, Any] = {}
     bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
@@ -425,21 +489,28 @@ def sync_file(
         preset=options.preset,
     ) as sink:
         frames = src.frames(int(s) for s in index)
-        for k, frame in enumerate(
-            generate_frames(
-                model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats
-            )
-        ):
-            t0 = time.perf_counter()
-            sink.write(frame)
-            timer.add("encode", time.perf_counter() - t0)
-            bar.update(1)
-            if on_frame is not None:
-                on_frame(k)
-    bar.close()
+        args = (model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats)
+        try:
+            for k, frame in enumerate(generate_frames(*args, gate=gate)):
+                t0 = time.perf_counter()
+                sink.write(frame)
+                timer.add("encode", time.perf_counter() - t0)
+                bar.update(1)
+                if on_frame is not None:
+                    on_frame(k)
+        except FrameFailedError as exc:
+            exc.path = exc.path or str(video_path)
+            raise
+        finally:
+            bar.close()
     timer.seconds["pipeline"] = time.perf_counter() - t_gen
     if failed:
-        log.warning("%d frame(s) failed and were passed through unchanged: %s", len(failed), failed[:5])
+        log.warning(
+            "%d frame(s) failed and were passed through unchanged (keep going): %s; first: %s",
+            len(failed),
+            frame_list([i for i, _ in failed]),
+            failed[0][1],
+        )
     return SyncResult(
         output=out_path,
         model=model.info.name,
@@ -457,4 +528,7 @@ def sync_file(
         notes=notes,
         avatar_hits=cache.hits if cache is not None else 0,
         scheduler=sched_stats,
+        speech_spans=[] if gate is None else gate.spans,
+        gated_frames=0 if gate is None else gate.gated_frames,
+        model_calls_skipped=skipped,
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 try:  # Python 3.10+ has importlib.metadata.entry_points(group=...), the backport keeps parity
     from importlib_metadata import EntryPoint, entry_points
@@ -15,7 +16,7 @@ except ImportError:  # pragma: no cover
     from importlib.metadata import EntryPoint, entry_points  # type: ignore[assignment]
 
 from lipsynckit.errors import ModelUnavailableError, UnknownModelError
-from lipsynckit.model import LipSyncModel, ModelPlugin, ModelStatus
+from lipsynckit.model import LipSyncModel, ModelList, ModelPlugin, ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,12 @@ def model_plugins() -> dict[str, _Entry]:
     return _entries(MODEL_GROUP)
 
 
-def list_models(weights: str | Path | None = None) -> list[ModelStatus]:
-    """Every installed model plugin, usable or not; unusable ones carry the reason and the fix."""
-    rows: list[ModelStatus] = []
+def list_models(weights: str | Path | None = None) -> ModelList:
+    """Every installed model plugin, usable or not; unusable ones carry the reason and the fix.
+
+    A list of :class:`ModelStatus` that prints as a table (the one ``lipsynckit list-models`` shows).
+    """
+    rows = ModelList()
     for name, entry in model_plugins().items():
         dist = entry.ep.dist.name if entry.ep.dist is not None else ""
         hint = _install_hint(entry.ep)
@@ -129,6 +133,8 @@ def load_model(
 ) -> LipSyncModel:
     """Load a model by its registered name; ``device`` defaults to CUDA when available."""
     if device is None:
+        import torch
+
         device = "cuda" if torch.cuda.is_available() else "cpu"
     plugin = get_plugin(name)
     missing = plugin.missing_modules()

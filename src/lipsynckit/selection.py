@@ -20,42 +20,54 @@ def _gpu_memory_gb() -> float:
 
 
 def choose_model(weights: str | None = None, device: str | None = None) -> tuple[str, str]:
-    """Return (model name, why). Core names no plugin: the choice is made from ModelInfo data."""
+    """Return (model name, why): ``why`` is one line (the model and the main reason); every model that
+    was passed over, and why, is logged at DEBUG (``-v``). Core names no plugin: the choice is made
+    from ModelInfo data."""
     on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     vram = _gpu_memory_gb() if on_gpu else 0.0
     candidates = []
-    skipped = []
+    skipped: list[str] = []
+    groups: dict[str, list[str]] = {}  # short reason -> model names
+
+    def skip(name: str, group: str, reason: str) -> None:
+        skipped.append(f"{name}: {reason}")
+        groups.setdefault(group, []).append(name)
+
     for row in list_models(weights):
         if row.info is None:
+            skip(row.name, "not installed", row.reason)
             continue
         if not row.usable:
-            skipped.append(f"{row.name}: {row.reason}")
+            group = "no weights installed" if row.info.needs_weights and not row.weights_found else "unusable"
+            skip(row.name, group, row.reason)
             continue
         info = row.info
         if on_gpu and info.min_vram_gb > vram:
-            skipped.append(f"{row.name}: needs {info.min_vram_gb:g} GB VRAM, this GPU has {vram:.0f} GB")
+            skip(
+                row.name, "too little VRAM", f"needs {info.min_vram_gb:g} GB VRAM, this GPU has {vram:.0f} GB"
+            )
             continue
         if not on_gpu:
             if not info.supports_cpu:
-                skipped.append(f"{row.name}: GPU only")
+                skip(row.name, "GPU only", "GPU only")
                 continue
             spf = info.cpu_seconds_per_frame
             if spf is not None and spf > CPU_SECONDS_PER_FRAME_LIMIT:
-                skipped.append(f"{row.name}: about {spf:g} s per frame on CPU")
+                skip(row.name, "too slow on CPU", f"about {spf:g} s per frame on CPU")
                 continue
         candidates.append((info.quality, row.name))
+    if skipped:
+        log.debug("model auto, not chosen: %s", "; ".join(skipped))
+    where = "GPU" if on_gpu else "CPU"
     if not candidates:
-        return DEFAULT_MODEL, "no usable model found; using the built-in weight-free model"
+        return DEFAULT_MODEL, f"{DEFAULT_MODEL} (no usable model found; -v says why)"
     candidates.sort(reverse=True)
     name = candidates[0][1]
-    where = "GPU" if on_gpu else "CPU"
-    if candidates[0][0] <= 0:
-        why = (
-            f"no model weights found, so the embedded weight-free '{name}' model is used "
-            "(install weights: `lipsynckit weights list`)"
+    if candidates[0][0] <= 0 and "no weights installed" in groups:
+        missing = ", ".join(groups["no weights installed"])
+        return (
+            name,
+            f"{name} (no weights installed for {missing}; `lipsynckit weights list` says where to get them)",
         )
-    else:
-        why = f"'{name}' is the best usable model on this {where}"
-    if skipped:
-        why += "; not chosen: " + "; ".join(skipped)
-    return name, why
+    others = f"; {len(skipped)} other(s) not usable here, -v says why" if skipped else ""
+    return name, f"{name} (the best usable model on this {where}{others})"

@@ -17,11 +17,12 @@ import shutil
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from lipsynckit.errors import WeightsError
+from lipsynckit.errors import OfflineError, WeightsError
 from lipsynckit.model import ModelInfo, WeightFile
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,60 @@ def resolve_all(
     return out
 
 
+#: Seconds to wait for a connection to the hub before calling the machine offline.
+CONNECT_TIMEOUT_S = 4.0
+_UNREACHABLE: dict[str, str] = {}  # endpoint -> why, remembered for the process (no retry storm)
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face hub address (``$HF_ENDPOINT``, read at call time, else huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def check_reachable(endpoint: str) -> None:
+    """One short TCP connect to ``endpoint``; an :class:`OfflineError` at once when it fails.
+
+    The hub client retries a dead connection with growing pauses (minutes when offline); this answers
+    in at most :data:`CONNECT_TIMEOUT_S` and remembers the answer for the rest of the process.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if endpoint not in _UNREACHABLE:
+        parts = urlsplit(endpoint)
+        host = parts.hostname or endpoint
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+            return
+        except OSError as exc:
+            _UNREACHABLE[endpoint] = f"{type(exc).__name__}: {exc}"
+    raise OfflineError(
+        f"cannot reach {endpoint} ({_UNREACHABLE[endpoint]}): this machine looks offline",
+        stage="weights",
+        remedy="connect to the internet and run it again, or download the files elsewhere and pass "
+        "--weights PATH (`lipsynckit weights list` says where to get each file)",
+    )
+
+
+def _remove_new_dirs(before: set[Path], root: Path) -> None:
+    """Remove what a failed fetch created under ``root``: new folders (with any partial download in
+    them), and ``root`` itself when it is new and left empty."""
+    if not root.exists():
+        return
+    for d in [p for p in root.rglob("*") if p.is_dir()]:
+        if d not in before and d.parent in before | {root}:
+            shutil.rmtree(d, ignore_errors=True)
+    if root not in before and not any(root.iterdir()):
+        root.rmdir()
+
+
 def download_file(wf: WeightFile, model: str) -> Path:
-    """Fetch from the Hugging Face hub into the cache, verify the digest, then move into place."""
+    """Fetch from the Hugging Face hub into the cache, verify the digest, then move into place.
+
+    Offline is found in seconds (one short connect), and a failed fetch leaves no folder or partial
+    file behind.
+    """
     hub = [s for s in wf.sources if s.hf_repo]
     if not hub:
         raise WeightsError(
@@ -137,27 +190,39 @@ def download_file(wf: WeightFile, model: str) -> Path:
             stage="weights",
             remedy='pip install "lipsynckit[hub]"',
         ) from exc
+    endpoint = hub_endpoint()
+    check_reachable(endpoint)
+    root = cache_dir()
+    before = {p for p in root.rglob("*") if p.is_dir()} | ({root} if root.exists() else set())
     dest = model_cache_dir(model) / (wf.relpath or wf.filename)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for src in hub:
-        try:
-            got = Path(
-                hf_hub_download(
-                    repo_id=str(src.hf_repo),
-                    filename=src.hf_filename or wf.filename,
-                    cache_dir=str(cache_dir() / "hub"),
+    tmp = dest.with_name(dest.name + ".partial")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        errors = []
+        for src in hub:
+            try:
+                got = Path(
+                    hf_hub_download(
+                        repo_id=str(src.hf_repo),
+                        filename=src.hf_filename or wf.filename,
+                        cache_dir=str(root / "hub"),
+                        endpoint=endpoint,
+                        etag_timeout=CONNECT_TIMEOUT_S,
+                    )
                 )
-            )
-        except Exception as exc:  # noqa: BLE001 - try the next mirror, report all
-            errors.append(f"{src.hf_repo}: {exc}")
-            continue
-        verify(got, wf)
-        tmp = dest.with_name(dest.name + ".partial")
-        shutil.copyfile(got, tmp)
-        os.replace(tmp, dest)
-        log.info("downloaded %s to %s", wf.filename, dest)
-        return dest
+            except Exception as exc:  # noqa: BLE001 - try the next mirror, report all
+                errors.append(f"{src.hf_repo}: {exc}")
+                continue
+            verify(got, wf)
+            shutil.copyfile(got, tmp)
+            os.replace(tmp, dest)
+            log.info("downloaded %s to %s", wf.filename, dest)
+            return dest
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        _remove_new_dirs(before, root)
+        raise
+    _remove_new_dirs(before, root)
     raise WeightsError(
         f"could not download {wf.filename}: " + " | ".join(e.splitlines()[0] for e in errors),
         stage="weights",
@@ -224,6 +289,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     TorchScript program is deserialised by torch but never executed); anything else →
     ``torch.load(weights_only=True)``. The result is the raw container (callers unwrap it).
     """
+    import torch
+
     p = Path(path)
     if not p.is_file():
         raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
@@ -251,6 +318,8 @@ def unwrap_state_dict(
     obj: Any, keys: tuple[str, ...] = ("state_dict", "model", "module")
 ) -> dict[str, torch.Tensor]:
     """Unwrap training containers (``{'state_dict': ..., 'optimizer': ...}``) and strip ``module.``."""
+    import torch
+
     sd = obj
     for _ in range(3):
         if isinstance(sd, Mapping) and not any(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -9,9 +9,10 @@ itself); each file may also sit in the lipsynckit cache, or be downloaded when `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 from pydantic import BaseModel
 
 from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource

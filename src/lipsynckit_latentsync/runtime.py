@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from lipsynckit.errors import ModelUnavailableError
-from lipsynckit.model import BaseLipSyncModel, ModelInfo
+from lipsynckit.model import ModelInfo
+from lipsynckit.model_base import BaseLipSyncModel
 from lipsynckit.nn.whisper import SAMPLE_RATE
 from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace, WorkItem
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from lipsynckit.errors import AudioError
-from lipsynckit.model import ModelInfo, StagedLipSyncModel
+from lipsynckit.model import ModelInfo
+from lipsynckit.model_base import StagedLipSyncModel
 from lipsynckit.nn.whisper import HOP_LENGTH, WhisperEncoder
 from lipsynckit.scheduler import host_to_device
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 from pydantic import BaseModel
 
 from lipsynckit.errors import WeightsError

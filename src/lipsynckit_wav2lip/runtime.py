@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from lipsynckit.errors import LipSyncError, NoFaceError
-from lipsynckit.model import ModelInfo, StagedLipSyncModel
+from lipsynckit.model import ModelInfo
+from lipsynckit.model_base import StagedLipSyncModel
 from lipsynckit.scheduler import host_to_device
 from lipsynckit.types import AudioClip, Face, FaceTrack, ModelBatch, PreparedFace
 from lipsynckit_wav2lip.audio import SAMPLE_RATE, mel_chunks, melspectrogram

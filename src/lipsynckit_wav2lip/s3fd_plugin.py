@@ -19,16 +19,14 @@ _CACHE_MODELS = ("wav2lip", "s3fd", "wav2lip_gan")  # `weights fetch wav2lip` pu
 
 def find_s3fd_weights(weights: str | Path | None = None, download: bool = False) -> Path:
     """Locate the S3FD file: an explicit path, else either file name in the s3fd or wav2lip caches."""
-    from lipsynckit.weights import model_cache_dir, resolve, verify
+    from lipsynckit.weights import model_cache_dir, resolve, verify, where_to_get
 
     records = [S3FD_WEIGHTS, S3FD_WEIGHTS.model_copy(update={"filename": ORIGINAL_FILENAME})]
-    first_error: WeightsError | None = None
     for model in _CACHE_MODELS:
         for wf in records:
             try:
                 path = resolve(wf, model, weights, download=False)
-            except WeightsError as exc:
-                first_error = first_error or exc
+            except WeightsError:
                 if weights is not None and not Path(weights).expanduser().exists():
                     raise
                 continue
@@ -37,8 +35,12 @@ def find_s3fd_weights(weights: str | Path | None = None, download: bool = False)
             return path
     if download:
         return resolve(S3FD_WEIGHTS, "wav2lip", weights, download=True)
-    assert first_error is not None
-    raise first_error
+    raise WeightsError(  # the detector's own name: it is found in a model's folder, not a model
+        f"weight file {S3FD_WEIGHTS.filename!r} for face detector 's3fd' not found"
+        + (f" under {weights}" if weights is not None else ""),
+        stage="faces",
+        remedy=where_to_get(S3FD_WEIGHTS, "wav2lip"),
+    )
 
 
 class S3FDPlugin(FaceDetectorPlugin):
@@ -59,7 +61,7 @@ class S3FDPlugin(FaceDetectorPlugin):
         try:
             find_s3fd_weights()
         except WeightsError as exc:
-            return False, f"weights not found ({str(exc).splitlines()[0]})"
+            return False, exc.message
         return True, ""
 
     def create(self, **kwargs: Any) -> FaceDetector:
@@ -80,7 +82,7 @@ class S3FDPlugin(FaceDetectorPlugin):
             path = find_s3fd_weights(weights, download=download)
         except WeightsError as exc:
             raise FaceDetectorError(
-                f"S3FD weights not available: {exc.message}",
+                f"s3fd: {exc.message}",
                 stage="faces",
                 remedy=exc.remedy or "pass weights=PATH to s3fd.pth",
             ) from exc

@@ -21,7 +21,7 @@ from lipsynckit_musetalk.runtime import MuseTalkModel
 from mt_helpers import build_models_dir, read_rgb
 from refdata import load_npz
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # 3.4 GB of weights written, then memory-mapped
 
 
 @pytest.fixture(scope="module")

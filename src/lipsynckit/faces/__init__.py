@@ -100,9 +100,14 @@ def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
             if not ok:
                 reasons.append(f"{cand}: {reason}")
                 continue
+            skipped = [r.split(":", 1)[0] for r in reasons]
             log.info(
-                "face detector: auto chose %r (%s); skipped: %s", cand, reason, "; ".join(reasons) or "none"
+                "face detector: auto chose %r%s",
+                cand,
+                f" ({' and '.join(skipped)} not usable here; -v says why)" if skipped else "",
             )
+            if reasons:
+                log.debug("face detector auto, not chosen: %s", "; ".join(reasons))
             return _create(plugin, kwargs)
         raise FaceDetectorError(
             "no usable face detector: " + "; ".join(reasons),

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from lipsynckit.errors import AudioError, InputNotFoundError
+from lipsynckit.errors import AudioError, EmptyInputError, InputNotFoundError, SilentAudioError
 from lipsynckit.types import AudioClip
 
 __all__ = ["SILENCE_PEAK", "load_audio", "read_audio_track"]
@@ -41,6 +41,13 @@ def _check_input(path: Path) -> None:
     if path.is_dir():
         raise AudioError(
             "this is a folder, not an audio file", path=path, stage=_STAGE, remedy="pass an audio file."
+        )
+    if path.stat().st_size == 0:
+        raise EmptyInputError(
+            "audio file is empty (0 bytes)",
+            path=path,
+            stage=_STAGE,
+            remedy="the file was not written completely; export or download it again.",
         )
 
 
@@ -149,7 +156,7 @@ def load_audio(
     peak = float(samples.abs().max())
     if peak < SILENCE_PEAK and not allow_silent:
         level = 20 * math.log10(peak) if peak > 0 else float("-inf")
-        raise AudioError(
+        raise SilentAudioError(
             f"the audio is silent (peak {level:.1f} dBFS)",
             path=p,
             stage=_STAGE,

@@ -7,6 +7,7 @@ Modes:
 - ``"mp4"``: H.264 (libx264, yuv420p, ``crf``, BT.709 tagged) + AAC, ``+faststart`` (plays while
   downloading). yuv420p needs even sizes: an odd width/height is padded by one column/row that
   repeats the edge, so the output is at most one pixel larger and nothing is lost.
+- ``"webm"``: VP9 (libvpx, constant quality ``crf + 13`` on VP9's 0..63 scale) + Opus at 48 kHz.
 - ``"ffv1"``: lossless FFV1 in Matroska with packed RGB (``bgr0``): decoding gives back the exact RGB
   written; audio as 32-bit float PCM (lossless too). For metrics and intermediate files.
 - ``"png"``: a folder with ``frame_000000.png``, ... and ``audio.wav`` (float PCM).
@@ -37,8 +38,8 @@ __all__ = ["AAC_SAMPLE_RATES", "SinkMode", "VideoSink", "as_fraction"]
 
 logger = logging.getLogger(__name__)
 
-SinkMode = Literal["mp4", "ffv1", "png"]
-_MODES = ("mp4", "ffv1", "png")
+SinkMode = Literal["mp4", "ffv1", "png", "webm"]
+_MODES = ("mp4", "ffv1", "png", "webm")
 _STAGE = "output"
 #: Rates the AAC encoder accepts; other rates are resampled to the next one up (48 kHz at most).
 AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
@@ -118,7 +119,7 @@ class VideoSink:
         self._audio_np: np.ndarray | None = None  # (C, N) float32 at the encoder rate
         self._audio_pos = 0
         self._closed = False
-        self._pad = (w % 2, h % 2) if mode == "mp4" else (0, 0)
+        self._pad = (w % 2, h % 2) if mode in ("mp4", "webm") else (0, 0)  # yuv420p: even sizes
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> VideoSink:
@@ -186,6 +187,14 @@ class VideoSink:
             cc.color_primaries = 1
             cc.color_trc = 1
             cc.color_range = 1  # limited ("tv") range, what players expect from H.264
+        elif self.mode == "webm":
+            c = av.open(str(self._tmp), "w", format="webm")
+            vs = c.add_stream("libvpx-vp9", rate=self.fps)
+            vs.pix_fmt = "yuv420p"
+            vp9_crf = min(63, self.crf + 13)  # x264's default 18 ~ VP9's recommended 31
+            vs.options = {"crf": str(vp9_crf), "b": "0", "row-mt": "1", "cpu-used": "4", "deadline": "good"}
+            cc = vs.codec_context
+            cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709, tv range
         else:
             if self.path.suffix.lower() != ".mkv":
                 logger.warning("ffv1 output %s: Matroska is written; name it .mkv", self.path)
@@ -214,6 +223,9 @@ class VideoSink:
         if self.mode == "mp4":
             clip = self._audio_clip(_aac_rate(self.audio.sample_rate))
             codec, fmt = "aac", "fltp"
+        elif self.mode == "webm":
+            clip = self._audio_clip(48000)  # Opus runs at 48 kHz
+            codec, fmt = "libopus", "flt"
         else:
             clip = self._audio_clip(None)
             codec, fmt = "pcm_f32le", "flt"
@@ -293,7 +305,7 @@ class VideoSink:
                 break  # while interleaving, only whole encoder frames (the last one may be short)
             n = min(chunk, total - self._audio_pos)
             piece = data[:, self._audio_pos : self._audio_pos + n]
-            if self.mode == "ffv1":
+            if a.format.name == "flt":  # packed (interleaved) samples
                 af = av.AudioFrame.from_ndarray(
                     np.ascontiguousarray(piece.T).reshape(1, -1),
                     format="flt",

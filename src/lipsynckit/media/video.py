@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from lipsynckit.errors import InputNotFoundError, VideoError
+from lipsynckit.errors import EmptyInputError, InputNotFoundError, VideoError
 from lipsynckit.types import VideoInfo
 
 __all__ = ["IMAGE_EXTENSIONS", "VideoSource", "is_image_file", "probe", "read_video_frames"]
@@ -162,6 +162,13 @@ class VideoSource:
         if self.path.is_dir():
             raise VideoError(
                 "this is a folder, not a video or image", path=self.path, stage=_STAGE, remedy="pass a file."
+            )
+        if self.path.stat().st_size == 0:
+            raise EmptyInputError(
+                "video or image is empty (0 bytes)",
+                path=self.path,
+                stage=_STAGE,
+                remedy="the file was not written completely; export or download it again.",
             )
         if fps_for_images <= 0:
             raise ValueError(f"fps_for_images must be positive, got {fps_for_images}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 from pydantic import BaseModel
 
 from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, parse_model_options

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from lipsynckit.errors import AudioError, LipSyncError, VideoError
-from lipsynckit.model import BaseLipSyncModel, ModelInfo
+from lipsynckit.model import ModelInfo
+from lipsynckit.model_base import BaseLipSyncModel
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
 from lipsynckit.viseme.audio import frame_features
 from lipsynckit.viseme.geometry import mouth_geometry, region_box

@@ -1,0 +1,140 @@
+"""Checking the inputs and the output name before any model loads.
+
+A wrong path, an empty file, a photo given as the audio or an ``.avi`` output should cost the user a
+fraction of a second, not a model load: :func:`check_run` opens each file's header only (PyAV, or
+libsndfile for plain audio), never decodes the whole file, and raises one :class:`LipSyncError` that
+names the file, the stage and the remedy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lipsynckit.errors import AudioError, EmptyInputError, InputNotFoundError, OutputError, VideoError
+from lipsynckit.options import OUTPUT_SUFFIXES, output_mode_for
+
+__all__ = ["check_file", "check_output", "check_run"]
+
+_SOUNDFILE_EXTS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".au"})
+
+
+def check_file(path: str | Path, what: str, stage: str) -> Path:
+    """``path`` exists, is a file and is not empty (``what`` names it in the message: "audio file")."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputNotFoundError(
+            f"{what} not found", path=p, stage=stage, remedy="check the path and the file name."
+        )
+    if p.is_dir():
+        raise InputNotFoundError(
+            f"{what} is a folder, not a file", path=p, stage=stage, remedy="pass a file."
+        )
+    if p.stat().st_size == 0:
+        raise EmptyInputError(
+            f"{what} is empty (0 bytes)",
+            path=p,
+            stage=stage,
+            remedy="the file was not written completely (an interrupted copy, export or download); "
+            "export or download it again.",
+        )
+    return p
+
+
+def _open_container(p: Path, what: str, stage: str, error: type[AudioError] | type[VideoError]):  # type: ignore[no-untyped-def]
+    import av
+
+    try:
+        return av.open(str(p), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise error(
+            f"cannot read this file as {what} ({e})",
+            path=p,
+            stage=stage,
+            remedy="check that a player can open it; re-export or re-download it if not.",
+        ) from e
+
+
+def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
+    """The source is a readable image or a container with a video stream: (path, is_image, has_audio)."""
+    from lipsynckit.media.video import is_image_file
+
+    p = check_file(path, "video or image", "video")
+    if is_image_file(p):
+        import cv2
+        import numpy as np
+
+        if cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+            raise VideoError(
+                "cannot decode this image",
+                path=p,
+                stage="video",
+                remedy="check that it is a complete png/jpg/webp/bmp image; re-save it if unsure.",
+            )
+        return p, True, False
+    with _open_container(p, "a video or image", "video", VideoError) as c:
+        if not c.streams.video:
+            kind = "an audio file" if c.streams.audio else "a file without a video stream"
+            raise VideoError(
+                f"this is {kind}; there is no picture to lip-sync",
+                path=p,
+                stage="video",
+                remedy="pass a video or a photo of a face first, and the audio second.",
+            )
+        return p, False, bool(c.streams.audio)
+
+
+def _check_audio(path: str | Path) -> Path:
+    """The audio file is readable and has an audio stream (header only)."""
+    p = check_file(path, "audio file", "audio")
+    if p.suffix.lower() in _SOUNDFILE_EXTS:
+        import soundfile as sf
+
+        try:
+            sf.info(str(p))
+            return p
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            pass  # FFmpeg reads more (odd WAV subtypes, mislabelled files); it decides below
+    with _open_container(p, "audio", "audio", AudioError) as c:
+        if not c.streams.audio:
+            raise AudioError(
+                "this file has no audio stream",
+                path=p,
+                stage="audio",
+                remedy="pass an audio file (wav, mp3, m4a, ...) or a video with sound as the audio.",
+            )
+    return p
+
+
+def check_output(path: str | Path, output_mode: str = "auto") -> str:
+    """The sink mode for ``path`` (from its suffix), or an :class:`OutputError` listing the suffixes."""
+    p = Path(path).expanduser()
+    try:
+        return output_mode_for(p, output_mode)
+    except ValueError as e:
+        raise OutputError(
+            str(e),
+            path=p,
+            stage="output",
+            remedy=f"name the output {', '.join(OUTPUT_SUFFIXES)}, or a folder (no suffix) for PNG frames.",
+            cli_remedy=f"name -o {', '.join(OUTPUT_SUFFIXES)}, or a folder (no suffix) for PNG frames "
+            "(--lossless: .mkv or a folder).",
+        ) from None
+
+
+def check_run(video: str | Path, audio: object, output: str | Path | None, output_mode: str = "auto") -> None:
+    """Everything about a run's files that can be known before a model loads.
+
+    ``audio`` may be a path, ``None`` (the video's own track) or an in-memory clip (not checked).
+    """
+    v, is_image, has_audio = _check_video(video)
+    if isinstance(audio, (str, Path)):
+        _check_audio(audio)
+    elif audio is None and not has_audio:
+        raise AudioError(
+            "this photo has no sound" if is_image else "this video has no audio track",
+            path=v,
+            stage="audio",
+            remedy="pass the speech as a second argument (an audio file, or a video with sound).",
+        )
+    if output is not None:
+        check_output(output, output_mode)
