@@ -125,27 +125,37 @@ def test_auto_model_falls_back_to_viseme_and_says_why(
 ) -> None:  # type: ignore[no-untyped-def]
     from lipsynckit.selection import choose_model
 
-    name, why = choose_model()
+    with caplog.at_level("DEBUG", logger="lipsynckit.selection"):
+        name, why = choose_model()
     assert name == "viseme"
-    assert "weight-free" in why and "not chosen" in why
+    assert why.startswith("viseme (no weights installed for ") and "wav2lip" in why and "\n" not in why
+    assert "not chosen: " in caplog.text and "wav2lip: weights not found" in caplog.text  # details: -v
+    caplog.clear()
     with caplog.at_level("INFO", logger="lipsynckit"):
         r = lsk.sync(astronaut_png, speech_wav, output=tmp_path / "auto.mp4", progress=False)
     assert r.model == "viseme"
-    assert "weight-free" in caplog.text
+    assert "model auto: viseme (no weights installed" in caplog.text
 
 
-def test_auto_model_choice_from_model_data(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_auto_model_choice_from_model_data(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     """With every model's weights present, CPU picks the best model that runs at a sensible speed."""
     import lipsynckit.selection as sel
     from lipsynckit.registry import list_models
 
     rows = [r.model_copy(update={"usable": True, "reason": ""}) for r in list_models() if r.info is not None]
     monkeypatch.setattr(sel, "list_models", lambda weights=None: rows)
-    name, why = sel.choose_model(device="cpu")
+    with caplog.at_level("DEBUG", logger="lipsynckit.selection"):
+        name, why = sel.choose_model(device="cpu")
     assert name == "wav2lip_gan", why
-    assert "musetalk: about 6.8 s per frame on CPU" in why and "latentsync" in why
+    assert why == (  # one line; the per-model figures are in the log (-v)
+        "wav2lip_gan (the best usable model on this CPU; "
+        "too slow on CPU: latentsync, latentsync_15, musetalk, musetalk_v10)"
+    )
+    assert "musetalk: about 6.8 s per frame on CPU" in caplog.text  # the figures: -v
     monkeypatch.setattr(sel, "_gpu_memory_gb", lambda: 80.0)
     assert sel.choose_model(device="cuda")[0] == "latentsync"
     monkeypatch.setattr(sel, "_gpu_memory_gb", lambda: 6.0)
-    name, why = sel.choose_model(device="cuda")
-    assert name == "musetalk" and "needs" in why
+    with caplog.at_level("DEBUG", logger="lipsynckit.selection"):
+        name, why = sel.choose_model(device="cuda")
+    assert name == "musetalk" and why.endswith("too little VRAM: latentsync, latentsync_15)")
+    assert "latentsync: needs " in caplog.text and "this GPU has 6 GB" in caplog.text

@@ -292,3 +292,42 @@ def test_list_models_prints_as_a_table_and_stays_a_list(capsys: pytest.CaptureFi
     assert "<table>" in rows._repr_html_() and "wav2lip" in rows._repr_html_()
     assert main(["list-models"]) == 0
     assert capsys.readouterr().out.rstrip("\n") == table
+
+
+def test_the_bench_sample_media_ship_inside_the_package() -> None:
+    from lipsynckit.bench import sample_media
+    from lipsynckit.inputs import check_run
+
+    photo, speech = sample_media()
+    assert "site-packages" in str(photo) or photo.parent.parent.name == "lipsynckit"
+    check_run(photo, speech, None)  # a readable photo and a readable sound track
+    assert sf.info(str(speech)).duration > 5
+
+
+@pytest.mark.slow  # the bench measures the whole 7 s sample: about 20 s of CPU
+@pytest.mark.timeout(900)
+def test_bench_with_no_arguments_runs_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import tempfile
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the repository: the sample media ship inside the package
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert main(["-q", "bench", "--models", "viseme", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert list(elsewhere.iterdir()) == []  # nothing written where it was run
+    (report,) = temp.iterdir()
+    assert report.name.startswith("lipsynckit-bench-") and f"report written to {report}" in out
+    assert {"bench.json", "bench.md", "bench.png"} <= {p.name for p in report.iterdir()}
+    row = json.loads((report / "bench.json").read_text())["rows"][0]
+    assert row["usable"] and row["output"] == "mp4" and row["step_fps"] > 0 and row["pipeline_fps"] > 0
+    assert 0 < row["encode_share"] < 1
+    assert (report / "outputs" / "viseme.mp4").is_file()
+    line = next(ln for ln in out.splitlines() if ln.startswith("viseme: model step "))
+    assert f"pipeline {row['pipeline_fps']:.1f} fps, of which the mp4 encoder took" in line
+    assert "encoder share" in (report / "bench.md").read_text()

@@ -142,7 +142,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "cut), start again from frame 0 (loop), or stop with the video (cut)",
     )
     o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
-    o.add_argument("--lossless", action="store_true", help="lossless FFV1 .mkv output")
+    o.add_argument(
+        "--lossless",
+        action="store_true",
+        help="lossless FFV1 output (-o must be .mkv or a folder; default name .mkv)",
+    )
     o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, default 18)")
     o.add_argument(
         "--preset",
@@ -192,6 +196,13 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync_batch
+
+    if args.manifest:
+        from lipsynckit.jobs.cli import run_manifest_command
+
+        return run_manifest_command(args, _model_options(args), _sync_overrides(args))
+    if not args.template or not args.audios or not args.out_dir:
+        raise LipSyncError("batch needs TEMPLATE AUDIO... -o OUT_DIR, or --manifest", stage="options")
 
     results = sync_batch(
         args.template,
@@ -320,16 +331,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sync", help="lip-sync one video or image to one audio file")
     s.add_argument("video", help="video or still image with a face")
     s.add_argument("audio", nargs="?", help="audio file (default: the video's own audio track)")
-    s.add_argument("-o", "--output", help="output file (.mp4, .mkv lossless, or a folder for PNG frames)")
+    s.add_argument(
+        "-o",
+        "--output",
+        help="output: .mp4/.mov (H.264 + AAC), .mkv (lossless FFV1), .webm (VP9 + Opus), or a folder "
+        "(no suffix) for PNG frames; the suffix picks the container",
+    )
     s.add_argument("--avatar-dir", help="cache prepared faces here and reuse them (template videos)")
     s.add_argument("--json", help="write the run's statistics to this JSON file")
     _add_run_args(s)
     s.set_defaults(func=cmd_sync)
 
     b = sub.add_parser("batch", help="one template video, many audio tracks (personalised videos)")
-    b.add_argument("template")
-    b.add_argument("audios", nargs="+")
-    b.add_argument("--out-dir", "-o", required=True)
+    b.add_argument("template", nargs="?")
+    b.add_argument("audios", nargs="*")
+    b.add_argument("--out-dir", "-o", help="output folder (with --manifest: where relative outputs go)")
+    from lipsynckit.jobs.cli import add_manifest_args
+
+    add_manifest_args(b)
     b.add_argument("--concurrency", type=int, default=2, help="jobs run at once (their frames share batches)")
     _add_run_args(b)
     b.set_defaults(func=cmd_batch)
@@ -352,12 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--weights", help="a file or folder to look in besides the cache")
     w.set_defaults(func=cmd_weights)
 
-    try:
-        from lipsynckit.bench import add_bench_parser
+    from lipsynckit.bench import add_bench_parser  # light (no torch); an error here must be seen
 
-        add_bench_parser(sub)
-    except ImportError:
-        pass
+    add_bench_parser(sub)
     return p
 
 

@@ -145,8 +145,12 @@ def track_source(
     model: LipSyncModel,
     timer: _Timer,
     frame_size: tuple[int, int] | None = None,
+    first_frame: int = 0,
 ) -> FaceTrack:
-    """Find the face in the first ``num_frames`` source frames (or read them from --face-boxes)."""
+    """Find the face in ``num_frames`` source frames from ``first_frame`` (or read them from --face-boxes).
+
+    ``first_frame`` lets a segment job track only the frames it re-syncs; the track is indexed from it.
+    """
     from lipsynckit.faces import TrackOptions, get_face_detector, load_face_boxes
     from lipsynckit.faces.segments import track_segments
     from lipsynckit.media import VideoSource
@@ -155,7 +159,10 @@ def track_source(
         _check_input(options.face_boxes, "faces")
         with timer.stage("detect"):
             # the file may describe the whole video while the audio needs fewer of its frames
-            return load_face_boxes(options.face_boxes, num_frames, frame_size=frame_size, allow_more=True)
+            boxes = load_face_boxes(
+                options.face_boxes, first_frame + num_frames, frame_size=frame_size, allow_more=True
+            )
+            return FaceTrack(faces=boxes.faces[first_frame:], detector=boxes.detector)
     name = options.detector
     if name == "auto" and model.info.default_detector not in ("auto", ""):
         name = _usable_detector(model.info.default_detector)
@@ -173,7 +180,7 @@ def track_source(
 
     def open_frames(a: int, b: int) -> Iterator[np.ndarray]:
         # one decoder per segment and thread: it seeks to the key frame before `a`
-        return src.frames(range(a, b))
+        return src.frames(range(first_frame + a, first_frame + b))
 
     with timer.stage("detect"):
         return track_segments(
@@ -321,10 +328,9 @@ def generate_frames(
             timer.add("prepare", time.perf_counter() - t0)
 
     def producer() -> None:
+        prepared = map_ordered(prepare_one, enumerate(frames), workers=options.prepare_workers, max_pending=8)
         try:
-            for i, frame, pf, err in map_ordered(
-                prepare_one, enumerate(frames), workers=options.prepare_workers, max_pending=8
-            ):
+            for i, frame, pf, err in prepared:
                 if err:
                     failed.append((i, err))
                     if not options.keep_going:
@@ -336,6 +342,7 @@ def generate_frames(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             error.append(exc)
         finally:
+            prepared.close()  # a failed frame stops the run: the prepare workers stop now, not at GC
             try:
                 job.close()
             finally:

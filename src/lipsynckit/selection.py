@@ -69,5 +69,5 @@ def choose_model(weights: str | None = None, device: str | None = None) -> tuple
             name,
             f"{name} (no weights installed for {missing}; `lipsynckit weights list` says where to get them)",
         )
-    others = f"; {len(skipped)} other(s) not usable here, -v says why" if skipped else ""
+    others = "".join(f"; {group}: {', '.join(names)}" for group, names in groups.items())
     return name, f"{name} (the best usable model on this {where}{others})"

@@ -138,17 +138,28 @@ def check_reachable(endpoint: str) -> None:
     in at most :data:`CONNECT_TIMEOUT_S` and remembers the answer for the rest of the process.
     """
     import socket
+    import threading
     from urllib.parse import urlsplit
 
     if endpoint not in _UNREACHABLE:
         parts = urlsplit(endpoint)
         host = parts.hostname or endpoint
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        outcome: list[str] = []
+
+        def connect() -> None:  # on a thread: a name look-up has no timeout of its own
+            try:
+                socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+                outcome.append("")
+            except OSError as exc:
+                outcome.append(f"{type(exc).__name__}: {exc}")
+
+        probe = threading.Thread(target=connect, name="lipsynckit-online-probe", daemon=True)
+        probe.start()
+        probe.join(CONNECT_TIMEOUT_S + 0.5)
+        if outcome and not outcome[0]:
             return
-        except OSError as exc:
-            _UNREACHABLE[endpoint] = f"{type(exc).__name__}: {exc}"
+        _UNREACHABLE[endpoint] = outcome[0] if outcome else f"no answer within {CONNECT_TIMEOUT_S:g} s"
     raise OfflineError(
         f"cannot reach {endpoint} ({_UNREACHABLE[endpoint]}): this machine looks offline",
         stage="weights",

@@ -3,6 +3,11 @@
 The UNet (1.27 G parameters, 5 GB in float32) is built on the ``meta`` device and takes the
 memory-mapped checkpoint tensors as its parameters, so the peak is about one copy of the weights
 (file-backed, reclaimable pages) rather than two or three.
+
+Architectures: the released ones are built in. A ``checkpoints/`` folder may carry its own, as the
+official repository's ``configs/`` does: ``unet_config.yaml`` (a copy of ``configs/unet/stage2*.yaml``;
+its ``model:`` section and ``data.resolution`` are read) and the diffusers ``config.json`` beside the
+VAE weights (``sd-vae-ft-mse/config.json``, as the hub repository ships it).
 """
 
 from __future__ import annotations
@@ -29,10 +34,7 @@ log = logging.getLogger(__name__)
 
 COMPUTED_BUFFERS = ("pos_encoder.pe",)
 
-# The architecture configs the plugin builds (the released ``stage2*.yaml`` model section and the
-# sd-vae-ft-mse config). Module-level so that tests can load small stand-ins through the same path.
-UNET_CONFIG: UNet3DConfig = UNet3DConfig()
-VAE_ARCH: dict[str, Any] = dict(VAE_CONFIG)
+CHUNK_FRAMES = 16  # data.num_frames of every released config; the runtime denoises 16-frame chunks
 
 
 def _torch_load(path: Path) -> Any:
@@ -140,6 +142,75 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None) -> Any:
     return vae.eval()
 
 
+def read_unet_config(path: str | Path) -> tuple[UNet3DConfig, int | None]:
+    """The ``model:`` section and ``data.resolution`` of an official ``configs/unet/stage2*.yaml``
+    (YAML or JSON, the same structure); other sections and keys are ignored."""
+    p = Path(path)
+
+    def bad(what: str) -> WeightsError:
+        return WeightsError(
+            f"not a LatentSync UNet config: {what}",
+            path=p,
+            stage="weights",
+            remedy="copy configs/unet/stage2_512.yaml (1.6) or stage2.yaml (1.5) of bytedance/LatentSync "
+            "to unet_config.yaml, or remove the file to use the released architecture",
+        )
+
+    try:
+        import yaml
+    except ImportError as exc:
+        raise WeightsError(
+            "reading unet_config.yaml needs PyYAML",
+            path=p,
+            stage="weights",
+            remedy='pip install "lipsynckit[latentsync]" (or pyyaml)',
+        ) from exc
+    try:
+        data = yaml.safe_load(p.read_text())
+    except Exception as exc:  # noqa: BLE001 - reported with the file and what to do
+        raise bad(f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise bad("no 'model:' section")
+    section = data.get("data") or {}
+    if not isinstance(section, dict):
+        raise bad("'data:' is not a mapping")
+    frames = section.get("num_frames", CHUNK_FRAMES)
+    if frames != CHUNK_FRAMES:
+        raise bad(f"data.num_frames is {frames}; lipsynckit runs the released {CHUNK_FRAMES}-frame chunks")
+    res = section.get("resolution")
+    if res is not None and (not isinstance(res, int) or res < 8 or res % 8):
+        raise bad(f"data.resolution must be a positive multiple of 8, got {res!r}")
+    try:
+        cfg = UNet3DConfig.model_validate(data["model"])
+    except ValueError as exc:
+        raise bad(str(exc).splitlines()[0]) from exc
+    return cfg, res
+
+
+def read_vae_config(weights_path: str | Path) -> dict[str, Any]:
+    """The VAE architecture: the diffusers ``config.json`` beside the weights when there is one (its
+    ``_``-prefixed bookkeeping keys dropped) over the built-in sd-vae-ft-mse config."""
+    cfg_path = Path(weights_path).parent / "config.json"
+    if not cfg_path.is_file():
+        return dict(VAE_CONFIG)
+    import json
+
+    try:
+        data = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(
+            f"cannot read the VAE config ({exc.__class__.__name__})",
+            path=cfg_path,
+            stage="weights",
+            remedy="download config.json of stabilityai/sd-vae-ft-mse again, or remove it",
+        ) from exc
+    if not isinstance(data, dict):
+        raise WeightsError(
+            "the VAE config is not a JSON object", path=cfg_path, stage="weights", remedy="remove it"
+        )
+    return {**VAE_CONFIG, **{k: v for k, v in data.items() if not k.startswith("_")}}
+
+
 def build_runtime(
     plugin: LatentSyncPlugin,
     weights: str | Path | None,
@@ -170,7 +241,15 @@ def build_runtime(
     records = {wf.key: wf for wf in plugin.info.weights}
     for key, path in files.items():
         verify(path, records[key])
-    unet = load_unet(files["unet"], UNET_CONFIG)
-    vae = load_vae(files.get("vae") or files["vae_bin"], VAE_ARCH)
+    unet_cfg, resolution, info = UNet3DConfig(), plugin.resolution, plugin.info
+    if "unet_config" in files:
+        unet_cfg, res = read_unet_config(files["unet_config"])
+        if res is not None and res != resolution:
+            resolution = res
+            info = info.model_copy(update={"face_size": res})
+        log.info("LatentSync architecture from %s (resolution %d)", files["unet_config"], resolution)
+    vae_file = files.get("vae") or files["vae_bin"]
+    unet = load_unet(files["unet"], unet_cfg)
+    vae = load_vae(vae_file, read_vae_config(vae_file))
     encoder = load_whisper_encoder(files["whisper"])
-    return LatentSyncRuntime(plugin.info, unet, vae, encoder, plugin.resolution, opts, device=device)
+    return LatentSyncRuntime(info, unet, vae, encoder, resolution, opts, device=device)

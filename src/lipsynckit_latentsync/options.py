@@ -59,9 +59,11 @@ class LatentSyncOptions(BaseModel):
         "not official); False: such faces are an error",
     )
     exact_restore: bool = Field(
-        False,
-        description="generate returns float32 faces in [-1, 1] instead of uint8 so composite restores the "
-        "un-quantised decoder output, as the official pipeline does",
+        True,
+        description="generate returns the float32 decoder output (in [-1, 1] for real weights) so composite "
+        "restores it un-quantised, as the official pipeline does; False: uint8 faces (a quarter of the "
+        "memory per face waiting for composite, up to 1 grey level off, more where decoded values leave "
+        "[-1, 1])",
     )
     paste: str | None = Field(
         None, description="accepted for CLI symmetry; LatentSync always uses its own mask"

@@ -4,6 +4,8 @@ Data only at import time (ModelInfo and weight records); torch/diffusers work ha
 ``--weights DIR`` accepts the official ``checkpoints/`` layout (``latentsync_unet.pt``,
 ``whisper/tiny.pt``) plus the VAE (``sd-vae-ft-mse/``, which the official code fetches from the hub
 itself); each file may also sit in the lipsynckit cache, or be downloaded when ``download=True``.
+An optional ``unet_config.yaml`` (a copy of the official ``configs/unet/stage2*.yaml``) and the VAE's
+``config.json`` carry a non-released architecture (see ``loader``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,25 @@ _VAE = [
 ]
 
 
+def _unet_config(version: str) -> WeightFile:
+    stage = "stage2_512.yaml" if version == "1.6" else "stage2.yaml"
+    return WeightFile(
+        key="unet_config",
+        filename="unet_config.yaml",
+        relpath="unet_config.yaml",
+        sources=[
+            WeightSource(
+                url=f"https://raw.githubusercontent.com/bytedance/LatentSync/main/configs/unet/{stage}",
+                note="official configs/ (the released architecture is built in)",
+            )
+        ],
+        license="Apache-2.0 (bytedance/LatentSync code)",
+        optional=True,
+        description=f"UNet architecture and face resolution: a copy of configs/unet/{stage} "
+        "(model: and data.resolution are read); without it the released config is used",
+    )
+
+
 def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
     return ModelInfo(
         name=name,
@@ -108,7 +129,7 @@ def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
         license="Apache-2.0",
         weights_license=_WEIGHTS_LICENSE,
         non_commercial=False,
-        weights=[_unet(version), _whisper(version), *_VAE],
+        weights=[_unet(version), _whisper(version), *_VAE, _unet_config(version)],
         extra="latentsync",
         requires=["diffusers", "safetensors"],
         default_detector="insightface",

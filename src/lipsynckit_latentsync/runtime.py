@@ -193,7 +193,10 @@ class LatentSyncRuntime(BaseLipSyncModel):
                 while len(self._jobs) > MAX_JOBS:
                     self._jobs.popitem(last=False)
             elif chunk != st.next_chunk:
-                log.warning(
+                # a later chunk is normal when whole chunks had no face or were silent (the gate skips
+                # them); an earlier one means out-of-order delivery, which the scheduler should never do
+                log.log(
+                    logging.DEBUG if chunk > st.next_chunk else logging.WARNING,
                     "job %d: chunk %d arrived, expected chunk %d; the noise is still shared but the "
                     "posterior draws no longer follow the official order",
                     job_id,

@@ -89,6 +89,24 @@ def save_diffusers_vae(path: Path, vae: Any) -> Path:
     return path
 
 
+def make_small_checkpoints(root: Path, reference_dir: Path) -> Path:
+    """The official ``checkpoints/`` layout holding the reference folder's small architectures:
+    ``latentsync_unet.pt``, ``whisper/tiny.pt``, ``sd-vae-ft-mse/diffusion_pytorch_model.safetensors``
+    with its diffusers ``config.json``, and ``unet_config.yaml`` in the structure of the official
+    ``configs/unet/stage2*.yaml`` (``data.resolution`` 64, the shrunken ``model:`` section)."""
+    import yaml
+
+    save_official_unet(root / "latentsync_unet.pt", golden_unet_state(reference_dir))
+    save_openai_whisper_tiny(root / "whisper" / "tiny.pt")
+    vae_dir = root / "sd-vae-ft-mse"
+    save_diffusers_vae(vae_dir / "diffusion_pytorch_model.safetensors", golden_vae(reference_dir))
+    vae_cfg = json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
+    (vae_dir / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", **vae_cfg}))
+    stage2 = {"data": {"num_frames": 16, "resolution": 64}, "model": golden_unet_config(reference_dir)}
+    (root / "unet_config.yaml").write_text(yaml.safe_dump(stage2))
+    return root
+
+
 def haar_face(rgb: np.ndarray, min_size: int = 60) -> tuple[int, int, int, int]:
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

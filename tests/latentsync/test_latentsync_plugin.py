@@ -18,21 +18,9 @@ import torch
 from lipsynckit.errors import WeightsError
 from lipsynckit.media import load_audio
 from lipsynckit.types import Face, FaceTrack, ModelBatch, WorkItem
-from lipsynckit_latentsync import loader
-from lipsynckit_latentsync.plugin import LatentSyncPlugin, plugin, plugin_15
-from lipsynckit_latentsync.unet import UNet3DConfig
+from lipsynckit_latentsync.plugin import plugin, plugin_15
 
-from ls_testutil import (
-    golden_unet_config,
-    golden_unet_state,
-    golden_vae,
-    haar_face,
-    landmarks_from_box,
-    ref,
-    save_diffusers_vae,
-    save_official_unet,
-    save_openai_whisper_tiny,
-)
+from ls_testutil import haar_face, landmarks_from_box, make_small_checkpoints, ref
 
 
 def test_plugin_import_is_light() -> None:
@@ -64,31 +52,58 @@ def test_missing_weights_say_where_to_get_them(tmp_path: Path) -> None:
     assert not ok and "weights not found" in reason
 
 
-def make_checkpoints(root: Path, reference_dir: Path) -> Path:
-    """The official layout: checkpoints/latentsync_unet.pt, checkpoints/whisper/tiny.pt (+ the VAE)."""
-    save_official_unet(root / "latentsync_unet.pt", golden_unet_state(reference_dir))
-    save_openai_whisper_tiny(root / "whisper" / "tiny.pt")
-    save_diffusers_vae(
-        root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors", golden_vae(reference_dir)
+def test_unet_config_file_is_read_or_refused_clearly(tmp_path: Path, reference_dir: Path) -> None:
+    """unet_config.yaml: the official stage2*.yaml structure; anything else is one error naming it."""
+    import yaml
+
+    from lipsynckit_latentsync.loader import read_unet_config, read_vae_config
+
+    model = json.loads(ref(reference_dir, "golden_unet_config.json").read_text())
+    good = tmp_path / "unet_config.yaml"
+    good.write_text(yaml.safe_dump({"data": {"resolution": 64, "num_frames": 16, "fps": 25}, "model": model}))
+    cfg, res = read_unet_config(good)
+    assert res == 64 and cfg.block_out_channels == [32, 64, 64, 64]
+    cases = {
+        "no_model.yaml": ({"data": {"resolution": 64}}, "no 'model:' section"),
+        "frames.yaml": ({"data": {"num_frames": 8}, "model": model}, "num_frames is 8"),
+        "res.yaml": ({"data": {"resolution": 100}, "model": model}, "multiple of 8"),
+    }
+    for name, (data, msg) in cases.items():
+        f = tmp_path / name
+        f.write_text(yaml.safe_dump(data))
+        with pytest.raises(WeightsError, match=msg) as err:
+            read_unet_config(f)
+        assert str(f) in str(err.value)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed")
+    with pytest.raises(WeightsError, match="not a LatentSync UNet config"):
+        read_unet_config(broken)
+    # the VAE: no config.json beside the weights = the built-in sd-vae-ft-mse architecture
+    vae_file = tmp_path / "vae" / "diffusion_pytorch_model.safetensors"
+    vae_file.parent.mkdir()
+    assert read_vae_config(vae_file)["block_out_channels"] == [128, 256, 512, 512]
+    (vae_file.parent / "config.json").write_text(
+        json.dumps({"_class_name": "AutoencoderKL", "layers_per_block": 1})
     )
-    return root
+    cfg_vae = read_vae_config(vae_file)
+    assert (
+        cfg_vae["layers_per_block"] == 1
+        and "_class_name" not in cfg_vae
+        and cfg_vae["scaling_factor"] == 0.18215
+    )
 
 
 def test_official_layout_end_to_end_on_real_media(
     reference_dir: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     speech_wav: Path,
     astronaut_png: Path,
 ) -> None:
-    # the shrunken architectures of the reference folder stand in for the released sizes
-    monkeypatch.setattr(loader, "UNET_CONFIG", UNet3DConfig.model_validate(golden_unet_config(reference_dir)))
-    monkeypatch.setattr(
-        loader, "VAE_ARCH", json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
-    )
-    ckpt = make_checkpoints(tmp_path / "checkpoints", reference_dir)
-    small = LatentSyncPlugin("latentsync_small", "1.5", 64, 0.0)
-    model = small.load(weights=ckpt, options={"steps": 2, "seed": 5, "deepcache": True})
+    # the shrunken architectures of the reference folder stand in for the released sizes: the
+    # folder carries them (unet_config.yaml, sd-vae-ft-mse/config.json) as a user's folder would
+    ckpt = make_small_checkpoints(tmp_path / "checkpoints", reference_dir)
+    model = plugin_15.load(weights=ckpt, options={"steps": 2, "seed": 5, "deepcache": True})
+    assert model.info.face_size == 64
 
     clip = load_audio(speech_wav).slice(0.0, 0.7)
     windows = model.audio_features(clip, 25.0)
@@ -110,13 +125,14 @@ def test_official_layout_end_to_end_on_real_media(
         return outs
 
     first, second = run_job(1), run_job(2)
-    assert len(first) == 19 and all(o.shape == (64, 64, 3) and o.dtype == np.uint8 for o in first)
+    # the default output path: the float decoder output (the official restoration's input)
+    assert len(first) == 19 and all(o.shape == (64, 64, 3) and o.dtype == np.float32 for o in first)
     for a, b in zip(first, second, strict=True):  # the seed makes runs repeatable
         np.testing.assert_array_equal(a, b)
     assert not all(np.array_equal(first[0], o) for o in first[1:])  # the audio drives the frames
     # outside the mouth mask the generated face is the input face (the official paste-back)
     keep = prepared.data["mask"] == 255
-    assert np.abs(first[0][keep].astype(int) - prepared.crop[keep].astype(int)).max() <= 1
+    np.testing.assert_allclose((first[0][keep] + 1) * 127.5, prepared.crop[keep], atol=1e-3)
 
     out = model.composite(img, prepared, first[0])
     x1, y1, x2, y2 = prepared.box
@@ -127,19 +143,15 @@ def test_official_layout_end_to_end_on_real_media(
 
 
 def test_sync_a_real_talking_face_video(
-    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speech_wav: Path, carphone_mp4: Path
+    reference_dir: Path, tmp_path: Path, speech_wav: Path, carphone_mp4: Path
 ) -> None:
     """lipsynckit.sync end to end (core pipeline and scheduler) on carphone with exact landmarks
     given through --face-boxes JSON, the small stand-in networks loaded from the official layout."""
     import lipsynckit
     from lipsynckit.media import read_video_frames
 
-    monkeypatch.setattr(loader, "UNET_CONFIG", UNet3DConfig.model_validate(golden_unet_config(reference_dir)))
-    monkeypatch.setattr(
-        loader, "VAE_ARCH", json.loads(ref(reference_dir, "golden_pipeline_vae_config.json").read_text())
-    )
-    ckpt = make_checkpoints(tmp_path / "checkpoints", reference_dir)
-    model = LatentSyncPlugin("latentsync_small", "1.5", 64, 0.0).load(weights=ckpt, options={"steps": 2})
+    ckpt = make_small_checkpoints(tmp_path / "checkpoints", reference_dir)
+    model = plugin_15.load(weights=ckpt, options={"steps": 2})
     src = read_video_frames(carphone_mp4)
     boxes, marks = [], []
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")

@@ -49,7 +49,7 @@ def items(job: int, indices: list[int]) -> ModelBatch:
 def test_batches_split_on_official_chunk_boundaries(runtime: tuple[LatentSyncRuntime, list[Any]]) -> None:
     rt, calls = runtime
     out = rt.generate(items(1, list(range(32))))
-    assert len(out) == 32 and out[0].dtype == np.uint8
+    assert len(out) == 32 and out[0].dtype == np.float32  # the default: the exact (float) hand-off
     assert [c[2] for c in calls] == [16, 16]
     calls.clear()
     rt.generate(items(1, [32, 33, 35, 40]))  # a frame without a face (34) stays out of its chunk
@@ -75,3 +75,4 @@ def test_options_reject_unknown_names() -> None:
     with pytest.raises(ValueError):
         LatentSyncOptions.model_validate({"stepz": 3})
     assert LatentSyncOptions().steps == 20 and LatentSyncOptions().guidance == 1.5
+    assert LatentSyncOptions().exact_restore  # the official float restoration is the default path

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from lipsynckit.errors import WeightsError
+from lipsynckit.testing import load_manifest
 from lipsynckit_latentsync.loader import load_unet
 from lipsynckit_latentsync.unet import DeepCacheState, UNet3DConditionModel, UNet3DConfig
 
-from lipsynckit.testing import load_manifest
 from ls_testutil import golden_unet_config, golden_unet_state, npz, ref, save_official_unet
 
 

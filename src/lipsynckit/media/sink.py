@@ -198,7 +198,8 @@ class VideoSink:
         else:
             if self.path.suffix.lower() != ".mkv":
                 logger.warning("ffv1 output %s: Matroska is written; name it .mkv", self.path)
-            c = av.open(str(self._tmp), "w", format="matroska")
+            # bitexact: no random segment UID or date, so the same frames give the same file bytes
+            c = av.open(str(self._tmp), "w", format="matroska", options={"fflags": "+bitexact"})
             vs = c.add_stream("ffv1", rate=self.fps)
             vs.pix_fmt = "bgr0"  # FFV1 has no 8-bit planar RGB; bgr0 is RGB-exact
         vs.width, vs.height = w, h

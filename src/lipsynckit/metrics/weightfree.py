@@ -3,10 +3,12 @@
 They do not replace LSE-D/LSE-C (which need ``syncnet_v2.model``); they catch the failures a
 user sees first, each with a simple, documented signal (details and sources: ``docs/metrics.md``):
 
-* **audio/mouth agreement** - mouth-region motion energy per frame against the speech RMS envelope
-  (Pearson correlation at lag 0 and the best lag within +-15 frames; the audio-visual energy
-  correlation of Hershey & Movellan, 2000), and how much the mouth still moves during silences
-  relative to speech ("closed in silence");
+* **audio/mouth agreement** - mouth openness measured from the pixels (the first principal component
+  of the mouth patches, darker = open) against the log 300-3000 Hz speech energy, both detrended:
+  the mean of the level correlation and the frame-to-frame change (onset) correlation, at lag 0 and
+  over lags within +-15 frames, with a margin between the best lag and the runner-up peak (after the
+  audio-visual energy correlation of Hershey & Movellan, 2000); and how much the mouth still moves
+  during silences relative to speech ("closed in silence");
 * **identity outside the mouth** - PSNR and SSIM (Wang et al., 2004) of generated vs source frames
   on the pixels outside the mouth boxes;
 * **temporal stability** - mean absolute second temporal difference of the mouth region (jitter)
@@ -23,6 +25,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.ndimage import gaussian_filter
+from scipy.signal import butter, detrend, sosfiltfilt
 
 from lipsynckit.errors import AudioError, VideoError
 from lipsynckit.types import AudioClip
@@ -30,9 +33,14 @@ from lipsynckit.types import AudioClip
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AVAgreement",
     "WeightFreeMetrics",
     "WeightFreeOptions",
+    "audio_mouth_agreement",
     "mouth_box_from_face",
+    "mouth_openness",
+    "mouth_patches",
+    "speech_band_envelope",
     "speech_envelope",
     "ssim",
     "ssim_map",
@@ -49,6 +57,12 @@ class WeightFreeOptions(BaseModel):
 
     patch_size: int = Field(default=32, ge=4, description="mouth patches are resampled to this square size")
     max_lag_frames: int = Field(default=15, ge=0, description="lag search range (SyncNet's vshift)")
+    speech_band_hz: tuple[float, float] = Field(
+        default=(300.0, 3000.0), description="band of the speech energy the mouth is compared with"
+    )
+    envelope_floor_db: float = Field(
+        default=-40.0, lt=0.0, description="log energy floor below the 95th percentile (silence)"
+    )
     silence_db: float = Field(
         default=-20.0,
         le=0.0,
@@ -81,12 +95,17 @@ class WeightFreeMetrics(BaseModel):
         description="mean abs change of the mouth patch per frame, grey levels 0..255"
     )
     av_correlation: float | None = Field(
-        description="Pearson r of mouth motion vs speech envelope at lag 0 (None if either is constant)"
+        description="agreement of mouth openness with the speech energy at lag 0: mean of the level and "
+        "the onset Pearson r (None if either signal is constant)"
     )
     av_best_lag_frames: int | None = Field(
-        description="lag with the highest r; positive = the video lags the audio (SyncNet's AV offset sign)"
+        description="lag with the highest agreement; positive = the video lags the audio (SyncNet's AV "
+        "offset sign)"
     )
     av_best_correlation: float | None
+    av_lag_margin: float | None = Field(
+        description="best agreement minus the runner-up peak of the lag curve; small = the lag is ambiguous"
+    )
     silence_motion_ratio: float | None = Field(
         description="mouth motion in silent stretches / in speech; low = mouth rests in silence"
     )
@@ -146,14 +165,148 @@ def mouth_box_from_face(face_box: np.ndarray) -> np.ndarray:
 def speech_envelope(audio: AudioClip, fps: float, num_frames: int) -> np.ndarray:
     """RMS of the mono waveform over each frame's interval ``[t/fps, (t+1)/fps)`` (0 past the end)."""
     x = audio.numpy().astype(np.float64)
+    return np.sqrt(_frame_means(x * x, audio.sample_rate, fps, num_frames))
+
+
+def _frame_means(y: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
+    """Mean of ``y`` over each frame interval ``[t/fps, (t+1)/fps)`` (0 past the end)."""
+    c = np.concatenate([[0.0], np.cumsum(y, dtype=np.float64)])
+    t = np.arange(num_frames + 1)
+    edges = np.clip(np.rint(t * sample_rate / fps).astype(np.int64), 0, len(y))
+    counts = np.diff(edges)
+    sums = c[edges[1:]] - c[edges[:-1]]
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+def speech_band_envelope(
+    audio: AudioClip,
+    fps: float,
+    num_frames: int,
+    band_hz: tuple[float, float] = (300.0, 3000.0),
+    floor_db: float = -40.0,
+) -> np.ndarray:
+    """Log energy (dB re. the 95th percentile, floored at ``floor_db``) of the speech band per frame.
+
+    The band (default 300-3000 Hz: the formant region, where the energy follows the opening of the
+    mouth rather than voicing or fricative noise) is cut with a zero-phase Butterworth filter, so the
+    envelope carries no delay of its own; the log compresses loud vowels against soft consonants.
+    """
+    x = audio.numpy().astype(np.float64)
     sr = audio.sample_rate
-    env = np.zeros(num_frames, dtype=np.float64)
-    for t in range(num_frames):
-        a, b = int(round(t * sr / fps)), int(round((t + 1) * sr / fps))
-        seg = x[a:b]
-        if len(seg):
-            env[t] = math.sqrt(float(np.mean(seg * seg)))
-    return env
+    lo, hi = band_hz
+    hi = min(hi, 0.45 * sr)
+    if len(x) > 30 and 0 < lo < hi:
+        sos = butter(4, [lo, hi], btype="band", fs=sr, output="sos")
+        pad = min(len(x) - 1, 3 * (2 * len(sos) + 1))
+        x = sosfiltfilt(sos, x, padlen=pad)
+    energy = _frame_means(x * x, sr, fps, num_frames)
+    ref = float(np.percentile(energy, 95)) if num_frames else 0.0
+    if ref <= 0.0:
+        return np.full(num_frames, floor_db)
+    return np.asarray(10.0 * np.log10(np.maximum(energy, ref * 10 ** (floor_db / 10.0)) / ref))
+
+
+def mouth_patches(frames: np.ndarray, mouth_boxes: np.ndarray, size: int = 32) -> np.ndarray:
+    """``(N, size, size)`` float64 luma of each frame's mouth box, area-resampled (RGB uint8 frames)."""
+    f = np.asarray(frames)
+    if f.ndim != 4 or f.shape[-1] != 3:
+        raise VideoError(f"frames must be (N, H, W, 3), got {f.shape}", stage="metrics")
+    n, h, w, _ = f.shape
+    boxes = _int_boxes(mouth_boxes, n, h, w, "mouth boxes")
+    out = np.empty((n, size, size), dtype=np.float64)
+    for i in range(n):
+        out[i] = _patch(_grey(f[i]), boxes[i], size)
+    return out
+
+
+def _patch(grey: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    return np.asarray(cv2.resize(grey[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA))
+
+
+def mouth_openness(patches: np.ndarray) -> np.ndarray:
+    """How open the mouth is per frame, from the pixels alone: the patches' first principal component.
+
+    Over a clip most of the mouth patch's variance comes from the lips parting and closing; the sign
+    is fixed so that a darker patch (an open mouth shows the cavity) scores higher. Units are
+    arbitrary (only correlations use it); all zeros for a still mouth.
+    """
+    p = np.asarray(patches, dtype=np.float64)
+    n = len(p)
+    x = p.reshape(n, -1)
+    x = x - x.mean(axis=0, keepdims=True)
+    if n < 2 or not np.any(x):
+        return np.zeros(n)
+    _, vecs = np.linalg.eigh(x.T @ x)  # covariance eigenvectors, ascending: bounded cost for long clips
+    score = x @ vecs[:, -1]
+    brightness = x.mean(axis=1)
+    if float(np.dot(score, brightness)) > 0:
+        score = -score
+    return np.asarray(score)
+
+
+class AVAgreement(BaseModel):
+    """Agreement of a mouth-openness signal with a speech envelope over a range of lags."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scores: dict[int, float] = Field(description="lag -> mean of level and onset Pearson r")
+    best_lag: int | None
+    best_score: float | None
+    margin: float | None = Field(description="best score minus the highest other local maximum")
+
+    @property
+    def at_zero(self) -> float | None:
+        return self.scores.get(0)
+
+
+def _runner_up_peak(scores: dict[int, float], best: int) -> float | None:
+    """Highest local maximum of the lag curve other than the best one (ends count as maxima)."""
+    lags = sorted(scores)
+    peaks = []
+    for i, k in enumerate(lags):
+        left = scores[lags[i - 1]] if i > 0 else -math.inf
+        right = scores[lags[i + 1]] if i + 1 < len(lags) else -math.inf
+        if scores[k] >= left and scores[k] >= right and abs(k - best) > 1:
+            peaks.append(scores[k])
+    return max(peaks) if peaks else None
+
+
+def audio_mouth_agreement(openness: np.ndarray, envelope: np.ndarray, max_lag: int = 15) -> AVAgreement:
+    """Score ``openness[t]`` against ``envelope[t - lag]`` for every lag in ``[-max_lag, max_lag]``.
+
+    Both signals are linearly detrended (slow drifts of lighting, head pose or recording level are
+    not speech). The score is the mean of two Pearson correlations over the overlap: of the levels
+    (open while loud) and of the frame-to-frame changes (opening at onsets, closing at offsets).
+    The change term sharpens the peak: a mouth that follows the loudness a few frames late still
+    correlates in level but not in its onsets.
+    """
+    o = np.asarray(openness, dtype=np.float64)
+    e = np.asarray(envelope, dtype=np.float64)
+    if len(o) != len(e):
+        raise ValueError(f"openness ({len(o)}) and envelope ({len(e)}) must have one length")
+    n = len(o)
+    lag_range = min(max_lag, n - 10) if n > 10 else 0
+    if n < 3:
+        return AVAgreement(scores={}, best_lag=None, best_score=None, margin=None)
+    o, e = detrend(o), detrend(e)
+    level = _lagged_correlations(o, e, lag_range)
+    onset = _lagged_correlations(np.gradient(o), np.gradient(e), lag_range)
+    scores: dict[int, float] = {}
+    for k, a in level.items():
+        b = onset.get(k)
+        if a is not None and b is not None:
+            scores[k] = 0.5 * (a + b)
+    if not scores:
+        return AVAgreement(scores={}, best_lag=None, best_score=None, margin=None)
+    best = max(scores, key=lambda k: (scores[k], -abs(k)))
+    second = _runner_up_peak(scores, best)
+    return AVAgreement(
+        scores=scores,
+        best_lag=best,
+        best_score=scores[best],
+        margin=None if second is None else scores[best] - second,
+    )
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -348,8 +501,8 @@ def weightfree_metrics(
         s_grey = src_cache[1]
         g_grey = _grey(gen[i])
         x1, y1, x2, y2 = mboxes[i]
-        pg[i] = cv2.resize(g_grey[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
-        ps[i] = cv2.resize(s_grey[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+        pg[i] = _patch(g_grey, mboxes[i], size)
+        ps[i] = _patch(s_grey, mboxes[i], size)
         # identity outside the mouth
         outside = np.ones((h, w), dtype=bool)
         outside[y1:y2, x1:x2] = False
@@ -370,10 +523,8 @@ def weightfree_metrics(
     motion[1:] = np.mean(np.abs(np.diff(pg, axis=0)), axis=(1, 2))
     motion[0] = motion[1]
     env = speech_envelope(audio, fps, n)
-    lags = _lagged_correlations(motion, env, min(o.max_lag_frames, n - 10) if n > 10 else 0)
-    r0 = lags.get(0)
-    valid = {k: v for k, v in lags.items() if v is not None}
-    best_lag = max(valid, key=lambda k: (valid[k], -abs(k))) if valid else None
+    band = speech_band_envelope(audio, fps, n, o.speech_band_hz, o.envelope_floor_db)
+    agree = audio_mouth_agreement(mouth_openness(pg), band, o.max_lag_frames)
     silent = _silent_mask(env, o)
     speech = env >= (float(np.percentile(env, 95)) * 10 ** (o.silence_db / 20.0))
     silence_ratio = None
@@ -397,9 +548,10 @@ def weightfree_metrics(
         num_frames=n,
         fps=float(fps),
         mouth_motion=float(motion.mean()),
-        av_correlation=r0,
-        av_best_lag_frames=best_lag,
-        av_best_correlation=valid[best_lag] if best_lag is not None else None,
+        av_correlation=agree.at_zero,
+        av_best_lag_frames=agree.best_lag,
+        av_best_correlation=agree.best_score,
+        av_lag_margin=agree.margin,
         silence_motion_ratio=silence_ratio,
         silent_frames=int(silent.sum()),
         identity_psnr=float(np.mean(psnrs)),

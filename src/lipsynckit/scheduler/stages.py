@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -18,7 +18,7 @@ def map_ordered(
     workers: int,
     max_pending: int | None = None,
     on_time: Callable[[float], None] | None = None,
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """Apply ``fn`` in a thread pool, yielding results in input order with at most ``max_pending`` in flight.
 
     Why: decode, detection, cropping, blending and encoding release the GIL in numpy/OpenCV/PyAV, so a

@@ -1,0 +1,53 @@
+"""Jobs at scale: manifests of (template, audio, output) rows run locally or on a Ray cluster.
+
+``run_manifest("jobs.csv")`` runs every row, writes a status manifest beside the outputs and skips, on
+a re-run, the jobs whose outputs still verify. Ray is optional (``pip install "lipsynckit[ray]"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): `lipsynckit batch --help` reaches this package and must not load torch.
+_LAZY = {
+    "JobSpec": "manifest",
+    "RowError": "manifest",
+    "Segment": "manifest",
+    "read_manifest": "manifest",
+    "JobRunner": "runner",
+    "RunDefaults": "runner",
+    "run_manifest": "runner",
+    "status_path_for": "runner",
+    "splice_audio": "segments",
+    "sync_segments": "segments",
+    "JobError": "status",
+    "JobStatus": "status",
+    "StatusLog": "status",
+    "verify_output": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lipsynckit.jobs' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lipsynckit.jobs.{module}"), name)
+
+
+__all__ = [
+    "JobError",
+    "JobRunner",
+    "JobSpec",
+    "JobStatus",
+    "RowError",
+    "RunDefaults",
+    "Segment",
+    "StatusLog",
+    "read_manifest",
+    "run_manifest",
+    "splice_audio",
+    "status_path_for",
+    "sync_segments",
+    "verify_output",
+]

@@ -1,0 +1,117 @@
+"""The status manifest: one JSON line per job, appended as jobs finish and compacted at the end.
+
+Appending (one ``write`` + ``fsync`` per job) survives a killed run: the next pass reads every line,
+the last one per job wins, and a torn last line is ignored. A finished job is skipped on a re-run only
+when its output still exists and matches the recorded size, frame count and sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from lipsynckit.avatar import file_digest
+
+log = logging.getLogger(__name__)
+
+State = Literal["ok", "skipped", "failed"]
+
+
+class JobError(BaseModel):
+    """Why a job failed: the message, the stage (audio, video, faces, model, segments, manifest...) and
+    the file concerned."""
+
+    message: str
+    stage: str | None = None
+    file: str | None = None
+    remedy: str | None = None
+
+
+class JobStatus(BaseModel):
+    """One row of the status manifest."""
+
+    row: int
+    key: str | None = Field(None, description="hash of the row's spec; a changed row runs again")
+    state: State
+    template: str | None = None
+    audio: str | None = None
+    output: str | None = None
+    model: str | None = None
+    seconds: float = 0.0
+    frames: int = 0
+    faces_found: int = 0
+    segments: int = 0
+    size: int | None = None
+    sha256: str | None = None
+    error: JobError | None = None
+
+    def comparable(self) -> dict[str, object]:
+        """The fields two runs of the same job must agree on (timing excluded)."""
+        return self.model_dump(exclude={"seconds", "state"})
+
+
+def count_frames(path: str | Path) -> int:
+    from lipsynckit.media import probe
+
+    return int(probe(path).num_frames)
+
+
+def verify_output(status: JobStatus) -> bool:
+    """Whether a recorded successful job's output is still there, whole and unchanged."""
+    if status.state not in ("ok", "skipped") or not status.output or status.sha256 is None:
+        return False
+    p = Path(status.output)
+    try:
+        if not p.is_file() or p.stat().st_size != status.size:
+            return False
+        if file_digest(p) != status.sha256:
+            return False
+        return count_frames(p) == status.frames
+    except Exception as e:  # noqa: BLE001 - an unreadable output is simply not verified
+        log.info("output %s does not verify (%s); running the job again", p, e)
+        return False
+
+
+class StatusLog:
+    """The status manifest file of one manifest run."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, JobStatus]:
+        """The last status per output path (torn or foreign lines ignored)."""
+        found: dict[str, JobStatus] = {}
+        if not self.path.is_file():
+            return found
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    st = JobStatus.model_validate_json(line)
+                except ValueError:
+                    continue
+                if st.output:
+                    found[st.output] = st
+        return found
+
+    def append(self, status: JobStatus) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = status.model_dump_json() + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write_all(self, rows: list[JobStatus]) -> None:
+        """Replace the file with exactly these rows (manifest order), atomically."""
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for st in sorted(rows, key=lambda s: s.row):
+                f.write(json.dumps(st.model_dump(mode="json")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
