@@ -106,6 +106,7 @@ def test_no_dark_pixels_outside_the_landmark_mouth(
         changed += int(not np.array_equal(s, o))
     assert changed >= 60  # the speech does move the mouth (the check is not passed by doing nothing)
     assert not bad, f"frames with dark pixels outside the mouth region (frame, pixels): {bad}"
+    assert result.detector == "mtcnn"  # the offline default of the [faces] extra (docs/models/faces.md)
 
 
 def _render(model: object, frame: np.ndarray, face: Face, opening: float) -> np.ndarray:
