@@ -97,13 +97,19 @@ def test_registry_lists_detectors_and_auto_falls_back_to_opencv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "no_insightface"))
+    # without the [faces] extra auto must land on Haar; test_faces_offline_cnn checks it with it
+    from lipsynckit.faces.mtcnn_cv import MTCNNPlugin
+    from lipsynckit.faces.yuface_cnn import YuFacePlugin
+
+    monkeypatch.setattr(MTCNNPlugin, "requires", ("mtcnn_not_installed",))
+    monkeypatch.setattr(YuFacePlugin, "requires", ("yuface_not_installed",))
     rows = {name: (usable, reason) for name, usable, reason in list_face_detectors()}
     assert rows["opencv"][0] is True
     assert rows["insightface"][0] is False and "buffalo_l" in rows["insightface"][1]
     with caplog.at_level(logging.INFO, logger="lipsynckit.faces"):
         det = get_face_detector("auto")
     assert isinstance(det, FaceDetector) and det.name == "opencv"
-    assert "auto chose 'opencv'" in caplog.text and "insightface" in caplog.text
+    assert "auto chose 'opencv'" in caplog.text and "insightface" in caplog.text and "yuface" in caplog.text
     assert get_face_detector("opencv").name == "opencv"
     with pytest.raises(FaceDetectorError, match="no face detector plugin named 'nope'") as ei:
         get_face_detector("nope")

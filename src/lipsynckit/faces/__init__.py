@@ -19,7 +19,9 @@ from lipsynckit.faces.tracker import FaceTracker, TrackOptions, TrackStats, trac
 
 log = logging.getLogger(__name__)
 
-AUTO_ORDER = ("insightface", "s3fd", "opencv")
+# insightface only when its (downloaded, non-commercial) pack is present; with the [faces] extra the
+# offline default is MTCNN (5 landmarks that follow head roll), then yuface; Haar always works
+AUTO_ORDER = ("insightface", "mtcnn", "yuface", "s3fd", "opencv")
 
 __all__ = [
     "AUTO_ORDER",
@@ -68,8 +70,24 @@ def list_face_detectors() -> list[tuple[str, bool, str]]:
     return rows
 
 
+_announced: set[str] = set()
+
+
+def _create(plugin: FaceDetectorPlugin, kwargs: dict[str, Any]) -> FaceDetector:
+    """Build the detector; say once per process when its model forbids commercial use."""
+    if plugin.non_commercial and plugin.name not in _announced:
+        _announced.add(plugin.name)
+        log.warning(
+            "face detector %r is licensed %s: NON-COMMERCIAL use only. Check the licence before using "
+            "outputs commercially (--detector yuface or opencv are licence-clean).",
+            plugin.name,
+            plugin.license,
+        )
+    return plugin.create(**kwargs)
+
+
 def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
-    """Build a detector by plugin name; ``auto`` = insightface if its models are here, else s3fd, else opencv."""
+    """Build a detector by plugin name; ``auto`` tries ``AUTO_ORDER`` and takes the first usable one."""
     plugins = _plugins()
     if name == "auto":
         reasons: list[str] = []
@@ -90,7 +108,7 @@ def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
             )
             if reasons:
                 log.debug("face detector auto, not chosen: %s", "; ".join(reasons))
-            return plugin.create(**kwargs)
+            return _create(plugin, kwargs)
         raise FaceDetectorError(
             "no usable face detector: " + "; ".join(reasons),
             stage="faces",
@@ -118,4 +136,4 @@ def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
             remedy=f'pip install "lipsynckit[{name}]" or use --detector opencv',
         )
     log.info("face detector: %r", name)
-    return plugin.create(**kwargs)
+    return _create(plugin, kwargs)

@@ -130,3 +130,14 @@ class VisemeOptions(BaseModel):
         lt=0.5,
         description="mouth half-width, fraction of the box width (no landmarks)",
     )
+    follow_source: bool = Field(
+        default=True,
+        description="with landmarks: fit the lip line in the image and close the source's own open mouth "
+        "before drawing the new one (video of a talking face)",
+    )
+    close_ramp: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=1.0,
+        description="the source mouth is closed fully from this opening on (less below: no pop at onsets)",
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import asdict, replace
 from functools import lru_cache
 
 import numpy as np
@@ -15,6 +17,7 @@ from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
 from lipsynckit.viseme.audio import frame_features
 from lipsynckit.viseme.geometry import mouth_geometry, region_box
 from lipsynckit.viseme.options import VisemeOptions
+from lipsynckit.viseme.source_mouth import SourceMouth, close_mouth, fit_source_mouth
 from lipsynckit.viseme.warp import MouthInCrop, render, smoothstep
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,11 @@ class VisemeModel(BaseLipSyncModel):
             "roll": geom.roll,
             "geometry": geom.source,
         }
+        if geom.source != "box" and self.options.follow_source:
+            # landmarks: measure the source's own opening (closed before the new mouth is drawn)
+            # (plain floats: the avatar cache stores prepared faces with torch.save / weights_only)
+            fit = fit_source_mouth(frame, geom.cx, geom.cy, geom.half_width, geom.roll)
+            data["source_mouth"] = asdict(fit)
         return PreparedFace(box=box, crop=crop.copy(), data=data)
 
     def generate(self, batch: ModelBatch) -> list[np.ndarray]:
@@ -156,7 +164,20 @@ class VisemeModel(BaseLipSyncModel):
                 float(pf.data["face_height"]),
             )
             width = float(np.clip(feat[1], -1.0, 1.0)) if feat.size > 1 else 0.0
-            out.append(render(pf.crop, mouth, float(feat[0]), width, self.options))
+            opening = float(feat[0])
+            crop = pf.crop
+            fit = pf.data.get("source_mouth")
+            src = SourceMouth(**fit) if fit is not None else SourceMouth()
+            if src.half_gap > 0.0 and opening > 0.0:
+                # close the source's own mouth first (fully from a small opening on), then open it
+                ramp = min(1.0, opening / self.options.close_ramp)
+                crop = close_mouth(crop, mouth, src.band_centre, ramp * src.half_gap)
+                mouth = replace(
+                    mouth,
+                    cx=mouth.cx - src.band_centre * math.sin(mouth.roll),
+                    cy=mouth.cy + src.band_centre * math.cos(mouth.roll),
+                )
+            out.append(render(crop, mouth, opening, width, self.options))
         return out
 
     def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
