@@ -62,7 +62,7 @@ class ModelInfo(BaseModel):
     version: str = ""
     description: str = ""
     homepage: str = ""
-    face_size: int  # side of the square face crop the network sees
+    face_size: int  # side of the square face crop the network sees (0: native, the region as found)
     audio_sample_rate: int = 16000
     chunk_frames: int = 1  # frames that must be generated together (LatentSync: 16)
     min_vram_gb: float = 0.0

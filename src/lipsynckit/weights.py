@@ -195,7 +195,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def verify(path: str | Path, wf: WeightFile) -> bool:
-    """Check a file against its known sha256. Returns False when no digest is known."""
+    """Check a file against its recorded size, then its known sha256. Returns False when no digest is known."""
+    if wf.size_bytes is not None and Path(path).stat().st_size != wf.size_bytes:
+        raise WeightsError(
+            f"{wf.filename} is {Path(path).stat().st_size} bytes, the release is {wf.size_bytes}",
+            path=path,
+            stage="weights",
+            remedy="the file is truncated or a different release; delete it and fetch it again",
+        )
     if not wf.sha256:
         return False
     got = sha256_file(path)
