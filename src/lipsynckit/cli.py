@@ -25,7 +25,11 @@ def _setup_logging(verbosity: int) -> None:
     root = logging.getLogger("lipsynckit")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("lipsynckit_wav2lip", "lipsynckit_musetalk", "lipsynckit_latentsync"):
+    from lipsynckit.registry import plugin_packages
+
+    for name in plugin_packages():  # every discovered plugin's package, ours or a third party's
+        if name == "lipsynckit":
+            continue
         lg = logging.getLogger(name)
         lg.handlers[:] = [handler]
         lg.setLevel(level)

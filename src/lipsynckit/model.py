@@ -213,6 +213,21 @@ class ModelPlugin(ABC):
     """
 
     info: ModelInfo
+    #: ``pip install "<dist>[<extra>]"`` of the distribution that registered it (set by the registry)
+    install_hint: str = ""
+
+    @property
+    def name(self) -> str:
+        """The registered name (the registry checks that it equals the entry point's)."""
+        return self.info.name
+
+    @property
+    def extra(self) -> str | None:
+        return self.info.extra
+
+    @property
+    def requires(self) -> list[str]:
+        return self.info.requires
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.info.requires if importlib.util.find_spec(m) is None]
@@ -247,13 +262,9 @@ class ModelPlugin(ABC):
 
         missing = self.missing_modules()
         if missing:
-            hint = (
-                f'pip install "lipsynckit[{self.info.extra}]"'
-                if self.info.extra
-                else "pip install " + " ".join(missing)
-            )
+            hint = self.install_hint or "pip install " + " ".join(missing)
             raise ModelUnavailableError(
-                f"model {self.info.name!r} needs {', '.join(missing)}",
+                f"model {self.info.name!r} needs Python packages that are not installed: {', '.join(missing)}",
                 stage="model",
                 remedy=hint,
             )
