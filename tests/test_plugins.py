@@ -170,3 +170,29 @@ def test_external_plugin_passes_the_public_contract_suite(external_plugin_path: 
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "6 passed, 1 skipped" in proc.stdout  # the mirror needs no weights: that check is skipped
+
+
+def test_external_plugin_adds_its_own_flag_without_touching_core(
+    external_plugin_path: Path, tmp_path: Path, astronaut_png: Path, speech_wav: Path
+) -> None:
+    page = _run_cli(["sync", "--model-help", "mirror"], external_plugin_path, tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert "--threshold FLOAT" in page.stdout and "RMS loudness above which" in page.stdout
+    # the flag reaches the plugin's own options model, which validates it (ge=0)
+    bad = _run_cli(
+        [
+            "sync",
+            str(astronaut_png),
+            str(speech_wav),
+            "-o",
+            str(tmp_path / "m.mkv"),
+            "--model",
+            "mirror",
+            "--threshold",
+            "-1",
+        ],
+        external_plugin_path,
+        tmp_path,
+    )
+    assert bad.returncode == 2 and "invalid mirror options: threshold" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "m.mkv").exists()

@@ -15,12 +15,12 @@ from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
 from lipsynckit.pipeline import (
     SyncResult,
-    _Timer,
     generate_frames,
     scheduler_options,
     scheduler_target,
     sync_file,
 )
+from lipsynckit.timing import StageTimer
 from lipsynckit.types import AudioClip, FaceTrack
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def prepare_avatar(
     opts = opts.model_copy(update={"avatar_dir": root})
     cache = open_cache(root, video, m, opts)
     src = VideoSource(video, fps_for_images=opts.fps)
-    timer = _Timer()
+    timer = StageTimer()
     track = cache.load_track()
     if track is None:
         track = track_source(
@@ -125,13 +125,14 @@ def sync_batch(
     concurrency: int = 2,
     weights: str | Path | None = None,
     device: str | None = None,
+    dtype: torch.dtype | None = None,
     model_options: dict[str, Any] | None = None,
     **option_overrides: Any,
 ) -> list[SyncResult]:
     """One template, many audio tracks (personalised videos): prepared once, batched across jobs."""
     from lipsynckit.scheduler import BatchScheduler
 
-    m = resolve_model(model, weights, device, None, model_options)
+    m = resolve_model(model, weights, device, dtype, model_options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     option_overrides.setdefault("avatar_dir", out / ".avatar")
@@ -189,5 +190,5 @@ def sync_frames(
         track = detect_faces(arr, opts.detector)
     track = model.adjust_track(track, arr.shape[1:3])
     failed: list[tuple[int, str]] = []
-    gen = generate_frames(model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed)
+    gen = generate_frames(model, (arr[int(s)] for s in index), index, track, features, opts, StageTimer(), failed)
     return np.stack(list(gen))

@@ -377,7 +377,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     video = _check_input(args.video, "video")
     audio = _check_input(args.audio, "audio")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    from lipsynckit.cli import _model_options
+    from lipsynckit.cli_options import model_options_from_args
 
     report = run_bench(
         models,
@@ -388,7 +388,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.device,
         args.batch,
         args.syncnet,
-        model_options=_model_options(args) or None,
+        model_options=model_options_from_args(args) or None,
     )
     paths = write_report(report, Path(args.report))
     print(paths["markdown"].read_text())

@@ -35,25 +35,6 @@ def _setup_logging(verbosity: int) -> None:
         lg.setLevel(level)
 
 
-def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    for flag in ("paste", "steps", "seed", "guidance", "version"):
-        v = getattr(args, flag, None)
-        if v is not None:
-            opts[flag] = v
-    if getattr(args, "fp16", False):
-        opts["fp16"] = True
-    for kv in getattr(args, "option", None) or []:
-        if "=" not in kv:
-            raise LipSyncError(f"--option expects key=value, got {kv!r}", stage="options")
-        k, v = kv.split("=", 1)
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
-    return opts
-
-
 def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {
         "length_mode": args.length_mode,
@@ -91,14 +72,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", "-m", default="auto", help="model name (see list-models); auto = best usable")
     g.add_argument("--weights", "-w", help="weight file, or a folder in the model's official layout")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    g.add_argument("--fp16", action="store_true", help="half precision on GPU")
     g.add_argument(
-        "--paste", choices=["official", "feathered"], help="paste-back mode (model-specific default)"
+        "--fp16", action="store_true", help="half precision (dtype float16) where the model and device allow"
     )
-    g.add_argument("--steps", type=int, help="denoising steps (diffusion models)")
-    g.add_argument("--seed", type=int, help="random seed (diffusion models)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (diffusion models)")
     g.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="any model option")
+    g.add_argument(
+        "--model-help", metavar="MODEL", help="the options of MODEL (with --model MODEL they are flags)"
+    )
     f = p.add_argument_group("faces")
     f.add_argument("--detector", default="auto", help="face detector (see `lipsynckit detectors`)")
     f.add_argument("--face-boxes", help="JSON file with per-frame face boxes (skips detection)")
@@ -137,6 +117,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
 
     out = args.output
     if out is None:
@@ -148,7 +129,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         output=out,
         weights=args.weights,
         device=args.device,
-        model_options=_model_options(args),
+        dtype=dtype_from_args(args),
+        model_options=model_options_from_args(args),
         **_sync_overrides(args),
     )
     print(result.summary())
@@ -167,6 +149,7 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync_batch
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
 
     results = sync_batch(
         args.template,
@@ -175,7 +158,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         model=args.model,
         weights=args.weights,
         device=args.device,
-        model_options=_model_options(args),
+        dtype=dtype_from_args(args),
+        model_options=model_options_from_args(args),
         concurrency=args.concurrency,
         **_sync_overrides(args),
     )
@@ -341,7 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lipsynckit.cli_options import add_flags_for_argv, handle_model_help
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    try:
+        page = handle_model_help(argv)  # --model-help NAME: that plugin's options page, nothing else
+    except LipSyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if page is not None:
+        print(page)
+        return 0
+    add_flags_for_argv(parser, argv)  # --model NAME: that plugin's options become flags
     args = parser.parse_args(argv)
     _setup_logging(args.verbose - args.quiet)
     try:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from lipsynckit.errors import WeightsError
-from lipsynckit.model import ModelInfo, WeightFile
+from lipsynckit.model_info import ModelInfo, WeightFile
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from exc
 
 
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, unwrapped (:func:`unwrap_state_dict`) and memory-mapped when the file
+    allows it (zip-format torch files; safetensors and legacy files are read by :func:`load_checkpoint`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
+    raw: Any = None
+    if p.suffix != ".safetensors" and zipfile.is_zipfile(p) and not _is_torchscript(p):
+        try:
+            raw = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - read normally below, which reports a bad file properly
+            raw = None
+    if raw is None:
+        raw = load_checkpoint(p)
+    return unwrap_state_dict(raw)
+
+
 def unwrap_state_dict(
     obj: Any, keys: tuple[str, ...] = ("state_dict", "model", "module")
 ) -> dict[str, torch.Tensor]:
@@ -301,11 +318,14 @@ def load_strict(
     path: str | Path | None = None,
     ignore_missing: tuple[str, ...] = (),
     what: str = "model",
+    assign: bool = False,
 ) -> None:
     """``load_state_dict(strict=True)`` with a readable diff on failure.
 
     ``ignore_missing`` names key suffixes that may be absent (computed buffers such as positional
-    encodings); they keep the module's own values.
+    encodings); they keep the module's own values. ``assign`` makes the checkpoint tensors the
+    module's own (a module built on the ``meta`` device takes memory-mapped tensors without a copy);
+    any tensor left on ``meta`` is then an error.
     """
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     missing, unexpected, shapes = state_dict_diff(expected, state_dict, ignore_missing)
@@ -327,7 +347,11 @@ def load_strict(
             remedy="check that the file matches the model and variant you chose",
         )
     keep = {k: v for k, v in module.state_dict().items() if k not in state_dict}
-    module.load_state_dict({**keep, **state_dict}, strict=True)
+    module.load_state_dict({**keep, **state_dict}, strict=True, assign=assign)
+    if assign:
+        left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+        if left:
+            raise WeightsError(f"{what}: tensors left unset: {left[:5]}", path=path, stage="weights")
 
 
 _announced: set[str] = set()

@@ -63,9 +63,3 @@ class LatentSyncOptions(BaseModel):
         description="generate returns float32 faces in [-1, 1] instead of uint8 so composite restores the "
         "un-quantised decoder output, as the official pipeline does",
     )
-    paste: str | None = Field(
-        None, description="accepted for CLI symmetry; LatentSync always uses its own mask"
-    )
-    version: str | None = Field(
-        None, description="accepted for CLI symmetry; pick latentsync or latentsync_15"
-    )

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
 
+from .options import LatentSyncOptions
+
 _WEIGHTS_LICENSE = (
     "LatentSync checkpoints: licence on the Hugging Face model card of ByteDance/LatentSync-1.5 / -1.6 "
     "(openrail++ with use restrictions when this was written): read it before use"
@@ -118,6 +120,8 @@ def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
 class LatentSyncPlugin(ModelPlugin):
     """Loads one LatentSync version (the UNet config is the same; the face resolution differs)."""
 
+    options_model = LatentSyncOptions
+
     def __init__(self, name: str, version: str, resolution: int, vram: float) -> None:
         self.info = _info(name, version, resolution, vram)
         self.resolution = resolution
@@ -145,9 +149,22 @@ class LatentSyncPlugin(ModelPlugin):
         options: dict[str, Any] | BaseModel | None,
         download: bool,
     ) -> LipSyncModel:
-        from .loader import build_runtime
+        from lipsynckit.errors import WeightsError
+        from lipsynckit.weights import resolve_all
 
-        return build_runtime(self, weights, device, dtype, options, download)
+        from .loader import build_runtime, parse_options
+
+        opts = parse_options(options, self.info.name, dtype)
+        try:
+            files = self.find_weights(weights)
+        except WeightsError:
+            if not download:
+                raise
+            wanted = [wf for wf in self.info.weights if wf.key != "vae_bin"]
+            files = resolve_all(self.info.model_copy(update={"weights": wanted}), weights, download=True)
+            if "vae" not in files:
+                raise
+        return build_runtime(self.info, self.resolution, files, device, opts)
 
 
 plugin = LatentSyncPlugin("latentsync", "1.6", 512, 18.0)

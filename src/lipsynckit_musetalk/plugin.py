@@ -23,6 +23,7 @@ from lipsynckit.model import (
     WeightSource,
     parse_model_options,
 )
+from lipsynckit_musetalk.options import MuseTalkOptions
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ _GENERIC = {"pytorch_model.bin", "config.json", "diffusion_pytorch_model.bin", "
 class MuseTalkPlugin(ModelPlugin):
     """Loads MuseTalk from the official models/ folder, single files, or the cache."""
 
+    options_model = MuseTalkOptions
+
     def __init__(self, version: str) -> None:
         self.version = version
         self.info = _info(version)
@@ -271,7 +274,6 @@ class MuseTalkPlugin(ModelPlugin):
         from lipsynckit.weights import verify
         from lipsynckit_musetalk import networks
         from lipsynckit_musetalk.bisenet import FaceParser, load_bisenet
-        from lipsynckit_musetalk.options import MuseTalkOptions
         from lipsynckit_musetalk.runtime import MuseTalkModel
         from lipsynckit_musetalk.whisper import load_whisper_encoder
 

@@ -21,6 +21,7 @@ from lipsynckit.model import (
     WeightSource,
     parse_model_options,
 )
+from lipsynckit_wav2lip.options import Wav2LipOptions
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ WAV2LIP_GAN_INFO = _info(
 class Wav2LipPlugin(ModelPlugin):
     """Loads the Wav2Lip generator from any form users hold (see :func:`runtime.load_generator`)."""
 
+    options_model = Wav2LipOptions
+
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
 
@@ -198,7 +201,6 @@ class Wav2LipPlugin(ModelPlugin):
         options: dict[str, Any] | BaseModel | None,
         download: bool,
     ) -> LipSyncModel:
-        from lipsynckit_wav2lip.options import Wav2LipOptions
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
         opts = parse_model_options(options, Wav2LipOptions, self.info.name)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from lipsynckit.errors import LipSyncError
+from lipsynckit.errors import FrameGenerationError, FrameOutOfMemoryError, LipSyncError, SchedulerClosedError
 from lipsynckit.scheduler.jobs import Job, _Launched, _Unit
 from lipsynckit.scheduler.memory import (
     BatchKey,
@@ -23,9 +23,6 @@ from lipsynckit.scheduler.memory import (
     remembered_batch_size,
 )
 from lipsynckit.scheduler.options import (
-    FrameGenerationError,
-    FrameOutOfMemoryError,
-    SchedulerClosedError,
     SchedulerOptions,
     SchedulerStats,
     is_out_of_memory,

@@ -5,15 +5,28 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from lipsynckit.scheduler.options import SchedulerClosedError
+from lipsynckit.errors import SchedulerClosedError
 from lipsynckit.types import WorkItem
 
 if TYPE_CHECKING:
-    from lipsynckit.scheduler.core import BatchScheduler
+    import threading
+
+    from lipsynckit.scheduler.options import SchedulerOptions
+
+
+class JobHost(Protocol):
+    """What a :class:`Job` needs of the scheduler that owns it (its lock, its state, its options), so
+    that this module does not import the scheduler (:class:`~lipsynckit.scheduler.core.BatchScheduler`)."""
+
+    options: SchedulerOptions
+    _cv: threading.Condition
+    _stopped: bool
+
+    def _thread_alive(self) -> bool: ...
 
 
 @dataclass
@@ -44,7 +57,7 @@ class Job:
     ``close``). Results come back in submit order.
     """
 
-    def __init__(self, sched: BatchScheduler, job_id: int) -> None:
+    def __init__(self, sched: JobHost, job_id: int) -> None:
         self.id = job_id
         self._s = sched
         self._queue: deque[_Unit] = deque()

@@ -48,6 +48,7 @@ class VisemePlugin(ModelPlugin):
     """The built-in model: needs no weights, so it is always usable."""
 
     info = INFO
+    options_model = VisemeOptions
 
     def _load(
         self,

@@ -54,6 +54,8 @@ class MirrorModel(BaseLipSyncModel):
 
 
 class MirrorPlugin(ModelPlugin):
+    options_model = MirrorOptions
+
     def __init__(self, name: str, requires: list[str], extra: str | None) -> None:
         self.info = ModelInfo(
             name=name,
