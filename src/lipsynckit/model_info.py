@@ -32,6 +32,10 @@ class WeightFile(BaseModel):
     non_commercial: bool = False
     description: str = ""
     optional: bool = False  # the model runs without it (with a documented fallback)
+    # alternatives: the model needs ONE file of each any-of group (e.g. a .pth generator or its
+    # TorchScript archive; a safetensors VAE or its .bin twin), found in record order; ``optional`` is
+    # then ignored. A download fetches the group's first member that has a hub source.
+    any_of: str | None = None
 
 
 class ModelInfo(BaseModel):

@@ -102,21 +102,64 @@ def resolve(
     )
 
 
+def _groups(info: ModelInfo) -> dict[str, list[WeightFile]]:
+    groups: dict[str, list[WeightFile]] = {}
+    for wf in info.weights:
+        if wf.any_of:
+            groups.setdefault(wf.any_of, []).append(wf)
+    return groups
+
+
 def resolve_all(
     info: ModelInfo, weights: str | Path | None = None, download: bool = False
 ) -> dict[str, Path]:
-    """Resolve every required file of a model (optional ones are included when found)."""
+    """The one resolver: every required file of a model, one file of each any-of group, and the
+    optional files that are present. A single file given as ``weights`` stands for the model's only
+    required file (or only group). Files found in the lipsynckit cache are verified (size, sha256): we
+    put them there, so they must be the release they claim to be; files the user points at are
+    checked by ``lipsynckit weights verify``."""
+    groups = _groups(info)
+    required = [wf for wf in info.weights if not wf.optional and not wf.any_of]
+    given = Path(weights).expanduser() if weights is not None else None
+    if given is not None and not given.exists():
+        raise WeightsError(
+            "weights path does not exist",
+            path=given,
+            stage="weights",
+            remedy="pass a weight file or the folder that holds the official layout",
+        )
+    if given is not None and given.is_file():
+        needs = required + [members[0] for members in groups.values()]
+        if len(needs) == 1:
+            return {needs[0].key: given}
     out: dict[str, Path] = {}
-    if weights is not None and Path(weights).is_file():
-        required = [wf for wf in info.weights if not wf.optional]
-        if len(required) == 1:
-            return {required[0].key: Path(weights)}
     for wf in info.weights:
+        if wf.any_of and any(m.key in out for m in groups[wf.any_of]):
+            continue
+        needed = not wf.optional and not wf.any_of
         try:
-            out[wf.key] = resolve(wf, info.name, weights, download=download)
+            out[wf.key] = resolve(wf, info.name, weights, download=download and needed)
         except WeightsError:
-            if not wf.optional:
+            if needed:
                 raise
+    for members in groups.values():
+        if any(m.key in out for m in members):
+            continue
+        hub = next((m for m in members if any(s.hf_repo for s in m.sources)), None)
+        if download and hub is not None:
+            out[hub.key] = download_file(hub, info.name)
+            continue
+        raise WeightsError(
+            f"none of {', '.join(repr(m.filename) for m in members)} for model {info.name!r} found"
+            + (f" under {weights}" if weights is not None else ""),
+            stage="weights",
+            remedy=where_to_get(members[0], info.name),
+        )
+    cache = model_cache_dir(info.name).absolute()
+    records = {wf.key: wf for wf in info.weights}
+    for key, path in out.items():
+        if cache in path.absolute().parents:
+            verify(path, records[key])
     return out
 
 

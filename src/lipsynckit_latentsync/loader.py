@@ -124,15 +124,10 @@ def build_runtime(
     device: torch.device,
     opts: LatentSyncOptions,
 ) -> LatentSyncRuntime:
-    """Verify and load the resolved files of one LatentSync version into a runtime."""
-    from lipsynckit.weights import verify
-
+    """Load the resolved (and, in the cache, verified) files of one LatentSync version into a runtime."""
     from .audio import load_whisper_encoder
     from .runtime import LatentSyncRuntime
 
-    records = {wf.key: wf for wf in info.weights}
-    for key, path in files.items():
-        verify(path, records[key])
     unet = load_unet(files["unet"], UNET_CONFIG)
     vae = load_vae(files.get("vae") or files["vae_bin"], VAE_ARCH)
     encoder = load_whisper_encoder(files["whisper"])

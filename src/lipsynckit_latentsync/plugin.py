@@ -69,7 +69,7 @@ _VAE = [
             )
         ],
         license="MIT",
-        optional=True,
+        any_of="vae",
         description="sd-vae-ft-mse AutoencoderKL (diffusers format); the .bin twin is accepted too",
     ),
     WeightFile(
@@ -84,7 +84,7 @@ _VAE = [
             )
         ],
         license="MIT",
-        optional=True,
+        any_of="vae",
         description="sd-vae-ft-mse AutoencoderKL as a torch pickle (used when the safetensors file is absent)",
     ),
 ]
@@ -126,21 +126,6 @@ class LatentSyncPlugin(ModelPlugin):
         self.info = _info(name, version, resolution, vram)
         self.resolution = resolution
 
-    def find_weights(self, weights: str | Path | None = None) -> dict[str, Path]:
-        from lipsynckit.errors import WeightsError
-        from lipsynckit.weights import resolve_all
-
-        found = resolve_all(self.info, weights, download=False)
-        if "vae" not in found and "vae_bin" not in found:
-            from lipsynckit.weights import where_to_get
-
-            raise WeightsError(
-                "the sd-vae-ft-mse VAE was not found",
-                stage="weights",
-                remedy=where_to_get(self.info.weights[2], self.info.name),
-            )
-        return found
-
     def _load(
         self,
         weights: str | Path | None,
@@ -149,21 +134,12 @@ class LatentSyncPlugin(ModelPlugin):
         options: dict[str, Any] | BaseModel | None,
         download: bool,
     ) -> LipSyncModel:
-        from lipsynckit.errors import WeightsError
         from lipsynckit.weights import resolve_all
 
         from .loader import build_runtime, parse_options
 
         opts = parse_options(options, self.info.name, dtype)
-        try:
-            files = self.find_weights(weights)
-        except WeightsError:
-            if not download:
-                raise
-            wanted = [wf for wf in self.info.weights if wf.key != "vae_bin"]
-            files = resolve_all(self.info.model_copy(update={"weights": wanted}), weights, download=True)
-            if "vae" not in files:
-                raise
+        files = resolve_all(self.info, weights, download=download)
         return build_runtime(self.info, self.resolution, files, device, opts)
 
 
