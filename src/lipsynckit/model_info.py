@@ -36,6 +36,7 @@ class WeightFile(BaseModel):
     # TorchScript archive; a safetensors VAE or its .bin twin), found in record order; ``optional`` is
     # then ignored. A download fetches the group's first member that has a hub source.
     any_of: str | None = None
+    also_in: list[str] = Field(default_factory=list)  # other models' cache folders that may hold it
 
 
 class ModelInfo(BaseModel):

@@ -88,10 +88,10 @@ def resolve(
                 stage="weights",
                 remedy="pass a weight file or the folder that holds the official layout",
             )
-    root = model_cache_dir(model)
-    for c in _candidates(wf, root):
-        if c.is_file():
-            return c
+    for cached in (model, *wf.also_in):
+        for c in _candidates(wf, model_cache_dir(cached)):
+            if c.is_file():
+                return c
     if download:
         return download_file(wf, model)
     raise WeightsError(
@@ -113,11 +113,20 @@ def _groups(info: ModelInfo) -> dict[str, list[WeightFile]]:
 def resolve_all(
     info: ModelInfo, weights: str | Path | None = None, download: bool = False
 ) -> dict[str, Path]:
-    """The one resolver: every required file of a model, one file of each any-of group, and the
-    optional files that are present. A single file given as ``weights`` stands for the model's only
-    required file (or only group). Files found in the lipsynckit cache are verified (size, sha256): we
-    put them there, so they must be the release they claim to be; files the user points at are
-    checked by ``lipsynckit weights verify``."""
+    """Every file of a model (see :func:`resolve_files`), keyed by record."""
+    return resolve_files(info.name, info.weights, weights, download)
+
+
+def resolve_files(
+    model: str, records: list[WeightFile], weights: str | Path | None = None, download: bool = False
+) -> dict[str, Path]:
+    """The one resolver: every required record, one file of each any-of group, and the optional files
+    that are present, for ``model`` (its cache folder and where to put files; a detector passes the
+    model whose folder holds its file). A single file given as ``weights`` stands for the only required
+    record (or only group). Files found in a lipsynckit cache are verified (size, sha256): we put them
+    there, so they must be the release they claim to be; files the user points at are checked by
+    ``lipsynckit weights verify``."""
+    info = ModelInfo(name=model, display_name=model, face_size=0, weights=records)
     groups = _groups(info)
     required = [wf for wf in info.weights if not wf.optional and not wf.any_of]
     given = Path(weights).expanduser() if weights is not None else None
@@ -155,11 +164,11 @@ def resolve_all(
             stage="weights",
             remedy=where_to_get(members[0], info.name),
         )
-    cache = model_cache_dir(info.name).absolute()
-    records = {wf.key: wf for wf in info.weights}
+    by_key = {wf.key: wf for wf in info.weights}
     for key, path in out.items():
-        if cache in path.absolute().parents:
-            verify(path, records[key])
+        caches = {model_cache_dir(m).absolute() for m in (model, *by_key[key].also_in)}
+        if caches & set(path.absolute().parents):
+            verify(path, by_key[key])
     return out
 
 
