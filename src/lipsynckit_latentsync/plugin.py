@@ -15,6 +15,7 @@ import torch
 from pydantic import BaseModel
 
 from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
+from lipsynckit.nn.sd_vae import sd_vae_file
 
 from .options import LatentSyncOptions
 
@@ -57,35 +58,19 @@ def _whisper(version: str) -> WeightFile:
 
 
 _VAE = [
-    WeightFile(
-        key="vae",
-        filename="diffusion_pytorch_model.safetensors",
-        relpath="sd-vae-ft-mse/diffusion_pytorch_model.safetensors",
-        sources=[
-            WeightSource(
-                hf_repo="stabilityai/sd-vae-ft-mse",
-                hf_filename="diffusion_pytorch_model.safetensors",
-                note="official",
-            )
-        ],
-        license="MIT",
+    sd_vae_file(
+        "vae",
+        "diffusion_pytorch_model.safetensors",
+        "sd-vae-ft-mse",
+        "sd-vae-ft-mse AutoencoderKL (diffusers format); the .bin twin is accepted too",
         any_of="vae",
-        description="sd-vae-ft-mse AutoencoderKL (diffusers format); the .bin twin is accepted too",
     ),
-    WeightFile(
-        key="vae_bin",
-        filename="diffusion_pytorch_model.bin",
-        relpath="sd-vae-ft-mse/diffusion_pytorch_model.bin",
-        sources=[
-            WeightSource(
-                hf_repo="stabilityai/sd-vae-ft-mse",
-                hf_filename="diffusion_pytorch_model.bin",
-                note="official",
-            )
-        ],
-        license="MIT",
+    sd_vae_file(
+        "vae_bin",
+        "diffusion_pytorch_model.bin",
+        "sd-vae-ft-mse",
+        "sd-vae-ft-mse AutoencoderKL as a torch pickle (used when the safetensors file is absent)",
         any_of="vae",
-        description="sd-vae-ft-mse AutoencoderKL as a torch pickle (used when the safetensors file is absent)",
     ),
 ]
 

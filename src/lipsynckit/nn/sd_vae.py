@@ -87,3 +87,19 @@ def load_sd_vae(path: str | Path, config: str | Path | Mapping[str, Any] | None 
         vae = AutoencoderKL.from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
     load_strict(vae, rename_old_vae_keys(read_state_dict(p)), path=p, what="sd-vae-ft-mse VAE", assign=True)
     return vae.eval()
+
+
+def sd_vae_file(key: str, filename: str, folder: str, description: str, **fields: Any) -> Any:
+    """The ``WeightFile`` record of one file of stabilityai/sd-vae-ft-mse (MIT) inside ``folder`` of a
+    plugin's official layout (``fields``: ``optional``, ``any_of``, ...)."""
+    from lipsynckit.model_info import WeightFile, WeightSource
+
+    return WeightFile(
+        key=key,
+        filename=filename,
+        relpath=f"{folder}/{filename}",
+        sources=[WeightSource(hf_repo="stabilityai/sd-vae-ft-mse", hf_filename=filename, note="official")],
+        license="MIT",
+        description=description,
+        **fields,
+    )
