@@ -154,3 +154,45 @@ def test_a_bad_model_option_is_one_line_naming_it_before_any_weights_are_read(na
     err = info.value
     assert err.stage == "options" and "\n" not in err.message
     assert f"invalid {name} options: bogus:" in err.message and err.remedy.startswith("valid options: ")
+
+
+def test_external_plugin_passes_the_public_contract_suite(external_plugin_path: Path, tmp_path: Path) -> None:
+    """A third party's own test module inherits lipsynckit.testing.contract.ModelContract and passes."""
+    env = {**os.environ, "PYTHONPATH": str(external_plugin_path)}
+    tests = REPO / "tests" / "external_plugin" / "tests"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tests), str(tests)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "6 passed, 1 skipped" in proc.stdout  # the mirror needs no weights: that check is skipped
+
+
+def test_external_plugin_adds_its_own_flag_without_touching_core(
+    external_plugin_path: Path, tmp_path: Path, astronaut_png: Path, speech_wav: Path
+) -> None:
+    page = _run_cli(["sync", "--model-help", "mirror"], external_plugin_path, tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert "--threshold FLOAT" in page.stdout and "RMS loudness above which" in page.stdout
+    # the flag reaches the plugin's own options model, which validates it (ge=0)
+    bad = _run_cli(
+        [
+            "sync",
+            str(astronaut_png),
+            str(speech_wav),
+            "-o",
+            str(tmp_path / "m.mkv"),
+            "--model",
+            "mirror",
+            "--threshold",
+            "-1",
+        ],
+        external_plugin_path,
+        tmp_path,
+    )
+    assert bad.returncode == 2 and "invalid mirror options: threshold" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "m.mkv").exists()

@@ -215,7 +215,7 @@ def test_back_pressure_bounds_the_queue(photo: np.ndarray) -> None:
         time.sleep(0.2)  # would the producer get further? it must not
         assert producer.is_alive() and job._producer_blocked, "submit() did not block on a full queue"
         assert 5 < job.submitted <= 4 + 5 + 1  # in generate + queued + the one blocked in submit()
-        assert job._queued_items == 5
+        assert job.queued_items == 5
         release.set()
         got = list(job.results())
         producer.join(timeout=10)
@@ -755,3 +755,23 @@ def test_cuda_control_flow_with_stand_in_streams(photo: np.ndarray, cuda_stand_i
     # compute waits on the copy-in event of every launch (the OOM one included), copy-out on compute's
     assert len(comp.waits) == stats.batches + stats.oom_retries and len(d2h.waits) == stats.batches
     assert all(e.stream is h2d for e in comp.waits) and all(e.stream is comp for e in d2h.waits)
+
+
+def test_the_scheduler_keeps_out_of_job_private_state() -> None:
+    """core.py drives jobs through Job's own methods (ready, pop, deliver, fail_units, take_queued, ...)."""
+    import ast
+    import inspect
+
+    import lipsynckit.scheduler.core as core
+
+    tree = ast.parse(inspect.getsource(core))
+    private = [
+        f"line {n.lineno}: {ast.unparse(n)}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and n.attr.startswith("_")
+        and not n.attr.startswith("__")
+        and isinstance(n.value, (ast.Name, ast.Attribute))
+        and ast.unparse(n.value) in ("job", "j", "u.job")
+    ]
+    assert not private, private

@@ -102,3 +102,45 @@ def test_weights_verify_with_a_single_file_checks_only_its_record(
     out = capsys.readouterr().out
     assert f"generator    found    {f}" in out
     assert "detector     MISSING  s3fd.pth" in out  # not the generator file mistaken for S3FD
+
+
+ANY_OF = ModelInfo(
+    name="toy_pair",
+    display_name="Toy pair",
+    face_size=8,
+    weights=[
+        WeightFile(
+            key="pth", filename="gen.pth", any_of="gen", sources=[WeightSource(hf_repo="someone/toy")]
+        ),
+        WeightFile(
+            key="ts",
+            filename="gen_ts.pt",
+            any_of="gen",
+            size_bytes=3,
+            sources=[WeightSource(url="https://x.y/ts")],
+        ),
+        WeightFile(key="aux", filename="aux.pth", optional=True),
+    ],
+)
+
+
+def test_any_of_groups_resolve_one_alternative_and_verify_the_cache(tmp_path: Path) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    with pytest.raises(WeightsError, match="none of 'gen.pth', 'gen_ts.pt' for model 'toy_pair' found") as e:
+        resolve_all(ANY_OF, folder)
+    assert "hf://someone/toy" in (e.value.remedy or "")
+    (folder / "gen_ts.pt").write_bytes(b"abcdef")  # a user's file: trusted (weights verify checks it)
+    assert resolve_all(ANY_OF, folder) == {"ts": folder / "gen_ts.pt"}
+    (folder / "gen.pth").write_bytes(b"x")
+    assert resolve_all(ANY_OF, folder) == {"pth": folder / "gen.pth"}  # record order decides
+    assert resolve_all(ANY_OF, folder / "gen_ts.pt") == {
+        "pth": folder / "gen_ts.pt"
+    }  # a file stands for the group
+    with pytest.raises(WeightsError, match="does not exist"):
+        resolve_all(ANY_OF, tmp_path / "missing")
+    cache = tmp_path / "lsk_home" / "weights" / "toy_pair"
+    cache.mkdir(parents=True)
+    (cache / "gen_ts.pt").write_bytes(b"abcdef")  # in the cache it must be the release: 3 bytes
+    with pytest.raises(WeightsError, match="6 bytes, the release is 3"):
+        resolve_all(ANY_OF)

@@ -15,12 +15,12 @@ from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
 from lipsynckit.pipeline import (
     SyncResult,
-    _Timer,
     generate_frames,
     scheduler_options,
     scheduler_target,
     sync_file,
 )
+from lipsynckit.timing import StageTimer
 from lipsynckit.types import AudioClip, FaceTrack
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def prepare_avatar(
     opts = opts.model_copy(update={"avatar_dir": root})
     cache = open_cache(root, video, m, opts)
     src = VideoSource(video, fps_for_images=opts.fps)
-    timer = _Timer()
+    timer = StageTimer()
     track = cache.load_track()
     if track is None:
         track = track_source(
@@ -128,6 +128,7 @@ def sync_batch(
     concurrency: int = 2,
     weights: str | Path | None = None,
     device: str | None = None,
+    dtype: torch.dtype | None = None,
     model_options: dict[str, Any] | None = None,
     **option_overrides: Any,
 ) -> list[SyncResult]:
@@ -137,7 +138,7 @@ def sync_batch(
 
     for a in audios:
         check_run(template, a, None)
-    m = resolve_model(model, weights, device, None, model_options)
+    m = resolve_model(model, weights, device, dtype, model_options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     option_overrides.setdefault("avatar_dir", out / ".avatar")
@@ -201,6 +202,6 @@ def sync_frames(
 
         gate = plan_gate(audio, fps, len(index), opts, model.info.chunk_frames)
     gen = generate_frames(
-        model, (arr[int(s)] for s in index), index, track, features, opts, _Timer(), failed, gate=gate
+        model, (arr[int(s)] for s in index), index, track, features, opts, StageTimer(), failed, gate=gate
     )
     return np.stack(list(gen))

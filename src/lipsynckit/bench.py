@@ -424,7 +424,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return cmd_stream_bench(args)
     import tempfile
 
-    from lipsynckit.cli import _model_options
+    from lipsynckit.cli_options import model_options_from_args
     from lipsynckit.inputs import check_run
 
     sample_video, sample_audio = sample_media()
@@ -442,7 +442,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.device,
         args.batch,
         args.syncnet,
-        model_options=_model_options(args) or None,
+        model_options=model_options_from_args(args) or None,
         lossless=args.lossless,
     )
     paths = write_report(report, out_dir)

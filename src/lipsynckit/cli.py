@@ -25,29 +25,14 @@ def _setup_logging(verbosity: int) -> None:
     root = logging.getLogger("lipsynckit")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("lipsynckit_wav2lip", "lipsynckit_musetalk", "lipsynckit_latentsync"):
+    from lipsynckit.registry import plugin_packages
+
+    for name in plugin_packages():  # every discovered plugin's package, ours or a third party's
+        if name == "lipsynckit":
+            continue
         lg = logging.getLogger(name)
         lg.handlers[:] = [handler]
         lg.setLevel(level)
-
-
-def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    for flag in ("paste", "steps", "seed", "guidance", "version"):
-        v = getattr(args, flag, None)
-        if v is not None:
-            opts[flag] = v
-    if getattr(args, "fp16", False):
-        opts["fp16"] = True
-    for kv in getattr(args, "option", None) or []:
-        if "=" not in kv:
-            raise LipSyncError(f"--option expects key=value, got {kv!r}", stage="options")
-        k, v = kv.split("=", 1)
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
-    return opts
 
 
 def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,14 +81,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", "-m", default="auto", help="model name (see list-models); auto = best usable")
     g.add_argument("--weights", "-w", help="weight file, or a folder in the model's official layout")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    g.add_argument("--fp16", action="store_true", help="half precision on GPU")
     g.add_argument(
-        "--paste", choices=["official", "feathered"], help="paste-back mode (model-specific default)"
+        "--fp16", action="store_true", help="half precision (dtype float16) where the model and device allow"
     )
-    g.add_argument("--steps", type=int, help="denoising steps (diffusion models)")
-    g.add_argument("--seed", type=int, help="random seed (diffusion models)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (diffusion models)")
     g.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="any model option")
+    g.add_argument(
+        "--model-help", metavar="MODEL", help="the options of MODEL (with --model MODEL they are flags)"
+    )
     f = p.add_argument_group("faces")
     f.add_argument("--detector", default="auto", help="face detector (see `lipsynckit detectors`)")
     f.add_argument("--face-boxes", help="JSON file with per-frame face boxes (skips detection)")
@@ -166,6 +150,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
 
     out = args.output
     if out is None:
@@ -177,7 +162,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         output=out,
         weights=args.weights,
         device=args.device,
-        model_options=_model_options(args),
+        dtype=dtype_from_args(args),
+        model_options=model_options_from_args(args),
         **_sync_overrides(args),
     )
     print(result.summary())
@@ -196,11 +182,12 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync_batch
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
 
     if args.manifest:
         from lipsynckit.jobs.cli import run_manifest_command
 
-        return run_manifest_command(args, _model_options(args), _sync_overrides(args))
+        return run_manifest_command(args, model_options_from_args(args), _sync_overrides(args))
     if not args.template or not args.audios or not args.out_dir:
         raise LipSyncError("batch needs TEMPLATE AUDIO... -o OUT_DIR, or --manifest", stage="options")
 
@@ -211,7 +198,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         model=args.model,
         weights=args.weights,
         device=args.device,
-        model_options=_model_options(args),
+        dtype=dtype_from_args(args),
+        model_options=model_options_from_args(args),
         concurrency=args.concurrency,
         **_sync_overrides(args),
     )
@@ -381,7 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lipsynckit.cli_options import add_flags_for_argv, handle_model_help
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    try:
+        page = handle_model_help(argv)  # --model-help NAME: that plugin's options page, nothing else
+    except LipSyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if page is not None:
+        print(page)
+        return 0
+    add_flags_for_argv(parser, argv)  # --model NAME: that plugin's options become flags
     args = parser.parse_args(argv)
     _setup_logging(args.verbose - args.quiet)
     try:

@@ -1,10 +1,28 @@
-"""Errors meant for users: each names the file, the stage and what to do next.
+"""Errors meant for users: each names the file, the stage and what to do next. Every error class of
+lipsynckit lives here.
 
-The CLI prints ``str(error)`` without a traceback for every :class:`LipSyncError`.
+The CLI prints ``str(error)`` without a traceback for every :class:`LipSyncError`. The hierarchy::
+
+    LipSyncError                    exit code 2
+    ├── InputNotFoundError          an input file does not exist
+    ├── AudioError                  audio unreadable, empty or silent
+    ├── VideoError                  video or image that cannot be decoded
+    ├── NoFaceError                 no face where one is needed
+    ├── FaceDetectorError           a detector cannot run
+    ├── FaceBoxesError              a --face-boxes file that cannot be used
+    ├── WeightsError                weights missing, corrupt, wrong, or failing verification
+    ├── ModelUnavailableError       a model is installed but cannot run
+    ├── UnknownModelError           no plugin registered under that name
+    ├── OutputError                 the output cannot be written
+    ├── FrameGenerationError        generate failed on a batch (names job and frames)
+    ├── SchedulerClosedError        work given to a scheduler that has stopped
+    └── DeviceOutOfMemoryError      exit code 3: out of memory even at batch size 1
+        └── FrameOutOfMemoryError   ... at the smallest batch, naming job and frames
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -111,3 +129,37 @@ class DeviceOutOfMemoryError(LipSyncError):
     """The accelerator ran out of memory even at batch size 1."""
 
     exit_code = 3
+
+
+class FaceBoxesError(LipSyncError):
+    """A ``--face-boxes`` file that cannot be used."""
+
+
+OOM_REMEDY = (
+    "free device memory (close other programs using the GPU), use a smaller input resolution or a "
+    "half-precision dtype, or run on CPU with --device cpu"
+)
+
+
+class FrameGenerationError(LipSyncError):
+    """``generate`` failed on a batch; names the job and the frames that were in it."""
+
+    def __init__(
+        self, message: str, *, job_id: int, indices: Sequence[int], remedy: str | None = None
+    ) -> None:
+        self.job_id = job_id
+        self.indices = list(indices)
+        super().__init__(message, stage="model", remedy=remedy)
+
+
+class FrameOutOfMemoryError(DeviceOutOfMemoryError):
+    """Out of device memory at the smallest batch (one frame or one chunk); names job and frames."""
+
+    def __init__(self, message: str, *, job_id: int, indices: Sequence[int]) -> None:
+        self.job_id = job_id
+        self.indices = list(indices)
+        super().__init__(message, stage="model", remedy=OOM_REMEDY)
+
+
+class SchedulerClosedError(LipSyncError):
+    """Work submitted to, or left in, a scheduler that has stopped."""

@@ -15,9 +15,10 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lipsynckit.errors import LipSyncError
+from lipsynckit.model_info import ModelInfo, WeightFile, WeightSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,63 +28,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-class WeightSource(BaseModel):
-    """One place a weight file can be fetched from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    url: str | None = None  # direct link (official release, Google Drive, SharePoint, ...)
-    hf_repo: str | None = None  # Hugging Face hub repository id
-    hf_filename: str | None = None  # path of the file inside that repository
-    note: str = ""  # "official", "mirror", ...
-
-
-class WeightFile(BaseModel):
-    """A weight file a model needs: where it comes from, how to check it, under what licence."""
-
-    model_config = ConfigDict(frozen=True)
-
-    key: str  # logical name used by the model ("generator", "unet", "vae", ...)
-    filename: str  # file name as released
-    relpath: str | None = None  # path inside the official download folder layout, if any
-    sha256: str | None = None  # known digest of the released file (None where unknown)
-    size_bytes: int | None = None
-    sources: list[WeightSource] = Field(default_factory=list)
-    license: str = "unknown"
-    non_commercial: bool = False
-    description: str = ""
-    optional: bool = False  # the model runs without it (with a documented fallback)
-
-
-class ModelInfo(BaseModel):
-    """What a model is, in data (the role of torchvision's ``Weights`` meta / timm's ``PretrainedCfg``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    display_name: str
-    version: str = ""
-    description: str = ""
-    homepage: str = ""
-    face_size: int  # side of the square face crop the network sees
-    audio_sample_rate: int = 16000
-    chunk_frames: int = 1  # frames that must be generated together (LatentSync: 16)
-    min_vram_gb: float = 0.0
-    supports_cpu: bool = True
-    license: str = "unknown"  # licence of the code the model follows
-    weights_license: str = "unknown"
-    non_commercial: bool = False  # True when the released weights forbid commercial use
-    weights: list[WeightFile] = Field(default_factory=list)
-    extra: str | None = None  # pip extra that installs its dependencies
-    requires: list[str] = Field(default_factory=list)  # importable modules it needs
-    default_detector: str = "auto"
-    needs_weights: bool = True
-    # data for `--model auto`: higher quality wins among the models the hardware can run
-    quality: float = 0.0  # relative lip-sync/visual quality the plugin claims (0 = weight-free fallback)
-    cpu_seconds_per_frame: float | None = (
-        None  # measured on a 2-core CPU at default settings (None = unknown)
-    )
+__all__ = [
+    "LipSyncModel",
+    "ModelInfo",
+    "ModelPlugin",
+    "ModelStatus",
+    "WeightFile",
+    "WeightSource",
+    "parse_model_options",
+]
 
 
 @runtime_checkable
@@ -208,6 +161,23 @@ class ModelPlugin(ABC):
     """
 
     info: ModelInfo
+    #: ``pip install "<dist>[<extra>]"`` of the distribution that registered it (set by the registry)
+    install_hint: str = ""
+    #: the pydantic model of its options: the CLI makes its flags and ``--model-help`` page from it
+    options_model: type[BaseModel] | None = None
+
+    @property
+    def name(self) -> str:
+        """The registered name (the registry checks that it equals the entry point's)."""
+        return self.info.name
+
+    @property
+    def extra(self) -> str | None:
+        return self.info.extra
+
+    @property
+    def requires(self) -> list[str]:
+        return self.info.requires
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.info.requires if importlib.util.find_spec(m) is None]
@@ -242,13 +212,9 @@ class ModelPlugin(ABC):
 
         missing = self.missing_modules()
         if missing:
-            hint = (
-                f'pip install "lipsynckit[{self.info.extra}]"'
-                if self.info.extra
-                else "pip install " + " ".join(missing)
-            )
+            hint = self.install_hint or "pip install " + " ".join(missing)
             raise ModelUnavailableError(
-                f"model {self.info.name!r} needs {', '.join(missing)}",
+                f"model {self.info.name!r} needs Python packages that are not installed: {', '.join(missing)}",
                 stage="model",
                 remedy=hint,
             )

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lipsynckit.model import ModelInfo
+from lipsynckit.model_info import ModelInfo
 from lipsynckit.types import FaceTrack, ModelBatch, PreparedFace
 
 __all__ = ["BaseLipSyncModel", "StagedLipSyncModel"]

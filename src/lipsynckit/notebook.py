@@ -2,54 +2,26 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from lipsynckit.pipeline import SyncResult
     from lipsynckit.types import AudioClip, FaceTrack
 
-MAX_INLINE_BYTES = 40 * 1024 * 1024
+from lipsynckit.display import MAX_INLINE_BYTES, result_html, video_tag
 
-
-def _video_tag(path: Path) -> str:
-    data = path.read_bytes()
-    if len(data) > MAX_INLINE_BYTES:
-        return f"<p>{html.escape(str(path))} ({len(data) / 1e6:.1f} MB, too large to embed)</p>"
-    b64 = base64.b64encode(data).decode()
-    return f'<video controls style="max-width:100%" src="data:video/mp4;base64,{b64}"></video>'
-
-
-def result_html(result: SyncResult) -> str:
-    out = result.output
-    body = ""
-    if out is not None and out.is_file() and out.suffix.lower() == ".mp4":
-        body = _video_tag(out)
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.2f} s</td></tr>" for k, v in result.stage_seconds.items()
-    )
-    return (
-        f"<div><b>lipsynckit</b> {html.escape(result.model)}: {result.frames} frames, "
-        f"faces in {result.frames_with_face}, {result.width}x{result.height} @ {result.fps:.3f} fps"
-        f"{body}<table>{rows}</table></div>"
-    )
+_video_tag = video_tag
 
 
 def audio_html(clip: AudioClip) -> str:
-    import soundfile as sf
+    from lipsynckit.display import audio_html as player
 
-    buf = io.BytesIO()
-    sf.write(buf, clip.numpy(), clip.sample_rate, format="WAV", subtype="PCM_16")
-    b64 = base64.b64encode(buf.getvalue()).decode()
-    return (
-        f"<div>AudioClip {clip.duration:.2f} s @ {clip.sample_rate} Hz, {clip.channels} ch"
-        f'<br><audio controls src="data:audio/wav;base64,{b64}"></audio></div>'
-    )
+    return player(clip.numpy(), clip.sample_rate, clip.channels)
+
+
+__all__ = ["MAX_INLINE_BYTES", "audio_html", "overlay_track", "result_html", "show_frames"]
 
 
 def overlay_track(

@@ -32,6 +32,7 @@ from lipsynckit.inputs import check_output
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
 from lipsynckit.progress import progress_bar
+from lipsynckit.timing import StageTimer as _Timer
 from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
 
 if TYPE_CHECKING:
@@ -85,28 +86,9 @@ class SyncResult:
         )
 
     def _repr_html_(self) -> str:
-        from lipsynckit.notebook import result_html
+        from lipsynckit.display import result_html
 
         return result_html(self)
-
-
-class _Timer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-
-    def add(self, name: str, dt: float) -> None:
-        with self._lock:
-            self.seconds[name] = self.seconds.get(name, 0.0) + dt
 
 
 def _check_input(path: str | Path, what: str) -> Path:

@@ -62,9 +62,9 @@ class AudioClip:
         return self.mono().samples[0].numpy()
 
     def _repr_html_(self) -> str:  # notebooks: an inline audio player
-        from lipsynckit.notebook import audio_html
+        from lipsynckit.display import audio_html
 
-        return audio_html(self)
+        return audio_html(self.numpy(), self.sample_rate, self.channels)
 
 
 @dataclass

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 from lipsynckit.errors import OfflineError, WeightsError
-from lipsynckit.model import ModelInfo, WeightFile
+from lipsynckit.model_info import ModelInfo, WeightFile
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,10 @@ def resolve(
                 stage="weights",
                 remedy="pass a weight file or the folder that holds the official layout",
             )
-    root = model_cache_dir(model)
-    for c in _candidates(wf, root):
-        if c.is_file():
-            return c
+    for cached in (model, *wf.also_in):
+        for c in _candidates(wf, model_cache_dir(cached)):
+            if c.is_file():
+                return c
     if download:
         return download_file(wf, model)
     raise WeightsError(
@@ -103,21 +103,78 @@ def resolve(
     )
 
 
+def _groups(info: ModelInfo) -> dict[str, list[WeightFile]]:
+    groups: dict[str, list[WeightFile]] = {}
+    for wf in info.weights:
+        if wf.any_of:
+            groups.setdefault(wf.any_of, []).append(wf)
+    return groups
+
+
 def resolve_all(
     info: ModelInfo, weights: str | Path | None = None, download: bool = False
 ) -> dict[str, Path]:
-    """Resolve every required file of a model (optional ones are included when found)."""
+    """Every file of a model (see :func:`resolve_files`), keyed by record."""
+    return resolve_files(info.name, info.weights, weights, download)
+
+
+def resolve_files(
+    model: str,
+    records: list[WeightFile],
+    weights: str | Path | None = None,
+    download: bool = False,
+    owner: str | None = None,
+) -> dict[str, Path]:
+    """The one resolver: every required record, one file of each any-of group, and the optional files
+    that are present, for ``model`` (its cache folder and where to put files; a detector passes the
+    model whose folder holds its file). A single file given as ``weights`` stands for the only required
+    record (or only group). Files found in a lipsynckit cache are verified (size, sha256): we put them
+    there, so they must be the release they claim to be; files the user points at are checked by
+    ``lipsynckit weights verify``. ``owner`` names what needs the files in messages (a detector's
+    files live in a model's folder, but the user asked for the detector)."""
+    info = ModelInfo(name=model, display_name=model, face_size=0, weights=records)
+    groups = _groups(info)
+    required = [wf for wf in info.weights if not wf.optional and not wf.any_of]
+    given = Path(weights).expanduser() if weights is not None else None
+    if given is not None and not given.exists():
+        raise WeightsError(
+            "weights path does not exist",
+            path=given,
+            stage="weights",
+            remedy="pass a weight file or the folder that holds the official layout",
+        )
+    if given is not None and given.is_file():
+        needs = required + [members[0] for members in groups.values()]
+        if len(needs) == 1:
+            return {needs[0].key: given}
     out: dict[str, Path] = {}
-    if weights is not None and Path(weights).is_file():
-        required = [wf for wf in info.weights if not wf.optional]
-        if len(required) == 1:
-            return {required[0].key: Path(weights)}
     for wf in info.weights:
+        if wf.any_of and any(m.key in out for m in groups[wf.any_of]):
+            continue
+        needed = not wf.optional and not wf.any_of
         try:
-            out[wf.key] = resolve(wf, info.name, weights, download=download)
+            out[wf.key] = resolve(wf, info.name, weights, download=download and needed)
         except WeightsError:
-            if not wf.optional:
+            if needed:
                 raise
+    for members in groups.values():
+        if any(m.key in out for m in members):
+            continue
+        hub = next((m for m in members if any(s.hf_repo for s in m.sources)), None)
+        if download and hub is not None:
+            out[hub.key] = download_file(hub, info.name)
+            continue
+        raise WeightsError(
+            f"none of {', '.join(repr(m.filename) for m in members)} for {owner or f'model {info.name!r}'} found"
+            + (f" under {weights}" if weights is not None else ""),
+            stage="weights",
+            remedy=where_to_get(members[0], info.name),
+        )
+    by_key = {wf.key: wf for wf in info.weights}
+    for key, path in out.items():
+        caches = {model_cache_dir(m).absolute() for m in (model, *by_key[key].also_in)}
+        if caches & set(path.absolute().parents):
+            verify(path, by_key[key])
     return out
 
 
@@ -271,7 +328,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def verify(path: str | Path, wf: WeightFile) -> bool:
-    """Check a file against its known sha256. Returns False when no digest is known."""
+    """Check a file against its recorded size, then its known sha256. Returns False when no digest is known."""
+    if wf.size_bytes is not None and Path(path).stat().st_size != wf.size_bytes:
+        raise WeightsError(
+            f"{wf.filename} is {Path(path).stat().st_size} bytes, the release is {wf.size_bytes}",
+            path=path,
+            stage="weights",
+            remedy="the file is truncated or a different release; delete it and fetch it again",
+        )
     if not wf.sha256:
         return False
     got = sha256_file(path)
@@ -325,6 +389,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from exc
 
 
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, unwrapped (:func:`unwrap_state_dict`) and memory-mapped when the file
+    allows it (zip-format torch files; safetensors and legacy files are read by :func:`load_checkpoint`)."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
+    raw: Any = None
+    if p.suffix != ".safetensors" and zipfile.is_zipfile(p) and not _is_torchscript(p):
+        try:
+            raw = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - read normally below, which reports a bad file properly
+            raw = None
+    if raw is None:
+        raw = load_checkpoint(p)
+    return unwrap_state_dict(raw)
+
+
 def unwrap_state_dict(
     obj: Any, keys: tuple[str, ...] = ("state_dict", "model", "module")
 ) -> dict[str, torch.Tensor]:
@@ -374,11 +457,14 @@ def load_strict(
     path: str | Path | None = None,
     ignore_missing: tuple[str, ...] = (),
     what: str = "model",
+    assign: bool = False,
 ) -> None:
     """``load_state_dict(strict=True)`` with a readable diff on failure.
 
     ``ignore_missing`` names key suffixes that may be absent (computed buffers such as positional
-    encodings); they keep the module's own values.
+    encodings); they keep the module's own values. ``assign`` makes the checkpoint tensors the
+    module's own (a module built on the ``meta`` device takes memory-mapped tensors without a copy);
+    any tensor left on ``meta`` is then an error.
     """
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     missing, unexpected, shapes = state_dict_diff(expected, state_dict, ignore_missing)
@@ -400,7 +486,11 @@ def load_strict(
             remedy="check that the file matches the model and variant you chose",
         )
     keep = {k: v for k, v in module.state_dict().items() if k not in state_dict}
-    module.load_state_dict({**keep, **state_dict}, strict=True)
+    module.load_state_dict({**keep, **state_dict}, strict=True, assign=assign)
+    if assign:
+        left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+        if left:
+            raise WeightsError(f"{what}: tensors left unset: {left[:5]}", path=path, stage="weights")
 
 
 _announced: set[str] = set()

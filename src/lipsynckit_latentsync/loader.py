@@ -27,7 +27,8 @@ from .options import VAE_CONFIG, LatentSyncOptions
 from .unet import PositionalEncoding, UNet3DConditionModel, UNet3DConfig
 
 if TYPE_CHECKING:
-    from .plugin import LatentSyncPlugin
+    from lipsynckit.model import ModelInfo
+
     from .runtime import LatentSyncRuntime
 
 log = logging.getLogger(__name__)
@@ -99,47 +100,23 @@ def load_unet(path: str | Path, config: UNet3DConfig | dict[str, Any] | None = N
     return unet.eval()
 
 
-_OLD_ATTN = {"query.": "to_q.", "key.": "to_k.", "value.": "to_v.", "proj_attn.": "to_out.0."}
-
-
-def _rename_old_attention(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in sd.items():
-        if ".attentions." in k:
-            for old, new in _OLD_ATTN.items():
-                if f".{old}" in k:
-                    k = k.replace(f".{old}", f".{new}")
-                    break
-        out[k] = v
-    return out
-
-
 def load_vae(path: str | Path, config: dict[str, Any] | None = None) -> Any:
-    """sd-vae-ft-mse (``AutoencoderKL``) from a diffusers-format file, strictly (old attention names
-    of early diffusers saves are renamed)."""
-    from diffusers import AutoencoderKL
+    """sd-vae-ft-mse through the one shared loader (:func:`lipsynckit.nn.sd_vae.load_sd_vae`)."""
+    from lipsynckit.nn.sd_vae import load_sd_vae
 
-    from lipsynckit.weights import load_strict
+    return load_sd_vae(path, dict(config or VAE_CONFIG))
 
-    p = Path(path)
-    cfg = dict(config or VAE_CONFIG)
-    vae: Any = AutoencoderKL(**cfg)
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
 
-            sd = load_file(str(p))
-        else:
-            sd = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise WeightsError(
-            f"cannot read the VAE weights ({exc.__class__.__name__})",
-            path=p,
-            stage="weights",
-            remedy="download stabilityai/sd-vae-ft-mse (diffusion_pytorch_model.safetensors) again",
-        ) from exc
-    load_strict(vae, _rename_old_attention(sd), path=p, what="sd-vae-ft-mse VAE")
-    return vae.eval()
+def parse_options(
+    options: dict[str, Any] | BaseModel | None, model: str, dtype: torch.dtype | None
+) -> LatentSyncOptions:
+    """The run's options (before any weights are read); an explicit ``dtype`` sets ``fp16``."""
+    from lipsynckit.model import parse_model_options
+
+    opts = parse_model_options(options, LatentSyncOptions, model)
+    if dtype is not None:
+        opts = opts.model_copy(update={"fp16": dtype == torch.float16})
+    return opts
 
 
 def read_unet_config(path: str | Path) -> tuple[UNet3DConfig, int | None]:
@@ -212,37 +189,18 @@ def read_vae_config(weights_path: str | Path) -> dict[str, Any]:
 
 
 def build_runtime(
-    plugin: LatentSyncPlugin,
-    weights: str | Path | None,
+    info: ModelInfo,
+    resolution: int,
+    files: Mapping[str, Path],
     device: torch.device,
-    dtype: torch.dtype | None,
-    options: dict[str, Any] | BaseModel | None,
-    download: bool,
+    opts: LatentSyncOptions,
 ) -> LatentSyncRuntime:
-    """Resolve, verify and load the files of one LatentSync version into a runtime."""
-    from lipsynckit.model import parse_model_options
-    from lipsynckit.weights import resolve_all, verify
-
+    """Load the resolved (and, in the cache, verified) files of one LatentSync version into a runtime."""
     from .audio import load_whisper_encoder
     from .runtime import LatentSyncRuntime
 
-    opts = parse_model_options(options, LatentSyncOptions, plugin.info.name)
-    if dtype is not None:
-        opts = opts.model_copy(update={"fp16": dtype == torch.float16})
-    try:
-        files = plugin.find_weights(weights)
-    except WeightsError:
-        if not download:
-            raise
-        wanted = [wf for wf in plugin.info.weights if wf.key != "vae_bin"]
-        files = resolve_all(plugin.info.model_copy(update={"weights": wanted}), weights, download=True)
-        if "vae" not in files:
-            raise
-    records = {wf.key: wf for wf in plugin.info.weights}
-    for key, path in files.items():
-        verify(path, records[key])
-    unet_cfg, resolution, info = UNet3DConfig(), plugin.resolution, plugin.info
-    if "unet_config" in files:
+    unet_cfg = UNet3DConfig()
+    if "unet_config" in files:  # the official configs/unet/stage2*.yaml, carried beside the weights
         unet_cfg, res = read_unet_config(files["unet_config"])
         if res is not None and res != resolution:
             resolution = res

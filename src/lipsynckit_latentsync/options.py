@@ -65,9 +65,3 @@ class LatentSyncOptions(BaseModel):
         "memory per face waiting for composite, up to 1 grey level off, more where decoded values leave "
         "[-1, 1])",
     )
-    paste: str | None = Field(
-        None, description="accepted for CLI symmetry; LatentSync always uses its own mask"
-    )
-    version: str | None = Field(
-        None, description="accepted for CLI symmetry; pick latentsync or latentsync_15"
-    )

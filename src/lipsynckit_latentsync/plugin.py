@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 from pydantic import BaseModel
 
 from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
+from lipsynckit.nn.sd_vae import sd_vae_file
+
+from .options import LatentSyncOptions
 
 _WEIGHTS_LICENSE = (
     "LatentSync checkpoints: licence on the Hugging Face model card of ByteDance/LatentSync-1.5 / -1.6 "
@@ -58,35 +61,19 @@ def _whisper(version: str) -> WeightFile:
 
 
 _VAE = [
-    WeightFile(
-        key="vae",
-        filename="diffusion_pytorch_model.safetensors",
-        relpath="sd-vae-ft-mse/diffusion_pytorch_model.safetensors",
-        sources=[
-            WeightSource(
-                hf_repo="stabilityai/sd-vae-ft-mse",
-                hf_filename="diffusion_pytorch_model.safetensors",
-                note="official",
-            )
-        ],
-        license="MIT",
-        optional=True,
-        description="sd-vae-ft-mse AutoencoderKL (diffusers format); the .bin twin is accepted too",
+    sd_vae_file(
+        "vae",
+        "diffusion_pytorch_model.safetensors",
+        "sd-vae-ft-mse",
+        "sd-vae-ft-mse AutoencoderKL (diffusers format); the .bin twin is accepted too",
+        any_of="vae",
     ),
-    WeightFile(
-        key="vae_bin",
-        filename="diffusion_pytorch_model.bin",
-        relpath="sd-vae-ft-mse/diffusion_pytorch_model.bin",
-        sources=[
-            WeightSource(
-                hf_repo="stabilityai/sd-vae-ft-mse",
-                hf_filename="diffusion_pytorch_model.bin",
-                note="official",
-            )
-        ],
-        license="MIT",
-        optional=True,
-        description="sd-vae-ft-mse AutoencoderKL as a torch pickle (used when the safetensors file is absent)",
+    sd_vae_file(
+        "vae_bin",
+        "diffusion_pytorch_model.bin",
+        "sd-vae-ft-mse",
+        "sd-vae-ft-mse AutoencoderKL as a torch pickle (used when the safetensors file is absent)",
+        any_of="vae",
     ),
 ]
 
@@ -140,6 +127,7 @@ def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
 class LatentSyncPlugin(ModelPlugin):
     """Loads one LatentSync version (the UNet config is the same; the face resolution differs)."""
 
+    options_model = LatentSyncOptions
     #: why ``lsk.stream`` refuses it (read by lipsynckit.streaming before anything loads)
     stream_refusal = (
         "LatentSync denoises 16-frame chunks (640 ms of video, plus audio context) over 20 DDIM steps, "
@@ -151,21 +139,6 @@ class LatentSyncPlugin(ModelPlugin):
         self.info = _info(name, version, resolution, vram)
         self.resolution = resolution
 
-    def find_weights(self, weights: str | Path | None = None) -> dict[str, Path]:
-        from lipsynckit.errors import WeightsError
-        from lipsynckit.weights import resolve_all
-
-        found = resolve_all(self.info, weights, download=False)
-        if "vae" not in found and "vae_bin" not in found:
-            from lipsynckit.weights import where_to_get
-
-            raise WeightsError(
-                "the sd-vae-ft-mse VAE was not found",
-                stage="weights",
-                remedy=where_to_get(self.info.weights[2], self.info.name),
-            )
-        return found
-
     def _load(
         self,
         weights: str | Path | None,
@@ -174,9 +147,13 @@ class LatentSyncPlugin(ModelPlugin):
         options: dict[str, Any] | BaseModel | None,
         download: bool,
     ) -> LipSyncModel:
-        from .loader import build_runtime
+        from lipsynckit.weights import resolve_all
 
-        return build_runtime(self, weights, device, dtype, options, download)
+        from .loader import build_runtime, parse_options
+
+        opts = parse_options(options, self.info.name, dtype)
+        files = resolve_all(self.info, weights, download=download)
+        return build_runtime(self.info, self.resolution, files, device, opts)
 
 
 plugin = LatentSyncPlugin("latentsync", "1.6", 512, 18.0)

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from lipsynckit.errors import WeightsError
-from lipsynckit.nn.sd_vae import SD_VAE_FT_MSE_CONFIG, SD_VAE_SCALING_FACTOR
+from lipsynckit.nn.sd_vae import SD_VAE_SCALING_FACTOR, load_sd_vae
+from lipsynckit.weights import load_strict, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -51,55 +52,6 @@ UNET_CONFIG: dict[str, Any] = {
     "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
-
-_OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's tensors, memory-mapped when the file allows it (no code runs from the file)."""
-    from lipsynckit.weights import load_checkpoint, unwrap_state_dict
-
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
-    raw: Any = None
-    if p.suffix != ".safetensors":
-        try:
-            raw = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be mapped; read normally
-            raw = None
-    if raw is None:
-        raw = load_checkpoint(p)
-    return unwrap_state_dict(raw)
-
-
-def assign_strict(
-    module: nn.Module, sd: Mapping[str, torch.Tensor], path: str | Path | None, what: str
-) -> None:
-    """Strict load that assigns the checkpoint tensors (module may live on ``meta``), diff on failure."""
-    from lipsynckit.weights import state_dict_diff
-
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    missing, unexpected, shapes = state_dict_diff(expected, sd)
-    if missing or unexpected or shapes:
-
-        def show(title: str, items: list[str]) -> str:
-            more = f" … and {len(items) - 6} more" if len(items) > 6 else ""
-            return f"\n  {title} ({len(items)}): " + ", ".join(items[:6]) + more if items else ""
-
-        raise WeightsError(
-            f"this is not a {what} checkpoint:"
-            + show("missing", missing)
-            + show("unexpected", unexpected)
-            + show("wrong shape", shapes),
-            path=path,
-            stage="weights",
-            remedy=f"check that the file is the {what} of the official models/ layout",
-        )
-    module.load_state_dict(dict(sd), strict=True, assign=True)
-    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
-    if left:
-        raise WeightsError(f"{what}: tensors left unset: {left[:5]}", path=path, stage="weights")
 
 
 def _config_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,53 +91,14 @@ def load_unet(weights: str | Path, config: str | Path | Mapping[str, Any] | None
         config = side if side.is_file() else None
     cfg = read_json(config) if isinstance(config, (str, Path)) else config
     unet = build_unet(cfg)
-    assign_strict(unet, read_state_dict(p), p, "MuseTalk UNet")
+    load_strict(unet, read_state_dict(p), path=p, what="MuseTalk UNet", assign=True)
     return unet.eval()
 
 
-def rename_old_vae_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """diffusers 0.4 attention names (query/key/value/proj_attn) -> to_q/to_k/to_v/to_out.0."""
-    out = {}
-    for k, v in sd.items():
-        parts = k.split(".")
-        if "attentions" in parts and len(parts) >= 2 and parts[-2] in _OLD_ATTENTION:
-            parts[-2] = _OLD_ATTENTION[parts[-2]]
-            k = ".".join(parts)
-            if (
-                v.ndim == 4 and v.shape[-1] == 1 and v.shape[-2] == 1
-            ):  # 1x1 conv projections of even older files
-                v = v[:, :, 0, 0]
-        out[k] = v
-    return out
-
-
 def load_vae(path: str | Path, config: str | Path | Mapping[str, Any] | None = None) -> nn.Module:
-    """Load ``AutoencoderKL`` from a diffusers folder (config.json + diffusion_pytorch_model.bin or
-    .safetensors) or from a single weight file (sd-vae-ft-mse config assumed)."""
-    from diffusers import AutoencoderKL
-
-    p = Path(path)
-    if p.is_dir():
-        folder = p
-        for name in ("diffusion_pytorch_model.bin", "diffusion_pytorch_model.safetensors"):
-            if (folder / name).is_file():
-                p = folder / name
-                break
-        else:
-            raise WeightsError(
-                "no VAE weights in this folder",
-                path=folder,
-                stage="weights",
-                remedy="download stabilityai/sd-vae-ft-mse config.json + diffusion_pytorch_model.bin into it",
-            )
-    if config is None:
-        side = p.parent / "config.json"
-        config = side if side.is_file() else SD_VAE_FT_MSE_CONFIG
-    cfg = read_json(config) if isinstance(config, (str, Path)) else dict(config)
-    with torch.device("meta"):
-        vae = AutoencoderKL.from_config(_config_kwargs(cfg))
-    assign_strict(vae, rename_old_vae_keys(read_state_dict(p)), p, "VAE (sd-vae-ft-mse)")
-    return vae.eval()
+    """sd-vae-ft-mse through the one shared loader (:func:`lipsynckit.nn.sd_vae.load_sd_vae`)."""
+    vae: nn.Module = load_sd_vae(path, config)
+    return vae
 
 
 def scaling_factor(vae: nn.Module) -> float:

@@ -24,6 +24,8 @@ from lipsynckit.model import (
     WeightSource,
     parse_model_options,
 )
+from lipsynckit.nn.sd_vae import sd_vae_file
+from lipsynckit_musetalk.options import MuseTalkOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +36,18 @@ _UNET_LICENSE = (
 _HF = "TMElyralab/MuseTalk"
 
 _VAE = [
-    WeightFile(
-        key="vae",
-        filename="diffusion_pytorch_model.bin",
-        relpath="sd-vae/diffusion_pytorch_model.bin",
-        sources=[
-            WeightSource(
-                hf_repo="stabilityai/sd-vae-ft-mse",
-                hf_filename="diffusion_pytorch_model.bin",
-                note="official",
-            )
-        ],
-        license="MIT",
-        description="sd-vae-ft-mse AutoencoderKL (diffusers 0.4 attention names, renamed on load)",
+    sd_vae_file(
+        "vae",
+        "diffusion_pytorch_model.bin",
+        "sd-vae",
+        "sd-vae-ft-mse AutoencoderKL (diffusers 0.4 attention names, renamed on load)",
     ),
-    WeightFile(
-        key="vae_config",
-        filename="config.json",
-        relpath="sd-vae/config.json",
-        sources=[
-            WeightSource(hf_repo="stabilityai/sd-vae-ft-mse", hf_filename="config.json", note="official")
-        ],
-        license="MIT",
+    sd_vae_file(
+        "vae_config",
+        "config.json",
+        "sd-vae",
+        "VAE config (built-in sd-vae-ft-mse config used when absent)",
         optional=True,
-        description="VAE config (built-in sd-vae-ft-mse config used when absent)",
     ),
 ]
 _WHISPER = [
@@ -189,6 +179,8 @@ _GENERIC = {"pytorch_model.bin", "config.json", "diffusion_pytorch_model.bin", "
 class MuseTalkPlugin(ModelPlugin):
     """Loads MuseTalk from the official models/ folder, single files, or the cache."""
 
+    options_model = MuseTalkOptions
+
     def __init__(self, version: str) -> None:
         self.version = version
         self.info = _info(version)
@@ -272,7 +264,6 @@ class MuseTalkPlugin(ModelPlugin):
         from lipsynckit.weights import verify
         from lipsynckit_musetalk import networks
         from lipsynckit_musetalk.bisenet import FaceParser, load_bisenet
-        from lipsynckit_musetalk.options import MuseTalkOptions
         from lipsynckit_musetalk.runtime import MuseTalkModel
         from lipsynckit_musetalk.whisper import load_whisper_encoder
 

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     import torch
 from pydantic import BaseModel
 
-from lipsynckit.errors import WeightsError
 from lipsynckit.model import (
     LipSyncModel,
     ModelInfo,
@@ -22,6 +21,7 @@ from lipsynckit.model import (
     WeightSource,
     parse_model_options,
 )
+from lipsynckit_wav2lip.options import Wav2LipOptions
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ WAV2LIP_WEIGHTS = WeightFile(
     ],
     license=LICENSE_TEXT,
     non_commercial=True,
-    description="Wav2Lip generator trained without the visual-quality GAN (best lip sync)",
+    description="Wav2Lip generator trained without the visual-quality GAN (best lip sync)",    any_of="generator",
 )
 
 WAV2LIP_GAN_WEIGHTS = WeightFile(
@@ -94,7 +94,7 @@ WAV2LIP_GAN_WEIGHTS = WeightFile(
     ],
     license=LICENSE_TEXT,
     non_commercial=True,
-    description="Wav2Lip generator trained with the visual-quality GAN (sharper, slightly worse sync)",
+    description="Wav2Lip generator trained with the visual-quality GAN (sharper, slightly worse sync)",    any_of="generator",
 )
 
 
@@ -106,7 +106,7 @@ def _torchscript_record(name: str, url: str, what: str) -> WeightFile:
         license=LICENSE_TEXT,
         non_commercial=True,
         description=f"{what} as the TorchScript archive the current README links (used when the .pth is absent)",
-        optional=True,
+        any_of="generator",
     )
 
 
@@ -157,35 +157,17 @@ WAV2LIP_GAN_INFO = _info(
 class Wav2LipPlugin(ModelPlugin):
     """Loads the Wav2Lip generator from any form users hold (see :func:`runtime.load_generator`)."""
 
+    options_model = Wav2LipOptions
+
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
 
-    def _generator_records(self) -> list[WeightFile]:
-        return [wf for wf in self.info.weights if wf.key in ("generator", "generator_torchscript")]
-
     def find_generator(self, weights: str | Path | None = None, download: bool = False) -> Path:
-        """The generator file: an explicit file, else the .pth then the TorchScript .pt in the folder or
-        cache; downloads the .pth from the hub only when ``download``. Missing → WeightsError saying
-        where to get it and where to put it."""
-        from lipsynckit.weights import model_cache_dir, resolve, verify
+        """The generator: the .pth, else the TorchScript archive (an any-of group resolved by core)."""
+        from lipsynckit.weights import resolve_all
 
-        if weights is not None and Path(weights).expanduser().is_file():
-            return Path(weights).expanduser()
-        records = self._generator_records()
-        first_error: WeightsError | None = None
-        for wf in records:
-            try:
-                path = resolve(wf, self.info.name, weights, download=False)
-            except WeightsError as exc:
-                first_error = first_error or exc
-                continue
-            if model_cache_dir(self.info.name).absolute() in path.absolute().parents:
-                verify(path, wf)  # files in our cache must be the release they claim to be
-            return path
-        if download:
-            return resolve(records[0], self.info.name, weights, download=True)
-        assert first_error is not None
-        raise first_error
+        files = resolve_all(self.info, weights, download=download)
+        return files.get("generator") or files["generator_torchscript"]
 
     def find_weights(self, weights: str | Path | None = None) -> dict[str, Path]:
         """Resolve locally (no download); the TorchScript archive counts as the generator."""
@@ -199,7 +181,6 @@ class Wav2LipPlugin(ModelPlugin):
         options: dict[str, Any] | BaseModel | None,
         download: bool,
     ) -> LipSyncModel:
-        from lipsynckit_wav2lip.options import Wav2LipOptions
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
         opts = parse_model_options(options, Wav2LipOptions, self.info.name)

@@ -14,33 +14,29 @@ from lipsynckit_wav2lip.plugin import S3FD_WEIGHTS
 
 #: the name the file has at its original home; Wav2Lip renames it to ``s3fd.pth``
 ORIGINAL_FILENAME = "s3fd-619a316812.pth"
-_CACHE_MODELS = ("wav2lip", "s3fd", "wav2lip_gan")  # `weights fetch wav2lip` puts it in the model's folder
+
+
+#: either file name, in the wav2lip folder (where `weights fetch wav2lip` puts it) or the s3fd one
+S3FD_RECORDS = [
+    S3FD_WEIGHTS.model_copy(update={"any_of": "s3fd", "also_in": ["s3fd", "wav2lip_gan"]}),
+    S3FD_WEIGHTS.model_copy(
+        update={
+            "key": "detector_original",
+            "filename": ORIGINAL_FILENAME,
+            "any_of": "s3fd",
+            "also_in": ["s3fd", "wav2lip_gan"],
+        }
+    ),
+]
 
 
 def find_s3fd_weights(weights: str | Path | None = None, download: bool = False) -> Path:
-    """Locate the S3FD file: an explicit path, else either file name in the s3fd or wav2lip caches."""
-    from lipsynckit.weights import model_cache_dir, resolve, verify, where_to_get
+    """Locate the S3FD file: an explicit path, else either file name in the wav2lip, s3fd or
+    wav2lip_gan caches (through the core resolver)."""
+    from lipsynckit.weights import resolve_files
 
-    records = [S3FD_WEIGHTS, S3FD_WEIGHTS.model_copy(update={"filename": ORIGINAL_FILENAME})]
-    for model in _CACHE_MODELS:
-        for wf in records:
-            try:
-                path = resolve(wf, model, weights, download=False)
-            except WeightsError:
-                if weights is not None and not Path(weights).expanduser().exists():
-                    raise
-                continue
-            if model_cache_dir(model).absolute() in path.absolute().parents:
-                verify(path, wf)
-            return path
-    if download:
-        return resolve(S3FD_WEIGHTS, "wav2lip", weights, download=True)
-    raise WeightsError(  # the detector's own name: it is found in a model's folder, not a model
-        f"weight file {S3FD_WEIGHTS.filename!r} for face detector 's3fd' not found"
-        + (f" under {weights}" if weights is not None else ""),
-        stage="faces",
-        remedy=where_to_get(S3FD_WEIGHTS, "wav2lip"),
-    )
+    found = resolve_files("wav2lip", S3FD_RECORDS, weights, download, owner="face detector 's3fd'")
+    return next(iter(found.values()))
 
 
 class S3FDPlugin(FaceDetectorPlugin):
@@ -49,6 +45,7 @@ class S3FDPlugin(FaceDetectorPlugin):
     name = "s3fd"
     description = "S3FD (face-alignment weights), the detector of official Wav2Lip inference; boxes only"
     requires = ("torch", "cv2")
+    extra = "wav2lip"
     landmarks = 0
     offline = False  # needs s3fd.pth
     license = "BSD-3-Clause"

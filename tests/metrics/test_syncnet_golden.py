@@ -17,9 +17,9 @@ from lipsynckit.metrics import (
     num_windows,
     syncnet_mfcc,
 )
+from lipsynckit.testing import deterministic_state_dict, load_manifest
 from lipsynckit.types import AudioClip
 
-from lipsynckit.testing import deterministic_state_dict, load_manifest
 from refdata import load_npz
 
 W2L = "wav2lip"

@@ -13,9 +13,8 @@ import torch
 
 from lipsynckit.metrics import SyncNetOptions, SyncNetScorer, audio_to_pcm16, crop_faces_from_track
 from lipsynckit.metrics.syncnet import jpeg_roundtrip_bgr, resample_frames_to_25fps
-from lipsynckit.types import AudioClip, Face, FaceTrack
-
 from lipsynckit.testing import deterministic_state_dict, load_manifest
+from lipsynckit.types import AudioClip, Face, FaceTrack
 
 
 def _official_crop(frame: np.ndarray, box: np.ndarray, cs: float = 0.4) -> np.ndarray:

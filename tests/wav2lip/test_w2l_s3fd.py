@@ -92,8 +92,8 @@ def test_found_in_the_cache_under_either_name(tmp_path: Path, s3fd_file: Path) -
     d = tmp_path / "lsk_home" / "weights" / "s3fd"
     d.mkdir(parents=True)
     (d / "s3fd-619a316812.pth").write_bytes(s3fd_file.read_bytes())
-    # found, then checked against the published digest: this one is not the real release
-    with pytest.raises(FaceDetectorError, match="sha256 mismatch"):
+    # found, then checked against the release's recorded size (before its digest): not the real release
+    with pytest.raises(FaceDetectorError, match="bytes, the release is 89843225"):
         detector_plugin.create()
 
 

@@ -41,14 +41,13 @@ __all__ = [
 def _plugins() -> dict[str, tuple[FaceDetectorPlugin | None, str]]:
     from lipsynckit.registry import face_detector_plugins
 
-    out: dict[str, tuple[FaceDetectorPlugin | None, str]] = {}
-    for name, entry in face_detector_plugins().items():
-        plugin = entry.plugin
-        if plugin is None or not isinstance(plugin, FaceDetectorPlugin):
-            out[name] = (None, entry.error or f"{entry.ep.value} is not a FaceDetectorPlugin")
-        else:
-            out[name] = (plugin, "")
-    return out
+    return {name: (entry.plugin, entry.error) for name, entry in face_detector_plugins().items()}
+
+
+def _install_hint(name: str) -> str:
+    from lipsynckit.registry import face_detector_plugins
+
+    return face_detector_plugins()[name].install_hint
 
 
 def _status(plugin: FaceDetectorPlugin) -> tuple[bool, str]:
@@ -133,7 +132,7 @@ def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
         raise FaceDetectorError(
             f"face detector {name!r} needs missing Python packages: {', '.join(missing)}",
             stage="faces",
-            remedy=f'pip install "lipsynckit[{name}]" or use --detector opencv',
+            remedy=f"{_install_hint(name)} or use --detector opencv",
         )
     log.info("face detector: %r", name)
     return _create(plugin, kwargs)

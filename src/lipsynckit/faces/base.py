@@ -26,6 +26,7 @@ class FaceDetectorPlugin(ABC):
     name: str
     description: str = ""
     requires: tuple[str, ...] = ()
+    extra: str | None = None  # pip extra of its distribution that installs ``requires``
     landmarks: int = 0  # number of landmark points it returns (0 = boxes only)
     offline: bool = True  # works without any download
     license: str = "unknown"

@@ -19,15 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from lipsynckit.errors import InputNotFoundError, LipSyncError
+from lipsynckit.errors import FaceBoxesError, InputNotFoundError
 from lipsynckit.types import Face, FaceTrack
 
 FORMATS = ("xyxy", "xywh", "y1y2x1x2")
 _EXAMPLE = 'write {"format": "xyxy", "boxes": [[x1, y1, x2, y2], ...]} with one box (or null) per frame'
-
-
-class FaceBoxesError(LipSyncError):
-    """A ``--face-boxes`` file that cannot be used."""
 
 
 def _fail(path: Path, message: str, remedy: str = _EXAMPLE) -> FaceBoxesError:

@@ -31,6 +31,7 @@ until ``results()`` takes them, so read results while submitting (another thread
 
 from __future__ import annotations
 
+from lipsynckit.errors import FrameGenerationError, FrameOutOfMemoryError, SchedulerClosedError
 from lipsynckit.scheduler.core import BatchScheduler
 from lipsynckit.scheduler.jobs import Job
 from lipsynckit.scheduler.memory import (
@@ -42,9 +43,6 @@ from lipsynckit.scheduler.memory import (
     remembered_batch_size,
 )
 from lipsynckit.scheduler.options import (
-    FrameGenerationError,
-    FrameOutOfMemoryError,
-    SchedulerClosedError,
     SchedulerOptions,
     SchedulerStats,
     is_out_of_memory,

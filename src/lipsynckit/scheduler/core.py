@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from lipsynckit.errors import LipSyncError
+from lipsynckit.errors import FrameGenerationError, FrameOutOfMemoryError, LipSyncError, SchedulerClosedError
 from lipsynckit.scheduler.jobs import Job, _Launched, _Unit
 from lipsynckit.scheduler.memory import (
     BatchKey,
@@ -23,9 +23,6 @@ from lipsynckit.scheduler.memory import (
     remembered_batch_size,
 )
 from lipsynckit.scheduler.options import (
-    FrameGenerationError,
-    FrameOutOfMemoryError,
-    SchedulerClosedError,
     SchedulerOptions,
     SchedulerStats,
     is_out_of_memory,
@@ -123,15 +120,10 @@ class BatchScheduler:
             self._thread.join()
         with self._cv:
             for job in self._jobs:
-                left = list(job._queue)
-                job._queue.clear()
-                job._queued_items = 0
-                if job._partial:
-                    left.append(_Unit(job, [q for q, _ in job._partial], [it for _, it in job._partial]))
-                    job._partial = []
+                left = job.take_queued(with_partial=True)
                 if left:
                     n = sum(len(u.items) for u in left)
-                    job._fail_units(
+                    job.fail_units(
                         left,
                         SchedulerClosedError(
                             f"scheduler closed with {n} frame(s) of job {job.id} not generated",
@@ -208,17 +200,16 @@ class BatchScheduler:
         n = 0
         urgent = False
         for j in self._jobs:
-            if j._ready():
-                n += j._queued_items
-                if j._closed or j._producer_blocked or j._consumer_waiting:
-                    urgent = True
+            if j.ready():
+                n += j.queued_items
+                urgent = urgent or j.urgent
         return n, urgent
 
     def _take(self) -> list[_Unit]:
         """Round-robin over jobs, one unit at a time, up to the batch size (at least one unit)."""
         units: list[_Unit] = []
         total = 0
-        jobs = [j for j in self._jobs if j._ready()]
+        jobs = [j for j in self._jobs if j.ready()]
         if not jobs:
             return units
         start = self._rr % len(jobs)
@@ -227,12 +218,10 @@ class BatchScheduler:
         while progress:
             progress = False
             for j in order:
-                if not j._queue:
+                nxt = j.next_unit_size()
+                if nxt is None or (units and total + nxt > self._batch_size):
                     continue
-                nxt = len(j._queue[0].items)
-                if units and total + nxt > self._batch_size:
-                    continue
-                units.append(j._pop())
+                units.append(j.pop())
                 total += nxt
                 progress = True
                 if total >= self._batch_size:
@@ -250,12 +239,7 @@ class BatchScheduler:
         while True:
             # forget finished jobs (keeping their queue-depth figures): a long-lived scheduler stays small
             for j in list(self._jobs):
-                if (
-                    j._closed
-                    and not j._queue
-                    and not j._partial
-                    and (j.items_done >= j._next_seq or j._failure is not None)
-                ):
+                if j.finished:
                     self._all_depths[j.id] = j.max_queue_depth
                     self._jobs.remove(j)
             n, urgent = self._available()
@@ -271,7 +255,7 @@ class BatchScheduler:
             waited = (now - t_first) * 1000.0
             full = n >= self._batch_size
             timed_out = waited >= opts.max_wait_ms
-            no_more = all(j._closed or j._producer_blocked for j in self._jobs)
+            no_more = all(j.producer_idle for j in self._jobs)
             if full or self._stopped or no_more or (timed_out and (n >= opts.min_batch or urgent)):
                 return self._take()
             if timed_out:  # below min_batch: wait for more work or for a reason to flush
@@ -310,8 +294,7 @@ class BatchScheduler:
                 for lb in inflight:
                     self._fail(lb.units, exc)
                 for job in self._jobs:
-                    job._fail_units(list(job._queue), exc)
-                    job._queue.clear()
+                    job.fail_units(job.take_queued(), exc)
                 self._stopped = True
                 self._cv.notify_all()
 
@@ -486,12 +469,8 @@ class BatchScheduler:
             for u in units:
                 job = u.job
                 for q, it in zip(u.seqs, u.items, strict=True):
-                    if job._failure is None:
-                        job._done[q] = (it.index, outs[k])
-                    else:  # the job failed earlier: this frame is reported through that error
-                        job._errors.setdefault(q, job._failure)
+                    if not job.deliver(q, it.index, outs[k]):  # failed earlier: reported by that error
                         self._failed += 1
-                    job.items_done += 1
                     k += 1
             self._batches += 1
             self._items += n
@@ -528,11 +507,9 @@ class BatchScheduler:
                     if isinstance(exc, LipSyncError):
                         err.exit_code = exc.exit_code
                 err.__cause__ = exc
-                job._fail_units(us, err)
-                dropped = list(job._queue)
-                job._queue.clear()
-                job._queued_items = 0
-                job._fail_units(dropped, err)
+                job.fail_units(us, err)
+                dropped = job.take_queued()
+                job.fail_units(dropped, err)
                 n = sum(len(u.items) for u in us) + sum(len(u.items) for u in dropped)
                 job.items_done += sum(len(u.items) for u in us)
                 self._failed += n

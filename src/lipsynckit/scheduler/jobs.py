@@ -5,15 +5,28 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from lipsynckit.scheduler.options import SchedulerClosedError
+from lipsynckit.errors import SchedulerClosedError
 from lipsynckit.types import WorkItem
 
 if TYPE_CHECKING:
-    from lipsynckit.scheduler.core import BatchScheduler
+    import threading
+
+    from lipsynckit.scheduler.options import SchedulerOptions
+
+
+class JobHost(Protocol):
+    """What a :class:`Job` needs of the scheduler that owns it (its lock, its state, its options), so
+    that this module does not import the scheduler (:class:`~lipsynckit.scheduler.core.BatchScheduler`)."""
+
+    options: SchedulerOptions
+    _cv: threading.Condition
+    _stopped: bool
+
+    def _thread_alive(self) -> bool: ...
 
 
 @dataclass
@@ -44,7 +57,7 @@ class Job:
     ``close``). Results come back in submit order.
     """
 
-    def __init__(self, sched: BatchScheduler, job_id: int) -> None:
+    def __init__(self, sched: JobHost, job_id: int) -> None:
         self.id = job_id
         self._s = sched
         self._queue: deque[_Unit] = deque()
@@ -152,7 +165,7 @@ class Job:
             s._cv.wait()
             if self._failure is not None or s._stopped:
                 self._producer_blocked = False
-                self._fail_units(
+                self.fail_units(
                     [unit], self._failure or SchedulerClosedError("scheduler stopped", stage="model")
                 )
                 self._check_open()
@@ -162,17 +175,66 @@ class Job:
         self.max_queue_depth = max(self.max_queue_depth, self._queued_items)
         s._cv.notify_all()
 
-    def _ready(self) -> bool:
+    # -- the scheduler's side (called with its condition held; the only way it touches a job) ---------
+
+    @property
+    def queued_items(self) -> int:
+        return self._queued_items
+
+    @property
+    def urgent(self) -> bool:
+        """Waiting for more frames is pointless: closed, or its producer or consumer is waiting on us."""
+        return self._closed or self._producer_blocked or self._consumer_waiting
+
+    @property
+    def producer_idle(self) -> bool:
+        """No more frames are coming soon (closed, or the producer is blocked on a full queue)."""
+        return self._closed or self._producer_blocked
+
+    @property
+    def finished(self) -> bool:
+        """Closed, nothing queued, and every frame generated or the job failed."""
+        return (
+            self._closed
+            and not self._queue
+            and not self._partial
+            and (self.items_done >= self._next_seq or self._failure is not None)
+        )
+
+    def ready(self) -> bool:
         """Work queued, and room for its results (``result_buffer``)."""
         buf = self._s.options.result_buffer
         return bool(self._queue) and (buf is None or len(self._done) < buf)
 
-    def _pop(self) -> _Unit:
+    def next_unit_size(self) -> int | None:
+        return len(self._queue[0].items) if self._queue else None
+
+    def pop(self) -> _Unit:
         unit = self._queue.popleft()
         self._queued_items -= len(unit.items)
         return unit
 
-    def _fail_units(self, units: Iterable[_Unit], exc: BaseException) -> None:
+    def take_queued(self, with_partial: bool = False) -> list[_Unit]:
+        """Remove and return every queued unit (and the short chunk being filled, when asked)."""
+        left = list(self._queue)
+        self._queue.clear()
+        self._queued_items = 0
+        if with_partial and self._partial:
+            left.append(_Unit(self, [q for q, _ in self._partial], [it for _, it in self._partial]))
+            self._partial = []
+        return left
+
+    def deliver(self, seq: int, index: int, output: np.ndarray) -> bool:
+        """Store one generated frame; False when the job had already failed (the frame is reported
+        through that error instead)."""
+        self.items_done += 1
+        if self._failure is None:
+            self._done[seq] = (index, output)
+            return True
+        self._errors.setdefault(seq, self._failure)
+        return False
+
+    def fail_units(self, units: Iterable[_Unit], exc: BaseException) -> None:
         for u in units:
             for q in u.seqs:
                 self._errors.setdefault(q, exc)

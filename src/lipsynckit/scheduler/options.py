@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lipsynckit.errors import DeviceOutOfMemoryError, LipSyncError
-
-_OOM_REMEDY = (
-    "free device memory (close other programs using the GPU), use a smaller input resolution or a "
-    "half-precision dtype, or run on CPU with --device cpu"
+from lipsynckit.errors import (
+    DeviceOutOfMemoryError,
 )
 
 
@@ -92,30 +88,6 @@ class SchedulerStats(BaseModel):
     oom_retries: int = 0
     batch_size: int = 0  # batch size now in force
     batch_size_history: list[int] = Field(default_factory=list)  # every batch size in force, in order
-
-
-class FrameGenerationError(LipSyncError):
-    """``generate`` failed on a batch; names the job and the frames that were in it."""
-
-    def __init__(
-        self, message: str, *, job_id: int, indices: Sequence[int], remedy: str | None = None
-    ) -> None:
-        self.job_id = job_id
-        self.indices = list(indices)
-        super().__init__(message, stage="model", remedy=remedy)
-
-
-class FrameOutOfMemoryError(DeviceOutOfMemoryError):
-    """Out of device memory at the smallest batch (one frame or one chunk); names job and frames."""
-
-    def __init__(self, message: str, *, job_id: int, indices: Sequence[int]) -> None:
-        self.job_id = job_id
-        self.indices = list(indices)
-        super().__init__(message, stage="model", remedy=_OOM_REMEDY)
-
-
-class SchedulerClosedError(LipSyncError):
-    """Work submitted to, or left in, a scheduler that has stopped."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -346,10 +346,13 @@ def add_stream_args(b: argparse.ArgumentParser) -> None:
 
 
 def cmd_stream_bench(args: argparse.Namespace) -> int:
-    from lipsynckit.cli import _model_options
+    from lipsynckit.bench import sample_media
+    from lipsynckit.cli_options import model_options_from_args
 
     models = [m.strip() for m in args.models.split(",") if m.strip() and m.strip() != "all"] or ["viseme"]
+    # default: the LibriVox sentences where Debian's pocketsphinx-testdata is installed, else the sample
     speech = [Path(p) for p in args.speech] if args.speech else sorted(LIBRIVOX.glob("*.wav"))
+    speech = speech or [sample_media()[1]]
     rows = run_stream_bench(
         models,
         args.video,
@@ -359,7 +362,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
         soak=args.soak,
         weights=args.weights,
         device=args.device,
-        model_options=_model_options(args) or None,
+        model_options=model_options_from_args(args) or None,
     )
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ INFO = ModelInfo(
         "Weight-free default: audio energy, voice activity and spectral shape give a mouth opening per "
         "frame, which drives a smooth warp of the jaw and lips. Always available, CPU, faster than real time."
     ),
-    face_size=256,
+    face_size=0,  # native resolution: the warp works on the face region as found, never resized
     audio_sample_rate=16000,
     chunk_frames=1,
     supports_cpu=True,
@@ -49,6 +49,7 @@ class VisemePlugin(ModelPlugin):
     """The built-in model: needs no weights, so it is always usable."""
 
     info = INFO
+    options_model = VisemeOptions
 
     def _load(
         self,

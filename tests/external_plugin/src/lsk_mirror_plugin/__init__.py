@@ -10,14 +10,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from lipsynckit.model import BaseLipSyncModel, ModelInfo, ModelPlugin
+from lipsynckit.model import BaseLipSyncModel, ModelInfo, ModelPlugin, parse_model_options
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
 
 
+class MirrorOptions(BaseModel):
+    """The mirror's one knob (a third-party option: the CLI makes a flag of it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.01, ge=0.0, description="RMS loudness above which the lower face is mirrored")
+
+
 class MirrorModel(BaseLipSyncModel):
-    def __init__(self, info: ModelInfo) -> None:
+    def __init__(self, info: ModelInfo, options: MirrorOptions) -> None:
         self.info = info
+        self.options = options
 
     def audio_features(self, audio: AudioClip, fps: float) -> torch.Tensor:
         x = audio.mono().samples[0]
@@ -36,7 +46,7 @@ class MirrorModel(BaseLipSyncModel):
         out = []
         for item in batch.items:
             crop = item.face.crop.copy()
-            if float(item.audio[0]) > 0.01:
+            if float(item.audio[0]) > self.options.threshold:
                 half = crop.shape[0] // 2
                 crop[half:] = crop[half:, ::-1]
             out.append(crop)
@@ -44,6 +54,8 @@ class MirrorModel(BaseLipSyncModel):
 
 
 class MirrorPlugin(ModelPlugin):
+    options_model = MirrorOptions
+
     def __init__(self, name: str, requires: list[str], extra: str | None) -> None:
         self.info = ModelInfo(
             name=name,
@@ -64,7 +76,7 @@ class MirrorPlugin(ModelPlugin):
         options: Any,
         download: bool,
     ) -> MirrorModel:
-        return MirrorModel(self.info)
+        return MirrorModel(self.info, parse_model_options(options, MirrorOptions, self.info.name))
 
 
 plugin = MirrorPlugin("mirror", [], None)

@@ -1,0 +1,69 @@
+"""What a model and its weight files are, as data (a leaf module: the weights code and the plugin
+contract both read it; :mod:`lipsynckit.model` re-exports these names)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WeightSource(BaseModel):
+    """One place a weight file can be fetched from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str | None = None  # direct link (official release, Google Drive, SharePoint, ...)
+    hf_repo: str | None = None  # Hugging Face hub repository id
+    hf_filename: str | None = None  # path of the file inside that repository
+    note: str = ""  # "official", "mirror", ...
+
+
+class WeightFile(BaseModel):
+    """A weight file a model needs: where it comes from, how to check it, under what licence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str  # logical name used by the model ("generator", "unet", "vae", ...)
+    filename: str  # file name as released
+    relpath: str | None = None  # path inside the official download folder layout, if any
+    sha256: str | None = None  # known digest of the released file (None where unknown)
+    size_bytes: int | None = None
+    sources: list[WeightSource] = Field(default_factory=list)
+    license: str = "unknown"
+    non_commercial: bool = False
+    description: str = ""
+    optional: bool = False  # the model runs without it (with a documented fallback)
+    # alternatives: the model needs ONE file of each any-of group (e.g. a .pth generator or its
+    # TorchScript archive; a safetensors VAE or its .bin twin), found in record order; ``optional`` is
+    # then ignored. A download fetches the group's first member that has a hub source.
+    any_of: str | None = None
+    also_in: list[str] = Field(default_factory=list)  # other models' cache folders that may hold it
+
+
+class ModelInfo(BaseModel):
+    """What a model is, in data (the role of torchvision's ``Weights`` meta / timm's ``PretrainedCfg``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    display_name: str
+    version: str = ""
+    description: str = ""
+    homepage: str = ""
+    face_size: int  # side of the square face crop the network sees (0: native, the region as found)
+    audio_sample_rate: int = 16000
+    chunk_frames: int = 1  # frames that must be generated together (LatentSync: 16)
+    min_vram_gb: float = 0.0
+    supports_cpu: bool = True
+    license: str = "unknown"  # licence of the code the model follows
+    weights_license: str = "unknown"
+    non_commercial: bool = False  # True when the released weights forbid commercial use
+    weights: list[WeightFile] = Field(default_factory=list)
+    extra: str | None = None  # pip extra that installs its dependencies
+    requires: list[str] = Field(default_factory=list)  # importable modules it needs
+    default_detector: str = "auto"
+    needs_weights: bool = True
+    # data for `--model auto`: higher quality wins among the models the hardware can run
+    quality: float = 0.0  # relative lip-sync/visual quality the plugin claims (0 = weight-free fallback)
+    cpu_seconds_per_frame: float | None = (
+        None  # measured on a 2-core CPU at default settings (None = unknown)
+    )

@@ -1,0 +1,36 @@
+"""The third-party plugin's own tests: it inherits lipsynckit's public contract suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+from lsk_mirror_plugin import plugin
+
+from lipsynckit.media import load_audio
+from lipsynckit.model import LipSyncModel
+from lipsynckit.testing.contract import ContractSample, ModelContract
+from lipsynckit.types import Face
+
+SPEECH = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")
+
+
+class TestMirrorContract(ModelContract):
+    plugin = plugin
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_model(cls) -> LipSyncModel:
+        return plugin.load(device="cpu")
+
+    @pytest.fixture
+    def contract_sample(self) -> ContractSample:
+        frame = skimage.data.astronaut()  # a real photo, RGB uint8
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        found = cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), 1.1, 5, minSize=(60, 60))
+        x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+        face = Face(box=np.array([x, y, x + w, y + h], dtype=np.float32))
+        return ContractSample(frame=frame, face=face, audio=load_audio(SPEECH).slice(0.0, 1.2))

@@ -1,0 +1,87 @@
+"""Model flags made from each plugin's options model; --fp16 is dtype, so --model auto can fall back."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from lipsynckit.cli import build_parser, main
+from lipsynckit.cli_options import add_flags_for_argv, model_help, model_options_from_args
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    add_flags_for_argv(parser, argv)
+    return parser.parse_args(argv)
+
+
+def test_flags_come_from_the_options_model(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # argparse wraps help at the terminal width
+    with pytest.raises(SystemExit) as done:
+        main(["sync", "--model", "wav2lip", "--help"])
+    assert done.value.code == 0
+    page = capsys.readouterr().out
+    assert "wav2lip options (from Wav2LipOptions)" in page
+    assert "--paste {official,feathered}" in page  # Literal -> choices
+    assert "--smooth, --no-smooth" in page  # bool -> a pair
+    assert (
+        "feathered = lipsynckit's soft-edged" in page and "(default: 'official')" in page
+    )  # description, default
+    assert "also settable with -O KEY=VALUE: fp16" in page  # --fp16 is the command's own (dtype)
+    with pytest.raises(SystemExit):
+        _parse(["sync", "v.mp4", "--model", "wav2lip", "--paste", "blurry"])  # not a choice
+
+
+def test_only_the_flags_given_become_options_so_defaults_live_in_the_model() -> None:
+    args = _parse(
+        [
+            "-q",
+            "sync",
+            "v.mp4",
+            "a.wav",
+            "-m",
+            "latentsync_15",
+            "--steps",
+            "3",
+            "--no-deepcache",
+            "-O",
+            "eta=0.5",
+        ]
+    )
+    assert model_options_from_args(args) == {"steps": 3, "deepcache": False, "eta": 0.5}
+    assert model_options_from_args(_parse(["sync", "v.mp4", "--model", "auto"])) == {}
+    with pytest.raises(SystemExit):  # without --model NAME there are no model flags
+        _parse(["sync", "v.mp4", "--steps", "3"])
+
+
+def test_model_help_page_and_removed_symmetry_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    page = model_help("latentsync_15")
+    assert "--steps INT" in page and "DDIM steps" in page and "(default: 20)" in page
+    assert "--paste" not in page and "--version" not in page  # no fields "accepted for CLI symmetry"
+    assert "--fp16" not in page.split("also settable")[0].splitlines()[-1]
+
+
+def test_fp16_with_model_auto_and_no_weights_falls_back_to_viseme(
+    tmp_path: Path, astronaut_png: Path, speech_wav: Path
+) -> None:
+    out = tmp_path / "auto_fp16.mkv"
+    rc = main(
+        [
+            "-q",
+            "sync",
+            str(astronaut_png),
+            str(speech_wav),
+            "-o",
+            str(out),
+            "--model",
+            "auto",
+            "--fp16",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0 and out.is_file()
