@@ -355,7 +355,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
     speech = speech or [sample_media()[1]]
     rows = run_stream_bench(
         models,
-        args.video,
+        args.video or sample_media()[0],
         speech,
         seconds=args.seconds,
         max_sessions=args.sessions,
