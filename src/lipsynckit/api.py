@@ -14,6 +14,7 @@ import torch
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
 from lipsynckit.pipeline import (
+    StageHook,
     SyncResult,
     generate_frames,
     scheduler_options,
@@ -66,11 +67,15 @@ def sync(
     dtype: torch.dtype | None = None,
     model_options: dict[str, Any] | None = None,
     options: SyncOptions | None = None,
+    hook: StageHook | None = None,
     **option_overrides: Any,
 ) -> SyncResult:
     """Lip-sync ``video`` (or a still image) to ``audio`` (default: the video's own track).
 
     ``option_overrides`` are :class:`SyncOptions` fields (``length_mode="pingpong"``, ``face_boxes=...``).
+    ``hook(stage, artefact)`` sees what each stage made, once per stage and in order (the face track,
+    the features, the gate plan; see :data:`lipsynckit.pipeline.STAGES`), so a notebook can inspect
+    them without running again. What it raises ends the run (before ``encode``: with no output).
     """
     from lipsynckit.inputs import check_run
 
@@ -78,7 +83,7 @@ def sync(
     check_run(video, audio, output, opts.output_mode)  # a bad file costs a second, not a model load
     m = resolve_model(model, weights, device, dtype, model_options)
     out = Path(output) if output is not None else Path.cwd() / f"{Path(video).stem}.{m.info.name}.mp4"
-    result = sync_file(video, audio, m, out, opts)
+    result = sync_file(video, audio, m, out, opts, hook=hook)
     log.debug("%s", result.summary())
     return result
 

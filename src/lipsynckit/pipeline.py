@@ -2,6 +2,8 @@
 
 Two streaming passes over the source: one to track faces (boxes only are kept), one to generate.
 Nothing holds the whole video: frames flow through bounded queues, so memory stays flat with length.
+:func:`sync_file` runs the nine numbered stages of ``docs/architecture.md`` (:data:`STAGES`), each a
+small function below, and tells an optional ``hook(stage, artefact)`` what each one made.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import torch
 
 from lipsynckit.avatar import PreparedCache, open_cache
 from lipsynckit.errors import (
+    AudioError,
     FrameFailedError,
     InputNotFoundError,
     LipSyncError,
@@ -37,9 +40,32 @@ from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
 
 if TYPE_CHECKING:
     from lipsynckit.gate import GatePlan
-    from lipsynckit.scheduler import BatchScheduler
+    from lipsynckit.media import VideoSink
+    from lipsynckit.media.video import VideoInfo
+    from lipsynckit.scheduler import BatchScheduler, Job
 
 log = logging.getLogger(__name__)
+
+Stage = Literal["inputs", "audio", "features", "frame_index", "faces", "gate", "generate", "encode", "result"]
+"""The stages of :func:`sync_file`, in order, and what a hook receives after each (its artefact):
+
+1. ``inputs``: the source's :class:`~lipsynckit.media.video.VideoInfo` (fps, size, frames, still image?)
+2. ``audio``: the :class:`~lipsynckit.types.AudioClip` as loaded (cut to the video later with ``cut``)
+3. ``features``: the model's audio features, a tensor with one row per output frame
+4. ``frame_index``: an int array, the source frame of each output frame (its length is the output's)
+5. ``faces``: the :class:`~lipsynckit.types.FaceTrack` of the source frames used, after the model's box rules
+6. ``gate``: the :class:`~lipsynckit.gate.GatePlan` (weight per output frame), or ``None`` with the gate off
+7. ``generate``: the scheduler's statistics (a dict, as in ``SyncResult.scheduler``; empty when the
+   caller brought its own scheduler), once every frame is generated and written, before the commit
+8. ``encode``: the output :class:`~pathlib.Path`, committed (the file is there)
+9. ``result``: the :class:`SyncResult`
+
+Artefacts are the objects the run goes on with: look, do not change them. There is no call per frame
+(a Python call per frame costs time on long videos); the frames are in the output.
+"""
+STAGES: tuple[Stage, ...] = get_args(Stage)
+StageHook = Callable[[Stage, Any], None]
+"""``hook(stage, artefact)``: called once after each stage of :data:`STAGES`."""
 
 
 @dataclass
@@ -245,6 +271,145 @@ def shared_scheduler(model: LipSyncModel, batch_size: int | None) -> Iterator[An
             entry[0].__exit__(None, None, None)
 
 
+# ---------------------------------------------------------------------------------------------------
+# 7. generate: prepare → scheduler (batched model calls) → composite → gate blend, streamed in order
+# ---------------------------------------------------------------------------------------------------
+
+_DONE = object()  # the producer's last entry in the queue of frames
+
+
+@contextmanager
+def _job_scheduler(
+    model: LipSyncModel,
+    options: SyncOptions,
+    scheduler: BatchScheduler | None,
+    timer: _Timer,
+    stats_out: dict[str, Any] | None,
+) -> Iterator[BatchScheduler]:
+    """The caller's scheduler, or the model's shared one (its statistics go to ``stats_out`` when done)."""
+    if scheduler is not None:
+        yield scheduler
+        return
+    with shared_scheduler(model, options.batch_size) as sched:
+        try:
+            yield sched
+        finally:
+            stats = sched.stats()
+            timer.add("generate", stats.stage_s.get("generate", 0.0))
+            if stats_out is not None:
+                stats_out.update(stats.model_dump())
+
+
+class _FrameFlow:
+    """One call's frames in three named steps, on three kinds of thread.
+
+    ``prepare`` (worker threads) crops the face of a frame; ``produce`` (one producer thread) hands the
+    crops to the scheduler and queues every frame in output order; ``consume`` (the caller's thread)
+    takes the generated faces in that order, pastes them back and blends them by the gate.
+    """
+
+    def __init__(
+        self,
+        model: LipSyncModel,
+        index: np.ndarray,
+        track: FaceTrack,
+        features: torch.Tensor,
+        options: SyncOptions,
+        timer: _Timer,
+        failed: list[tuple[int, str]],
+        cache: PreparedCache | None,
+        gate: GatePlan | None,
+        job: Job,
+        depth: int,
+    ) -> None:
+        self.model, self.index, self.track, self.features = model, index, track, features
+        self.options, self.timer, self.failed = options, timer, failed
+        self.cache, self.gate, self.job = cache, gate, job
+        # frames wait here for their faces; bounded so memory stays flat with length
+        self.pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.error: list[BaseException] = []  # the producer's exception, raised in the consumer
+        self.memo: dict[int, PreparedFace] = {}  # per source frame: loops and still images prepare once
+
+    def prepare(self, arg: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, PreparedFace | None, str]:
+        """Step 1: output frame ``i``'s face crop, or ``None`` (no face, or at rest under the gate),
+        with the reason when its preparation failed."""
+        i, frame = arg
+        s = int(self.index[i])
+        face = self.track.faces[s] if s < len(self.track.faces) else None
+        if face is None or (self.gate is not None and self.gate.skip[i]):
+            return i, frame, None, ""
+        t0 = time.perf_counter()
+        try:
+            pf = self.memo.get(s)
+            if pf is None and self.cache is not None:
+                pf = self.cache.get(s)
+            if pf is None:
+                pf = self.model.prepare(frame, face)
+                if self.cache is not None:
+                    self.cache.put(s, pf)
+            if len(self.memo) < 64:
+                self.memo[s] = pf
+            return i, frame, pf, ""
+        except LipSyncError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad frame is reported and passed through
+            return i, frame, None, f"prepare failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.timer.add("prepare", time.perf_counter() - t0)
+
+    def produce(self, frames: Iterable[np.ndarray]) -> None:
+        """Step 2 (producer thread): prepare frames on workers, submit their crops, queue them in order."""
+        from lipsynckit.scheduler import map_ordered
+
+        prepared = map_ordered(
+            self.prepare, enumerate(frames), workers=self.options.prepare_workers, max_pending=8
+        )
+        try:
+            for i, frame, pf, err in prepared:
+                if err:
+                    self.failed.append((i, err))
+                    if not self.options.keep_going:
+                        raise frame_failed_error(self.failed)
+                    log.debug("frame %d: %s (passed through unchanged)", i, err)
+                self.pending.put((i, frame, pf))
+                if pf is not None:
+                    self.job.submit(WorkItem(job_id=self.job.id, index=i, face=pf, audio=self.features[i]))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            self.error.append(exc)
+        finally:
+            prepared.close()  # a failed frame stops the run: the prepare workers stop now, not at GC
+            try:
+                self.job.close()
+            finally:
+                self.pending.put(_DONE)
+
+    def consume(self) -> Iterator[np.ndarray]:
+        """Step 3 (caller's thread): each queued frame as output, its generated face pasted and blended."""
+        results = self.job.results()
+        while True:
+            entry = self.pending.get()
+            if entry is _DONE:
+                break
+            i, frame, pf = entry
+            if pf is None:
+                yield frame
+                continue
+            try:
+                _idx, generated = next(results)
+            except StopIteration:
+                if self.error:
+                    raise self.error[0] from None
+                raise LipSyncError(f"model returned no output for frame {i}", stage="model") from None
+            t0 = time.perf_counter()
+            out = self.model.composite(frame, pf, generated)
+            if self.gate is not None:
+                out = self.gate.blend(i, frame, out)
+            self.timer.add("composite", time.perf_counter() - t0)
+            yield out
+        if self.error:
+            raise self.error[0]
+
+
 def generate_frames(
     model: LipSyncModel,
     frames: Iterable[np.ndarray],
@@ -265,120 +430,38 @@ def generate_frames(
     together) and its statistics (batch fill, device busy fraction, queue depths, seconds per stage;
     all jobs it ran so far) are written into ``stats_out`` when done. With a ``gate``, frames where
     nobody speaks skip the model and the others are blended toward the source by their weight.
+    The steps are :class:`_FrameFlow`'s: prepare → produce (a thread) → consume (here).
     """
-    from lipsynckit.scheduler import map_ordered  # noqa: F811
-
-    chunk = max(1, model.info.chunk_frames)
-    sched: BatchScheduler
-    shared = None
-    if scheduler is None:
-        shared = shared_scheduler(model, options.batch_size)
-        sched = shared.__enter__()
-    else:
-        sched = scheduler
-    job = sched.open_job()
-    max_batch = sched.options.max_batch
-    # frames wait here for their faces; enough for a few batches, bounded so memory stays flat
-    pending: queue.Queue[Any] = queue.Queue(maxsize=max(48, 3 * max(min(max_batch, 32), chunk)))
-    done = object()
-    error: list[BaseException] = []
-    prepared_memo: dict[int, PreparedFace] = {}
-
-    def prepare_one(arg: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, PreparedFace | None, str]:
-        i, frame = arg
-        s = int(index[i])
-        face = track.faces[s] if s < len(track.faces) else None
-        if face is None or (gate is not None and gate.skip[i]):
-            return i, frame, None, ""
-        t0 = time.perf_counter()
+    with _job_scheduler(model, options, scheduler, timer, stats_out) as sched:
+        chunk = max(1, model.info.chunk_frames)
+        depth = max(48, 3 * max(min(sched.options.max_batch, 32), chunk))  # a few batches of frames
+        flow = _FrameFlow(
+            model, index, track, features, options, timer, failed, cache, gate, sched.open_job(), depth
+        )
+        producer = threading.Thread(
+            target=flow.produce, args=(frames,), name="lipsynckit-producer", daemon=True
+        )
+        producer.start()
         try:
-            pf = prepared_memo.get(s)
-            if pf is None and cache is not None:
-                pf = cache.get(s)
-            if pf is None:
-                pf = model.prepare(frame, face)
-                if cache is not None:
-                    cache.put(s, pf)
-            if len(prepared_memo) < 64:
-                prepared_memo[s] = pf
-            return i, frame, pf, ""
-        except LipSyncError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad frame is reported and passed through
-            return i, frame, None, f"prepare failed: {type(exc).__name__}: {exc}"
+            yield from flow.consume()
         finally:
-            timer.add("prepare", time.perf_counter() - t0)
-
-    def producer() -> None:
-        prepared = map_ordered(prepare_one, enumerate(frames), workers=options.prepare_workers, max_pending=8)
-        try:
-            for i, frame, pf, err in prepared:
-                if err:
-                    failed.append((i, err))
-                    if not options.keep_going:
-                        raise frame_failed_error(failed)
-                    log.debug("frame %d: %s (passed through unchanged)", i, err)
-                pending.put((i, frame, pf))
-                if pf is not None:
-                    job.submit(WorkItem(job_id=job.id, index=i, face=pf, audio=features[i]))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            error.append(exc)
-        finally:
-            prepared.close()  # a failed frame stops the run: the prepare workers stop now, not at GC
-            try:
-                job.close()
-            finally:
-                pending.put(done)
-
-    thread = threading.Thread(target=producer, name="lipsynckit-producer", daemon=True)
-    thread.start()
-    results = job.results()
-    try:
-        while True:
-            entry = pending.get()
-            if entry is done:
-                break
-            i, frame, pf = entry
-            if pf is None:
-                yield frame
-                continue
-            try:
-                _idx, generated = next(results)
-            except StopIteration:
-                if error:
-                    raise error[0] from None
-                raise LipSyncError(f"model returned no output for frame {i}", stage="model") from None
-            t0 = time.perf_counter()
-            out = model.composite(frame, pf, generated)
-            if gate is not None:
-                out = gate.blend(i, frame, out)
-            timer.add("composite", time.perf_counter() - t0)
-            yield out
-        if error:
-            raise error[0]
-    finally:
-        thread.join(timeout=30)
-        if shared is not None:
-            stats = sched.stats()
-            timer.add("generate", stats.stage_s.get("generate", 0.0))
-            shared.__exit__(None, None, None)
-            if stats_out is not None:
-                stats_out.update(stats.model_dump())
+            producer.join(timeout=30)
 
 
-def sync_file(
-    video: str | Path,
-    audio: str | Path | AudioClip | None,
-    model: LipSyncModel,
-    output: str | Path,
-    options: SyncOptions,
-    scheduler: Any | None = None,
-    on_frame: Callable[[int], None] | None = None,
-) -> SyncResult:
-    """Run the whole path for one (video, audio) pair and write ``output`` atomically."""
-    from lipsynckit.media import VideoSink, VideoSource, index_map, load_audio
+# ---------------------------------------------------------------------------------------------------
+# sync_file: stages 1-9 of docs/architecture.md, one small function each
+# ---------------------------------------------------------------------------------------------------
 
-    timer = _Timer()
+
+def _emit(hook: StageHook | None, stage: Stage, artefact: Any) -> None:
+    if hook is not None:
+        hook(stage, artefact)  # the user's code: whatever it raises ends the run
+
+
+def _check_paths(
+    video: str | Path, audio: str | Path | AudioClip | None, output: str | Path
+) -> tuple[Path, Path]:
+    """1. inputs: the video exists, the output overwrites no input, the output's folder exists."""
     video_path = _check_input(video, "video")
     out_path = Path(output).expanduser()
     if out_path.resolve() == video_path.resolve() or (
@@ -389,34 +472,47 @@ def sync_file(
         )
     if not out_path.parent.exists():
         out_path.parent.mkdir(parents=True, exist_ok=True)
+    return video_path, out_path
+
+
+def _load_clip(
+    audio: str | Path | AudioClip | None, video_path: Path, options: SyncOptions, timer: _Timer
+) -> AudioClip:
+    """2. audio: the clip in memory, the file given, or the video's own track."""
+    from lipsynckit.media import load_audio
 
     with timer.stage("audio"):
         if isinstance(audio, AudioClip):
-            clip = audio
-        else:
-            audio_path = video_path if audio is None else _check_input(audio, "audio")
-            try:
-                clip = load_audio(audio_path, allow_silent=options.allow_silent_audio)
-            except SilentAudioError as exc:  # the remedy in the caller's spelling
-                exc.remedy = "check the track; pass allow_silent_audio=True to accept silence"
-                exc.cli_remedy = "check the track; pass --allow-silent to accept silence"
-                raise
+            return audio
+        audio_path = video_path if audio is None else _check_input(audio, "audio")
+        try:
+            return load_audio(audio_path, allow_silent=options.allow_silent_audio)
+        except SilentAudioError as exc:  # the remedy in the caller's spelling
+            exc.remedy = "check the track; pass allow_silent_audio=True to accept silence"
+            exc.cli_remedy = "check the track; pass --allow-silent to accept silence"
+            raise
 
-    src = VideoSource(video_path, fps_for_images=options.fps)
-    info = src.info
-    fps = float(info.fps)
+
+def _audio_features(model: LipSyncModel, clip: AudioClip, fps: float, timer: _Timer) -> torch.Tensor:
+    """3. features: one audio window per output frame; their count fixes the output's length."""
     with timer.stage("features"):
         features = model.audio_features(clip, fps)
-    n_out = int(features.shape[0])
-    if n_out <= 0:
-        from lipsynckit.errors import AudioError
-
+    if int(features.shape[0]) <= 0:
         raise AudioError(
             "audio is too short for a single video frame", path=getattr(clip, "source", None), stage="audio"
         )
+    return features
+
+
+def _frame_index(
+    n_out: int, info: VideoInfo, fps: float, options: SyncOptions, notes: list[str]
+) -> np.ndarray:
+    """4. frame index: the source frame shown at each output frame (``length_mode`` when audio outlasts
+    the video; with ``cut`` the index is shorter than the features)."""
+    from lipsynckit.media import index_map
+
     n_src = max(1, int(info.num_frames))
     index = index_map(n_out, n_src, options.length_mode)
-    notes: list[str] = []
     if n_out > n_src and not info.is_image:
         how = {"pingpong": "ping-pong playback", "loop": "looped from frame 0", "cut": "output cut"}
         others = "|".join(m for m in ("pingpong", "loop", "cut") if m != options.length_mode)
@@ -426,11 +522,20 @@ def sync_file(
         )
         log.info("%s", line)
         notes.append(line)
-    if len(index) < n_out:  # "cut": the output stops with the video, and so does its audio
-        clip = clip.slice(0, len(index) / fps)
-    n_out = len(index)
-    n_needed = int(index.max()) + 1
+    return index
 
+
+def _face_track(
+    video_path: Path,
+    info: VideoInfo,
+    n_needed: int,
+    model: LipSyncModel,
+    options: SyncOptions,
+    timer: _Timer,
+    notes: list[str],
+) -> tuple[FaceTrack, PreparedCache | None]:
+    """5. faces: the track of the first ``n_needed`` source frames (from the avatar cache, or tracked,
+    or read from ``face_boxes``), then the model's box rules; no face anywhere is an error."""
     cache: PreparedCache | None = None
     track: FaceTrack | None = None
     if options.avatar_dir is not None:
@@ -452,23 +557,105 @@ def sync_file(
             stage="faces",
             remedy="use a clearer frontal face, another --detector, or give the box with --face-boxes",
         )
-    used = index[:n_out]
-    with_face = int(sum(1 for s in used if track.faces[int(s)] is not None))
+    return track, cache
 
-    gate = None
-    if options.gate:
-        from lipsynckit.gate import plan_gate
 
-        with timer.stage("vad"):
-            gate = plan_gate(clip, fps, n_out, options, model.info.chunk_frames)
-    skipped = 0 if gate is None else sum(track.faces[int(s)] is not None for s in index[gate.skip])
+def _gate_plan(
+    clip: AudioClip, fps: float, n_out: int, model: LipSyncModel, options: SyncOptions, timer: _Timer
+) -> GatePlan | None:
+    """6. gate plan: a weight per output frame, 0 where nobody speaks (no model call); None when off."""
+    if not options.gate:
+        return None
+    from lipsynckit.gate import plan_gate
 
+    with timer.stage("vad"):
+        return plan_gate(clip, fps, n_out, options, model.info.chunk_frames)
+
+
+def _encode(
+    frames: Iterator[np.ndarray],
+    sink: VideoSink,
+    n_out: int,
+    model: LipSyncModel,
+    options: SyncOptions,
+    timer: _Timer,
+    on_frame: Callable[[int], None] | None,
+    video_path: Path,
+) -> None:
+    """8. encode: write each generated frame to the sink as it comes (progress bar, ``on_frame``)."""
+    bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
+    try:
+        for k, frame in enumerate(frames):
+            t0 = time.perf_counter()
+            sink.write(frame)
+            timer.add("encode", time.perf_counter() - t0)
+            bar.update(1)
+            if on_frame is not None:
+                on_frame(k)
+    except FrameFailedError as exc:
+        exc.path = exc.path or str(video_path)
+        raise
+    finally:
+        bar.close()
+
+
+def sync_file(
+    video: str | Path,
+    audio: str | Path | AudioClip | None,
+    model: LipSyncModel,
+    output: str | Path,
+    options: SyncOptions,
+    scheduler: Any | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    hook: StageHook | None = None,
+) -> SyncResult:
+    """Run the whole path for one (video, audio) pair and write ``output`` atomically.
+
+    The numbered stages are those of ``docs/architecture.md``. ``hook(stage, artefact)``, when given, is
+    called once after each stage, in order (see :data:`STAGES` for what each artefact is); what it
+    raises ends the run, and before ``encode`` leaves no output behind.
+    """
+    from lipsynckit.media import VideoSink, VideoSource
+
+    timer = _Timer()
+    notes: list[str] = []
+
+    # 1. inputs: the paths are checked and the source probed (frame rate, size, frame count)
+    video_path, out_path = _check_paths(video, audio, output)
+    src = VideoSource(video_path, fps_for_images=options.fps)
+    info = src.info
+    fps = float(info.fps)
+    _emit(hook, "inputs", info)
+
+    # 2. audio: the clip to speak
+    clip = _load_clip(audio, video_path, options, timer)
+    _emit(hook, "audio", clip)
+
+    # 3. features: one window per output frame
+    features = _audio_features(model, clip, fps, timer)
+    _emit(hook, "features", features)
+
+    # 4. frame index: which source frame each output frame shows
+    index = _frame_index(int(features.shape[0]), info, fps, options, notes)
+    if len(index) < features.shape[0]:  # "cut": the output stops with the video, and so does its audio
+        clip = clip.slice(0, len(index) / fps)
+    n_out = len(index)
+    _emit(hook, "frame_index", index)
+
+    # 5. faces: the face track of every source frame used, after the model's box rules
+    track, cache = _face_track(video_path, info, int(index.max()) + 1, model, options, timer, notes)
+    _emit(hook, "faces", track)
+
+    # 6. gate plan: where nobody speaks, the source frame is shown and the model is not called
+    gate = _gate_plan(clip, fps, n_out, model, options, timer)
+    _emit(hook, "gate", gate)
+
+    # 7. generate (prepare → batched model → composite → gate blend) streams into 8. encode (the sink)
     mode = check_output(out_path, options.output_mode)
     failed: list[tuple[int, str]] = []
     sched_stats: dict[str, Any] = {}
-    bar = progress_bar(total=n_out, desc=f"lipsync {model.info.name}", unit="frame", enable=options.progress)
     t_gen = time.perf_counter()
-    with VideoSink(
+    sink = VideoSink(
         out_path,
         fps=fps,
         size=(info.width, info.height),
@@ -476,23 +663,38 @@ def sync_file(
         mode=mode,
         crf=options.crf,
         preset=options.preset,
-    ) as sink:
+    )
+    with sink:  # atomic: a temporary file renamed on success, removed on any exception in this block
         frames = src.frames(int(s) for s in index)
         args = (model, frames, index, track, features, options, timer, failed, cache, scheduler, sched_stats)
-        try:
-            for k, frame in enumerate(generate_frames(*args, gate=gate)):
-                t0 = time.perf_counter()
-                sink.write(frame)
-                timer.add("encode", time.perf_counter() - t0)
-                bar.update(1)
-                if on_frame is not None:
-                    on_frame(k)
-        except FrameFailedError as exc:
-            exc.path = exc.path or str(video_path)
-            raise
-        finally:
-            bar.close()
+        _encode(generate_frames(*args, gate=gate), sink, n_out, model, options, timer, on_frame, video_path)
+        _emit(hook, "generate", sched_stats)
     timer.seconds["pipeline"] = time.perf_counter() - t_gen
+    _emit(hook, "encode", out_path)
+
+    # 9. result: what the run made and how it went
+    result = _result(
+        out_path, model, info, clip, index, track, gate, failed, timer, notes, cache, sched_stats
+    )
+    _emit(hook, "result", result)
+    return result
+
+
+def _result(
+    out_path: Path,
+    model: LipSyncModel,
+    info: VideoInfo,
+    clip: AudioClip,
+    index: np.ndarray,
+    track: FaceTrack,
+    gate: GatePlan | None,
+    failed: list[tuple[int, str]],
+    timer: _Timer,
+    notes: list[str],
+    cache: PreparedCache | None,
+    sched_stats: dict[str, Any],
+) -> SyncResult:
+    """9. result: the SyncResult (failed frames passed through are warned about once, here)."""
     if failed:
         log.warning(
             "%d frame(s) failed and were passed through unchanged (keep going): %s; first: %s",
@@ -500,10 +702,13 @@ def sync_file(
             frame_list([i for i, _ in failed]),
             failed[0][1],
         )
+    n_out = len(index)
+    with_face = int(sum(1 for s in index if track.faces[int(s)] is not None))
+    skipped = 0 if gate is None else sum(track.faces[int(s)] is not None for s in index[gate.skip])
     return SyncResult(
         output=out_path,
         model=model.info.name,
-        fps=fps,
+        fps=float(info.fps),
         width=info.width,
         height=info.height,
         frames=n_out,
