@@ -35,7 +35,7 @@ from lipsynckit.inputs import check_output
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
 from lipsynckit.progress import progress_bar
-from lipsynckit.timing import StageTimer as _Timer
+from lipsynckit.timing import StageTimer
 from lipsynckit.types import AudioClip, FaceTrack, PreparedFace, WorkItem
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def track_source(
     num_frames: int,
     options: SyncOptions,
     model: LipSyncModel,
-    timer: _Timer,
+    timer: StageTimer,
     frame_size: tuple[int, int] | None = None,
     first_frame: int = 0,
 ) -> FaceTrack:
@@ -283,7 +283,7 @@ def _job_scheduler(
     model: LipSyncModel,
     options: SyncOptions,
     scheduler: BatchScheduler | None,
-    timer: _Timer,
+    timer: StageTimer,
     stats_out: dict[str, Any] | None,
 ) -> Iterator[BatchScheduler]:
     """The caller's scheduler, or the model's shared one (its statistics go to ``stats_out`` when done)."""
@@ -315,7 +315,7 @@ class _FrameFlow:
         track: FaceTrack,
         features: torch.Tensor,
         options: SyncOptions,
-        timer: _Timer,
+        timer: StageTimer,
         failed: list[tuple[int, str]],
         cache: PreparedCache | None,
         gate: GatePlan | None,
@@ -417,7 +417,7 @@ def generate_frames(
     track: FaceTrack,
     features: torch.Tensor,
     options: SyncOptions,
-    timer: _Timer,
+    timer: StageTimer,
     failed: list[tuple[int, str]],
     cache: PreparedCache | None = None,
     scheduler: BatchScheduler | None = None,
@@ -476,7 +476,7 @@ def _check_paths(
 
 
 def _load_clip(
-    audio: str | Path | AudioClip | None, video_path: Path, options: SyncOptions, timer: _Timer
+    audio: str | Path | AudioClip | None, video_path: Path, options: SyncOptions, timer: StageTimer
 ) -> AudioClip:
     """2. audio: the clip in memory, the file given, or the video's own track."""
     from lipsynckit.media import load_audio
@@ -493,7 +493,7 @@ def _load_clip(
             raise
 
 
-def _audio_features(model: LipSyncModel, clip: AudioClip, fps: float, timer: _Timer) -> torch.Tensor:
+def _audio_features(model: LipSyncModel, clip: AudioClip, fps: float, timer: StageTimer) -> torch.Tensor:
     """3. features: one audio window per output frame; their count fixes the output's length."""
     with timer.stage("features"):
         features = model.audio_features(clip, fps)
@@ -531,7 +531,7 @@ def _face_track(
     n_needed: int,
     model: LipSyncModel,
     options: SyncOptions,
-    timer: _Timer,
+    timer: StageTimer,
     notes: list[str],
 ) -> tuple[FaceTrack, PreparedCache | None]:
     """5. faces: the track of the first ``n_needed`` source frames (from the avatar cache, or tracked,
@@ -561,7 +561,7 @@ def _face_track(
 
 
 def _gate_plan(
-    clip: AudioClip, fps: float, n_out: int, model: LipSyncModel, options: SyncOptions, timer: _Timer
+    clip: AudioClip, fps: float, n_out: int, model: LipSyncModel, options: SyncOptions, timer: StageTimer
 ) -> GatePlan | None:
     """6. gate plan: a weight per output frame, 0 where nobody speaks (no model call); None when off."""
     if not options.gate:
@@ -578,7 +578,7 @@ def _encode(
     n_out: int,
     model: LipSyncModel,
     options: SyncOptions,
-    timer: _Timer,
+    timer: StageTimer,
     on_frame: Callable[[int], None] | None,
     video_path: Path,
 ) -> None:
@@ -617,7 +617,7 @@ def sync_file(
     """
     from lipsynckit.media import VideoSink, VideoSource
 
-    timer = _Timer()
+    timer = StageTimer()
     notes: list[str] = []
 
     # 1. inputs: the paths are checked and the source probed (frame rate, size, frame count)
@@ -689,7 +689,7 @@ def _result(
     track: FaceTrack,
     gate: GatePlan | None,
     failed: list[tuple[int, str]],
-    timer: _Timer,
+    timer: StageTimer,
     notes: list[str],
     cache: PreparedCache | None,
     sched_stats: dict[str, Any],

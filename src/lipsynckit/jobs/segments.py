@@ -24,7 +24,8 @@ from lipsynckit.errors import AudioError, LipSyncError, NoFaceError
 from lipsynckit.jobs.manifest import Segment
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions, output_mode_for
-from lipsynckit.pipeline import SyncResult, _check_input, _Timer, generate_frames, track_source
+from lipsynckit.pipeline import SyncResult, _check_input, generate_frames, track_source
+from lipsynckit.timing import StageTimer
 from lipsynckit.types import AudioClip, Face, FaceTrack
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def _segment_track(
     cached: FaceTrack | None,
     options: SyncOptions,
     model: LipSyncModel,
-    timer: _Timer,
+    timer: StageTimer,
     size: tuple[int, int],
 ) -> FaceTrack:
     """The face as found in the segment's frames: a slice of the template's cached track, or tracked."""
@@ -146,7 +147,7 @@ def sync_segments(
     from lipsynckit.avatar import PreparedCache, open_cache
     from lipsynckit.media import VideoSink, VideoSource, load_audio
 
-    timer = _Timer()
+    timer = StageTimer()
     video_path = _check_input(video, "video")
     out_path = Path(output).expanduser()
     src = VideoSource(video_path, fps_for_images=options.fps)
