@@ -285,9 +285,12 @@ def test_scheduler_runs_the_generator_in_three_overlapping_stages(
         out = list(job.results())
         stats = sched.stats()
     assert [i for i, _ in out] == list(range(47))
-    for (_, got), want in zip(out, ref, strict=True):
-        assert got.shape == (96, 96, 3) and got.dtype == np.uint8
-        np.testing.assert_array_equal(got, want)
+    got_all = np.stack([got for _, got in out])
+    assert got_all.shape == (47, 96, 96, 3) and got_all.dtype == np.uint8
+    # the scheduler's batches (up to 16, as the frames arrive) are not the reference's one batch of 47, and
+    # a convolution's float sums depend on the batch and thread count: a value may round one level apart
+    diff = np.abs(got_all.astype(int) - np.stack(ref).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, (diff.max(), (diff > 0).sum())
     assert stats.batches >= 3 and cuda_stand_ins.count("sync") == stats.batches  # one wait per batch
 
 
