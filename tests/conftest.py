@@ -17,6 +17,10 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # refdata.py, reachable from every sub-folder
 
 
+# a third party's own tests: tests/test_plugins.py runs them with that distribution installed
+collect_ignore = ["external_plugin"]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return
