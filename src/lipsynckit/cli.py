@@ -264,7 +264,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_weights(args: argparse.Namespace) -> int:
     from lipsynckit.errors import OfflineError
     from lipsynckit.registry import get_plugin, list_models
-    from lipsynckit.weights import resolve, verify, where_to_get
+    from lipsynckit.weights import download_file, locate, not_found_error, verify, where_to_get
 
     names = [args.model] if args.model else [r.name for r in list_models() if r.info is not None]
     status = 0
@@ -276,17 +276,14 @@ def cmd_weights(args: argparse.Namespace) -> int:
             continue
         lic = f"licence {info.weights_license}" + (" (NON-COMMERCIAL)" if info.non_commercial else "")
         print(f"{name}: {lic}")
-        given = Path(args.weights).expanduser() if args.weights else None
-        required = [wf for wf in info.weights if not wf.optional]
+        found = locate(info.name, info.weights, args.weights)  # the resolver's own search, per record
         for wf in info.weights:
-            where: Path | None = given
-            if given is not None and given.is_file():
-                # a single file stands for the record it is named after (or the model's only required file);
-                # the other records are looked for next to it
-                matches = given.name == wf.filename or (required == [wf] and len(required) == 1)
-                where = given if matches else given.parent
             try:
-                path = resolve(wf, info.name, where, download=args.action == "fetch")
+                path = found.get(wf.key)
+                if path is None:
+                    if args.action != "fetch":
+                        raise not_found_error(wf, info.name, args.weights)
+                    path = download_file(wf, info.name)
             except OfflineError:
                 raise  # one line for the whole fetch, not one per file
             except LipSyncError as exc:
