@@ -135,8 +135,8 @@ def test_any_of_groups_resolve_one_alternative_and_verify_the_cache(tmp_path: Pa
     (folder / "gen.pth").write_bytes(b"x")
     assert resolve_all(ANY_OF, folder) == {"pth": folder / "gen.pth"}  # record order decides
     assert resolve_all(ANY_OF, folder / "gen_ts.pt") == {
-        "pth": folder / "gen_ts.pt"
-    }  # a file stands for the group
+        "ts": folder / "gen_ts.pt"
+    }  # a file stands for the record it is named after, and wins its group
     with pytest.raises(WeightsError, match="does not exist"):
         resolve_all(ANY_OF, tmp_path / "missing")
     cache = tmp_path / "lsk_home" / "weights" / "toy_pair"
@@ -144,3 +144,65 @@ def test_any_of_groups_resolve_one_alternative_and_verify_the_cache(tmp_path: Pa
     (cache / "gen_ts.pt").write_bytes(b"abcdef")  # in the cache it must be the release: 3 bytes
     with pytest.raises(WeightsError, match="6 bytes, the release is 3"):
         resolve_all(ANY_OF)
+
+
+LAYOUT = ModelInfo(
+    name="toy_layout",
+    display_name="Toy layout",
+    face_size=8,
+    weights=[
+        WeightFile(key="unet", filename="pytorch_model.bin", relpath="net/pytorch_model.bin"),
+        WeightFile(
+            key="vae",
+            filename="vae.bin",
+            relpath="vae/vae.bin",
+            alt_relpaths=["vae-old/vae.bin", "vae/vae.safetensors"],
+        ),
+        WeightFile(key="audio", filename="pytorch_model.bin", relpath="audio/pytorch_model.bin", optional=True),
+    ],
+)
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_layout_alternatives_shared_names_and_a_single_file_in_its_layout(tmp_path: Path) -> None:
+    """Older releases' places (alt_relpaths), a name two records share is only taken at its place, and
+    a single file finds the rest of its layout in the folders above it."""
+    root = tmp_path / "models"
+    audio = _touch(root / "audio" / "pytorch_model.bin")
+    vae_old = _touch(root / "vae-old" / "vae.bin")
+    # the audio model's pytorch_model.bin is never taken for the UNet's
+    with pytest.raises(WeightsError, match="'net/pytorch_model.bin' for model 'toy_layout' not found"):
+        resolve_all(LAYOUT, root)
+    _touch(root / "pytorch_model.bin")  # a shared name at the top is ambiguous: still not taken
+    with pytest.raises(WeightsError, match="'net/pytorch_model.bin'"):
+        resolve_all(LAYOUT, root)
+    unet = _touch(root / "net" / "pytorch_model.bin")
+    assert resolve_all(LAYOUT, root) == {"unet": unet, "vae": vae_old, "audio": audio}
+    vae = _touch(root / "vae" / "vae.bin")  # the current place comes before older ones
+    assert resolve_all(LAYOUT, root)["vae"] == vae
+    # one file: it stands for the record whose place it sits at; the rest comes from the layout above it
+    assert resolve_all(LAYOUT, unet) == {"unet": unet, "vae": vae, "audio": audio}
+    assert resolve_all(LAYOUT, audio) == {"unet": unet, "vae": vae, "audio": audio}
+    renamed = _touch(tmp_path / "elsewhere" / "my_unet.pth")  # named after nothing: the main file
+    with pytest.raises(WeightsError, match="'vae/vae.bin' for model 'toy_layout' not found"):
+        resolve_all(LAYOUT, renamed)
+    assert resolve_all(LAYOUT, _touch(root / "net" / "my_unet.pth"))["vae"] == vae
+
+
+def test_weights_verify_finds_what_the_resolver_finds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`weights verify` reports the files `load` would use: the legacy MuseTalk layout, from one file."""
+    root = tmp_path / "models"
+    unet = _touch(root / "musetalkV15" / "unet.pth")
+    vae = _touch(root / "sd-vae-ft-mse" / "diffusion_pytorch_model.bin")
+    whisper = _touch(root / "whisper" / "model.safetensors")
+    assert main(["weights", "verify", "musetalk", "--weights", str(unet)]) == 0
+    out = capsys.readouterr().out
+    assert f"unet         found    {unet}" in out
+    assert f"vae          found    {vae}" in out
+    assert f"whisper      found    {whisper}" in out
+    assert "whisper_config MISSING  config.json" in out

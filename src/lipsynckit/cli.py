@@ -8,10 +8,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit.options import SyncOptions
 
 log = logging.getLogger("lipsynckit")
 
@@ -36,44 +35,9 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _sync_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    o: dict[str, Any] = {
-        "length_mode": args.length_mode,
-        "detector": args.detector,
-        "progress": not args.no_progress,
-        "exact_detection": args.exact_detection,
-        "crf": args.crf,
-        "preset": args.preset,
-    }
-    if args.fps is not None:
-        o["fps"] = args.fps
-    if args.keep_going:
-        o["keep_going"] = True
-    if args.allow_silent:
-        o["allow_silent_audio"] = True
-    if args.lossless:
-        o["output_mode"] = "ffv1"
-    if args.face_boxes:
-        o["face_boxes"] = Path(args.face_boxes)
-    if args.face_select:
-        o["face_select"] = args.face_select
-    if args.face_index is not None:
-        o["face_select"], o["face_index"] = "index", args.face_index
-    if args.face_box:
-        o["face_select"], o["face_box"] = "box", args.face_box
-    if args.batch_size:
-        o["batch_size"] = args.batch_size
-    if args.detect_every:
-        o["detect_every"] = args.detect_every
-    if getattr(args, "face_workers", None):
-        o["face_workers"] = args.face_workers
-    if getattr(args, "avatar_dir", None):
-        o["avatar_dir"] = Path(args.avatar_dir)
-    o["gate"] = not args.no_gate
-    if args.gate_hangover is not None:
-        o["gate_hangover_s"] = args.gate_hangover
-    if args.vad:
-        o["vad"] = args.vad
-    return o
+    from lipsynckit.cli_options import sync_options_from_args
+
+    return sync_options_from_args(args)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -88,73 +52,20 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model-help", metavar="MODEL", help="the options of MODEL (with --model MODEL they are flags)"
     )
-    f = p.add_argument_group("faces")
-    f.add_argument("--detector", default="auto", help="face detector (see `lipsynckit detectors`)")
-    f.add_argument("--face-boxes", help="JSON file with per-frame face boxes (skips detection)")
-    f.add_argument(
-        "--face-select",
-        choices=["largest", "score"],
-        help="with several faces: the largest (default) "
-        "or the most confident (what the official Wav2Lip takes)",
-    )
-    f.add_argument("--face-index", type=int, help="with several faces: the N-th from the left")
-    f.add_argument("--face-box", help="with several faces: the one nearest this box x1,y1,x2,y2")
-    f.add_argument("--exact-detection", action="store_true", help="detect on every frame at full resolution")
-    f.add_argument("--detect-every", type=int, help="run the detector every N frames, track in between")
-    f.add_argument(
-        "--face-workers", type=int, help="threads for the face pass (default: usable cores, at most 8)"
-    )
-    v = p.add_argument_group("silence")
-    v.add_argument(
-        "--no-gate",
-        action="store_true",
-        help="let the model move the mouth in silence too (the official behaviour of every model)",
-    )
-    v.add_argument(
-        "--gate-hangover",
-        type=float,
-        metavar="SECONDS",
-        help="hold the mouth after speech ends (default 0.1)",
-    )
-    v.add_argument("--vad", choices=["energy", "silero"], help="voice-activity detector (default energy)")
-    o = p.add_argument_group("output")
-    o.add_argument(
-        "--length-mode",
-        choices=["loop", "pingpong", "cut"],
-        default="pingpong",
-        help="when the audio outlasts the video: play it back and forth (pingpong, default: no visible "
-        "cut), start again from frame 0 (loop), or stop with the video (cut)",
-    )
-    o.add_argument("--fps", type=float, help="frame rate for a still image (default 25)")
-    o.add_argument(
-        "--lossless",
-        action="store_true",
-        help="lossless FFV1 output (-o must be .mkv or a folder; default name .mkv)",
-    )
-    o.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, default 18)")
-    o.add_argument(
-        "--preset",
-        default="medium",
-        choices=get_args(SyncOptions.model_fields["preset"].annotation),
-        help="x264 speed against file size (default medium; faster presets write larger files)",
-    )
-    o.add_argument("--batch-size", type=int, help="model batch size (default: scheduler decides)")
-    o.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="a frame that fails is passed through unchanged and listed (default: the run stops)",
-    )
-    o.add_argument("--allow-silent", action="store_true", help="accept silent audio (the mouth stays closed)")
-    o.add_argument("--no-progress", action="store_true")
+    from lipsynckit.cli_options import add_sync_flags
+
+    add_sync_flags(p)  # faces, silence, output: one flag per SyncOptions field
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync
     from lipsynckit.cli_options import dtype_from_args, model_options_from_args
 
+    overrides = _sync_overrides(args)
     out = args.output
     if out is None:
-        out = str(Path(args.video).with_suffix("").name + ".lipsync" + (".mkv" if args.lossless else ".mp4"))
+        lossless = overrides.get("output_mode") == "ffv1"
+        out = str(Path(args.video).with_suffix("").name + ".lipsync" + (".mkv" if lossless else ".mp4"))
     result = sync(
         args.video,
         args.audio,
@@ -164,7 +75,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=dtype_from_args(args),
         model_options=model_options_from_args(args),
-        **_sync_overrides(args),
+        **overrides,
     )
     print(result.summary())
     if args.json:
@@ -264,7 +175,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_weights(args: argparse.Namespace) -> int:
     from lipsynckit.errors import OfflineError
     from lipsynckit.registry import get_plugin, list_models
-    from lipsynckit.weights import resolve, verify, where_to_get
+    from lipsynckit.weights import download_file, locate, not_found_error, verify, where_to_get
 
     names = [args.model] if args.model else [r.name for r in list_models() if r.info is not None]
     status = 0
@@ -276,17 +187,14 @@ def cmd_weights(args: argparse.Namespace) -> int:
             continue
         lic = f"licence {info.weights_license}" + (" (NON-COMMERCIAL)" if info.non_commercial else "")
         print(f"{name}: {lic}")
-        given = Path(args.weights).expanduser() if args.weights else None
-        required = [wf for wf in info.weights if not wf.optional]
+        found = locate(info.name, info.weights, args.weights)  # the resolver's own search, per record
         for wf in info.weights:
-            where: Path | None = given
-            if given is not None and given.is_file():
-                # a single file stands for the record it is named after (or the model's only required file);
-                # the other records are looked for next to it
-                matches = given.name == wf.filename or (required == [wf] and len(required) == 1)
-                where = given if matches else given.parent
             try:
-                path = resolve(wf, info.name, where, download=args.action == "fetch")
+                path = found.get(wf.key)
+                if path is None:
+                    if args.action != "fetch":
+                        raise not_found_error(wf, info.name, args.weights)
+                    path = download_file(wf, info.name)
             except OfflineError:
                 raise  # one line for the whole fetch, not one per file
             except LipSyncError as exc:
@@ -325,7 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="output: .mp4/.mov (H.264 + AAC), .mkv (lossless FFV1), .webm (VP9 + Opus), or a folder "
         "(no suffix) for PNG frames; the suffix picks the container",
     )
-    s.add_argument("--avatar-dir", help="cache prepared faces here and reuse them (template videos)")
     s.add_argument("--json", help="write the run's statistics to this JSON file")
     _add_run_args(s)
     s.set_defaults(func=cmd_sync)

@@ -7,6 +7,9 @@ shown but kept in one place: the model). ``--model-help NAME`` prints the same p
 sets any option, and ``--fp16`` is the one precision switch: it asks for ``dtype=float16``, which every
 plugin honours its own way (or ignores, like the weight-free viseme), so ``--model auto`` may always
 fall back. A third-party plugin gets its flags without touching core.
+
+The run's own options (:class:`~lipsynckit.options.SyncOptions`) become flags the same way
+(:func:`add_sync_flags`), grouped for ``--help``; the few spellings older than the fields are kept.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import argparse
 import json
 import types
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
 from lipsynckit.errors import LipSyncError
+from lipsynckit.options import SyncOptions
 
 DEST_PREFIX = "model_option__"
 MODEL_COMMANDS = ("sync", "batch")  # bench takes --models a,b: its options go by -O
@@ -50,7 +55,16 @@ def _flag_kwargs(annotation: Any) -> dict[str, Any]:
         return {"choices": choices, "type": type(choices[0])}
     if ann in (int, float, str):
         return {"type": ann, "metavar": ann.__name__.upper()}
+    if ann is Path:
+        return {"type": str, "metavar": "PATH"}
     return {"type": str, "metavar": "VALUE"}  # tuples, lists: pydantic parses the text
+
+
+def _help(info: Any, show_none: bool = True) -> str:
+    """A flag's help: the field's description and its default (kept in the model, shown here)."""
+    default = info.get_default(call_default_factory=True)
+    text = (info.description or "").replace("%", "%%")
+    return f"{text} (default: {default!r})".strip() if show_none or default is not None else text
 
 
 def _taken(parser: argparse.ArgumentParser) -> set[str]:
@@ -69,16 +83,104 @@ def add_model_flags(parser: argparse.ArgumentParser, name: str, model: type[Base
         flag = f"--{field.replace('_', '-')}"
         if flag in taken:
             continue
-        default = info.get_default(call_default_factory=True)
-        text = (info.description or "").replace("%", "%%")
         group.add_argument(
             flag,
             dest=DEST_PREFIX + field,
             default=argparse.SUPPRESS,
-            help=f"{text} (default: {default!r})".strip(),
+            help=_help(info),
             **_flag_kwargs(info.annotation),
         )
     return skipped
+
+
+SYNC_DEST = "sync_option__"
+#: SyncOptions fields shown as flags, by help group; every other field is in SYNC_API_ONLY
+SYNC_GROUPS: dict[str, tuple[str, ...]] = {
+    "faces": (
+        "detector",
+        "face_boxes",
+        "face_select",
+        "face_index",
+        "face_box",
+        "exact_detection",
+        "detect_every",
+        "face_workers",
+    ),
+    "silence": ("gate", "gate_hangover_s", "gate_fade_frames", "vad"),
+    "output": (
+        "length_mode",
+        "fps",
+        "output_mode",
+        "crf",
+        "preset",
+        "batch_size",
+        "prepare_workers",
+        "avatar_dir",
+        "keep_going",
+        "allow_silent_audio",
+        "progress",
+    ),
+}
+#: fields with no flag (set through the Python API)
+SYNC_API_ONLY = ("extra",)
+#: flags spelled otherwise than ``--field-name`` (older than the field)
+SYNC_FLAG_NAMES = {"gate_hangover_s": "--gate-hangover", "allow_silent_audio": "--allow-silent"}
+#: flags that set a field to one value: flag -> (field, value, help)
+SYNC_SHORTHANDS = {
+    "--lossless": (
+        "output_mode",
+        "ffv1",
+        "lossless FFV1 output, the same as --output-mode ffv1 (-o must be .mkv or a folder; default name .mkv)",
+    ),
+}
+#: a field given on the command line that picks a value of another: --face-index 2 selects by index
+SYNC_IMPLIES = {"face_index": ("face_select", "index"), "face_box": ("face_select", "box")}
+
+
+def sync_flag(field: str) -> str:
+    """The command-line spelling of a SyncOptions field."""
+    return SYNC_FLAG_NAMES.get(field, f"--{field.replace('_', '-')}")
+
+
+def add_sync_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per SyncOptions field (see :data:`SYNC_GROUPS`), made as the model flags are; a flag
+    the command already has (sync's ``--avatar-dir``) is left to it. Nothing given, nothing set: the
+    defaults stay in SyncOptions."""
+    taken = _taken(parser)
+    fields = SyncOptions.model_fields
+    for title, names in SYNC_GROUPS.items():
+        group = parser.add_argument_group(title)
+        for field in names:
+            if sync_flag(field) in taken:
+                continue
+            info = fields[field]
+            group.add_argument(
+                sync_flag(field),
+                dest=SYNC_DEST + field,
+                default=argparse.SUPPRESS,
+                help=_help(info, show_none=False),
+                **_flag_kwargs(info.annotation),
+            )
+            for flag, (target, value, text) in SYNC_SHORTHANDS.items():
+                if target == field:
+                    group.add_argument(
+                        flag, dest=SYNC_DEST + field, action="store_const", const=value, default=argparse.SUPPRESS, help=text
+                    )
+
+
+def sync_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The SyncOptions fields a parsed command line sets (only those given)."""
+    opts: dict[str, Any] = {
+        key[len(SYNC_DEST) :]: value for key, value in vars(args).items() if key.startswith(SYNC_DEST)
+    }
+    for names in SYNC_GROUPS.values():
+        for field in names:  # a flag the command had of its own, under the field's name
+            if field not in opts and getattr(args, field, None) is not None:
+                opts[field] = getattr(args, field)
+    for field, (target, value) in SYNC_IMPLIES.items():
+        if field in opts:
+            opts.setdefault(target, value)
+    return opts
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -120,7 +222,8 @@ def model_help(name: str) -> str:
     parser = argparse.ArgumentParser(
         prog=f"lipsynckit sync --model {name}", add_help=False, usage=argparse.SUPPRESS
     )
-    for core in ("--fp16", "--batch-size"):  # the command's own flags win; such fields stay -O only
+    sync_flags = [sync_flag(f) for names in SYNC_GROUPS.values() for f in names]
+    for core in ("--fp16", *sync_flags):  # the command's own flags win; such fields stay -O only
         parser.add_argument(core, help=argparse.SUPPRESS)
     add_model_flags(parser, name, model)
     return parser.format_help()

@@ -25,6 +25,9 @@ class WeightFile(BaseModel):
     key: str  # logical name used by the model ("generator", "unet", "vae", ...)
     filename: str  # file name as released
     relpath: str | None = None  # path inside the official download folder layout, if any
+    # other places the file has held in the official layout (older releases' folder or file names);
+    # looked for after ``relpath``, in order
+    alt_relpaths: list[str] = Field(default_factory=list)
     sha256: str | None = None  # known digest of the released file (None where unknown)
     size_bytes: int | None = None
     sources: list[WeightSource] = Field(default_factory=list)

@@ -24,15 +24,21 @@ class SyncOptions(BaseModel):
         description="auto = from the output's suffix (.mp4/.mov H.264 + AAC, .mkv lossless FFV1, .webm "
         "VP9 + Opus, no suffix = PNG folder); ffv1 = lossless (.mkv or a folder)",
     )
-    crf: int = Field(18, ge=0, le=51, description="x264 quality for mp4 output")
+    crf: int = Field(18, ge=0, le=51, description="H.264 quality for mp4 output (lower is better)")
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = Field("medium", description="x264 speed/size trade-off for mp4 output (faster = larger file)")
-    detector: str = Field("auto", description="face detector plugin name")
+    detector: str = Field("auto", description="face detector (see `lipsynckit detectors`)")
     face_boxes: Path | None = Field(None, description="JSON file of per-frame boxes (skips detection)")
-    face_select: Literal["largest", "score", "index", "box"] = "largest"
-    face_index: int = 0
-    face_box: tuple[float, float, float, float] | None = None
+    face_select: Literal["largest", "score", "index", "box"] = Field(
+        "largest",
+        description="with several faces: the largest, the most confident (what the official Wav2Lip "
+        "takes), the N-th from the left (face_index) or the one nearest face_box",
+    )
+    face_index: int = Field(0, description="with several faces: the N-th from the left (selects by index)")
+    face_box: tuple[float, float, float, float] | None = Field(
+        None, description="with several faces: the one nearest this box x1,y1,x2,y2 (selects by box)"
+    )
     exact_detection: bool = Field(
         False, description="detect on every frame at full resolution (official behaviour)"
     )
@@ -48,7 +54,7 @@ class SyncOptions(BaseModel):
     batch_size: int | None = Field(
         None, ge=1, description="model batch size (default: the scheduler decides)"
     )
-    prepare_workers: int = Field(2, ge=1)
+    prepare_workers: int = Field(2, ge=1, description="threads that prepare faces for the model")
     avatar_dir: Path | None = Field(
         None, description="cache prepared faces here (one template, many audio tracks)"
     )
@@ -70,8 +76,10 @@ class SyncOptions(BaseModel):
         0.1, ge=0, le=2.0, description="seconds a speech span is held after the sound"
     )
     gate_fade_frames: int = Field(3, ge=0, le=25, description="cross-fade frames at each speech boundary")
-    progress: bool = True
-    extra: dict[str, Any] = Field(default_factory=dict)
+    progress: bool = Field(True, description="progress bars on the terminal")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="free-form values for plugins and hooks (Python API only)"
+    )
 
     @field_validator("vad")
     @classmethod

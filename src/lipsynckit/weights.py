@@ -15,8 +15,9 @@ import logging
 import os
 import shutil
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,12 +40,15 @@ def model_cache_dir(model: str) -> Path:
     return cache_dir() / "weights" / model
 
 
-def _candidates(wf: WeightFile, root: Path) -> Iterable[Path]:
-    if wf.relpath:
-        # an official layout names the place exactly; generic names (pytorch_model.bin) must not be
-        # picked up from another model's sub-folder
-        yield root / wf.relpath
-        yield root / wf.filename
+def _candidates(wf: WeightFile, root: Path, bare: bool = True) -> Iterable[Path]:
+    rels = [r for r in (wf.relpath, *wf.alt_relpaths) if r]
+    if rels:
+        # an official layout names the place exactly (older releases' places after it); a bare name is
+        # looked for at the top only when no other record of the model shares it (pytorch_model.bin)
+        for rel in rels:
+            yield root / rel
+        if bare:
+            yield root / wf.filename
         return
     yield root / wf.filename
     # one or two levels of nesting, as people unpack archives
@@ -52,19 +56,66 @@ def _candidates(wf: WeightFile, root: Path) -> Iterable[Path]:
     yield from sorted(root.glob(f"*/*/{wf.filename}"))
 
 
-def where_to_get(wf: WeightFile, model: str) -> str:
+def _sources_text(wf: WeightFile) -> str:
     lines = []
     for s in wf.sources:
         if s.hf_repo:
             lines.append(f"hf://{s.hf_repo}/{s.hf_filename or wf.filename} {s.note}".rstrip())
         if s.url:
             lines.append(f"{s.url} {s.note}".rstrip())
+    return "; ".join(lines) if lines else "the model's official release"
+
+
+def where_to_get(wf: WeightFile, model: str) -> str:
     dest = model_cache_dir(model) / (wf.relpath or wf.filename)
-    src = "; ".join(lines) if lines else "the model's official release"
     return (
-        f"get {wf.filename} from {src}; put it at {dest} (or pass --weights PATH), "
+        f"get {wf.filename} from {_sources_text(wf)}; put it at {dest} (or pass --weights PATH), "
         f"or run `lipsynckit weights fetch {model}` when online"
     )
+
+
+def where_to_get_one_of(members: list[WeightFile], model: str) -> str:
+    """The remedy for an any-of group: each alternative, where it comes from and where it goes."""
+    if len(members) == 1:
+        return where_to_get(members[0], model)
+    each = " OR ".join(
+        f"{wf.filename} from {_sources_text(wf)} at {model_cache_dir(model) / (wf.relpath or wf.filename)}"
+        for wf in members
+    )
+    return f"get one of: {each} (or pass --weights PATH), or run `lipsynckit weights fetch {model}` when online"
+
+
+def not_found_error(wf: WeightFile, model: str, weights: str | Path | None = None) -> WeightsError:
+    """The one error for a missing file: what, for which model, where it was looked for, where to get it."""
+    return WeightsError(
+        f"weight file {wf.relpath or wf.filename!r} for model {model!r} not found"
+        + (f" under {weights}" if weights is not None else ""),
+        stage="weights",
+        remedy=where_to_get(wf, model),
+    )
+
+
+def _given(weights: str | Path | None) -> Path | None:
+    if weights is None:
+        return None
+    p = Path(weights).expanduser()
+    if not p.exists():
+        raise WeightsError(
+            "weights path does not exist",
+            path=p,
+            stage="weights",
+            remedy="pass a weight file or the folder that holds the official layout",
+        )
+    return p
+
+
+def _search(wf: WeightFile, model: str, roots: list[Path], bare: bool = True) -> Path | None:
+    """The first file of ``wf`` in ``roots`` (the user's places), then in the model's cache folders."""
+    for root in [*roots, *(model_cache_dir(m) for m in (model, *wf.also_in))]:
+        for c in _candidates(wf, root, bare):
+            if c.is_file():
+                return c
+    return None
 
 
 def resolve(
@@ -74,41 +125,54 @@ def resolve(
     download: bool = False,
 ) -> Path:
     """Find one weight file; download it from the hub only when ``download`` is true."""
-    if weights is not None:
-        p = Path(weights).expanduser()
-        if p.is_file():
-            return p
-        if p.is_dir():
-            for c in _candidates(wf, p):
-                if c.is_file():
-                    return c
-        elif not p.exists():
-            raise WeightsError(
-                "weights path does not exist",
-                path=p,
-                stage="weights",
-                remedy="pass a weight file or the folder that holds the official layout",
-            )
-    for cached in (model, *wf.also_in):
-        for c in _candidates(wf, model_cache_dir(cached)):
-            if c.is_file():
-                return c
+    given = _given(weights)
+    if given is not None and given.is_file():
+        return given
+    found = _search(wf, model, [given] if given is not None else [])
+    if found is not None:
+        return found
     if download:
         return download_file(wf, model)
-    raise WeightsError(
-        f"weight file {wf.filename!r} for model {model!r} not found"
-        + (f" under {weights}" if weights is not None else ""),
-        stage="weights",
-        remedy=where_to_get(wf, model),
-    )
+    raise not_found_error(wf, model, weights)
 
 
-def _groups(info: ModelInfo) -> dict[str, list[WeightFile]]:
-    groups: dict[str, list[WeightFile]] = {}
-    for wf in info.weights:
-        if wf.any_of:
-            groups.setdefault(wf.any_of, []).append(wf)
-    return groups
+def _record_for(given: Path, records: list[WeightFile], shared: set[str]) -> WeightFile:
+    """The record a single file stands for: the one whose layout place it sits at, else the one named
+    like it, else the model's first required file (or first alternative)."""
+    posix = given.absolute().as_posix()
+    for wf in records:
+        if any(r and posix.endswith("/" + r) for r in (wf.relpath, *wf.alt_relpaths)):
+            return wf
+    for wf in records:
+        if given.name == wf.filename and wf.filename not in shared:
+            return wf
+    needed = [wf for wf in records if not wf.optional and not wf.any_of]
+    return (needed or [wf for wf in records if wf.any_of] or records)[0]
+
+
+def locate(model: str, records: list[WeightFile], weights: str | Path | None = None) -> dict[str, Path]:
+    """Where each record's file is on this machine, keyed by record; absent ones are left out. Nothing
+    is downloaded or verified.
+
+    ``weights`` is a folder in the official layout, or a single file: it stands for the record it is
+    named after (:func:`_record_for`), and the rest of the layout is looked for in the folders above it,
+    as deep as the layout goes (``models/musetalkV15/unet.pth`` finds ``models/sd-vae/...``). The
+    model's cache folders come after the user's places.
+    """
+    given = _given(weights)
+    shared = {n for n, c in Counter(wf.filename for wf in records).items() if c > 1}
+    out: dict[str, Path] = {}
+    roots: list[Path] = [given] if given is not None else []
+    if given is not None and given.is_file():
+        out[_record_for(given, records, shared).key] = given
+        rels = [r for wf in records for r in (wf.relpath, *wf.alt_relpaths) if r]
+        roots = list(given.parents)[: max((len(PurePosixPath(r).parts) for r in rels), default=1)]
+    for wf in records:
+        if wf.key not in out:
+            found = _search(wf, model, roots, bare=wf.filename not in shared)
+            if found is not None:
+                out[wf.key] = found
+    return out
 
 
 def resolve_all(
@@ -127,50 +191,45 @@ def resolve_files(
 ) -> dict[str, Path]:
     """The one resolver: every required record, one file of each any-of group, and the optional files
     that are present, for ``model`` (its cache folder and where to put files; a detector passes the
-    model whose folder holds its file). A single file given as ``weights`` stands for the only required
-    record (or only group). Files found in a lipsynckit cache are verified (size, sha256): we put them
-    there, so they must be the release they claim to be; files the user points at are checked by
-    ``lipsynckit weights verify``. ``owner`` names what needs the files in messages (a detector's
-    files live in a model's folder, but the user asked for the detector)."""
-    info = ModelInfo(name=model, display_name=model, face_size=0, weights=records)
-    groups = _groups(info)
-    required = [wf for wf in info.weights if not wf.optional and not wf.any_of]
+    model whose folder holds its file). Files are found by :func:`locate` (a folder, or a single file
+    and the layout above it, then the cache); a required file or group still missing is downloaded
+    when ``download`` is true, else it is one :class:`WeightsError` saying where to get it.
+
+    Verification is the same for every model: files found in a lipsynckit cache are verified (size,
+    sha256) because we put them there, so they must be the release they claim to be; files the user
+    points at are trusted here and checked by ``lipsynckit weights verify``. ``owner`` names what needs
+    the files in messages (a detector's files live in a model's folder, but the user asked for the
+    detector)."""
+    found = locate(model, records, weights)
     given = Path(weights).expanduser() if weights is not None else None
-    if given is not None and not given.exists():
-        raise WeightsError(
-            "weights path does not exist",
-            path=given,
-            stage="weights",
-            remedy="pass a weight file or the folder that holds the official layout",
-        )
-    if given is not None and given.is_file():
-        needs = required + [members[0] for members in groups.values()]
-        if len(needs) == 1:
-            return {needs[0].key: given}
     out: dict[str, Path] = {}
-    for wf in info.weights:
-        if wf.any_of and any(m.key in out for m in groups[wf.any_of]):
-            continue
-        needed = not wf.optional and not wf.any_of
-        try:
-            out[wf.key] = resolve(wf, info.name, weights, download=download and needed)
-        except WeightsError:
-            if needed:
-                raise
+    groups: dict[str, list[WeightFile]] = {}
+    for wf in records:
+        if wf.any_of:
+            groups.setdefault(wf.any_of, []).append(wf)
+        elif wf.key in found:
+            out[wf.key] = found[wf.key]
+        elif not wf.optional:
+            if not download:
+                raise not_found_error(wf, model, weights)
+            out[wf.key] = download_file(wf, model)
     for members in groups.values():
-        if any(m.key in out for m in members):
+        present = [m for m in members if m.key in found]
+        if present:  # the file the user named wins, then record order
+            chosen = next((m for m in present if found[m.key] == given), present[0])
+            out[chosen.key] = found[chosen.key]
             continue
         hub = next((m for m in members if any(s.hf_repo for s in m.sources)), None)
         if download and hub is not None:
-            out[hub.key] = download_file(hub, info.name)
+            out[hub.key] = download_file(hub, model)
             continue
         raise WeightsError(
-            f"none of {', '.join(repr(m.filename) for m in members)} for {owner or f'model {info.name!r}'} found"
-            + (f" under {weights}" if weights is not None else ""),
+            f"none of {', '.join(repr(m.relpath or m.filename) for m in members)} for "
+            f"{owner or f'model {model!r}'} found" + (f" under {weights}" if weights is not None else ""),
             stage="weights",
-            remedy=where_to_get(members[0], info.name),
+            remedy=where_to_get_one_of(members, model),
         )
-    by_key = {wf.key: wf for wf in info.weights}
+    by_key = {wf.key: wf for wf in records}
     for key, path in out.items():
         caches = {model_cache_dir(m).absolute() for m in (model, *by_key[key].also_in)}
         if caches & set(path.absolute().parents):

@@ -2,8 +2,9 @@
 
 Data only at import time (ModelInfo and weight records); torch/diffusers work happens in ``_load``.
 The weight folder accepted is the official ``models/`` layout written by MuseTalk's
-``download_weights.sh`` (musetalk/, musetalkV15/, sd-vae/, whisper/, face-parse-bisent/); each
-file may also be passed alone or found in the lipsynckit cache.
+``download_weights.sh`` (musetalk/, musetalkV15/, sd-vae/, whisper/, face-parse-bisent/; the 2024
+names sd-vae-ft-mse/ and whisper/tiny.pt as ``alt_relpaths`` / an any-of group); a single file given
+pulls the rest of the layout from the folders above it. All of it is :func:`lipsynckit.weights.resolve_all`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _VAE = [
         "diffusion_pytorch_model.bin",
         "sd-vae",
         "sd-vae-ft-mse AutoencoderKL (diffusers 0.4 attention names, renamed on load)",
+        alt_relpaths=["sd-vae-ft-mse/diffusion_pytorch_model.bin", "sd-vae/diffusion_pytorch_model.safetensors"],
     ),
     sd_vae_file(
         "vae_config",
@@ -48,6 +50,7 @@ _VAE = [
         "sd-vae",
         "VAE config (built-in sd-vae-ft-mse config used when absent)",
         optional=True,
+        alt_relpaths=["sd-vae-ft-mse/config.json"],
     ),
 ]
 _WHISPER = [
@@ -55,11 +58,12 @@ _WHISPER = [
         key="whisper",
         filename="pytorch_model.bin",
         relpath="whisper/pytorch_model.bin",
+        alt_relpaths=["whisper/model.safetensors"],
         sources=[
             WeightSource(hf_repo="openai/whisper-tiny", hf_filename="pytorch_model.bin", note="official")
         ],
         license="Apache-2.0",
-        optional=True,
+        any_of="whisper",  # Whisper-tiny in one of two forms; this one is downloaded
         description="whisper-tiny (transformers names); only the encoder is used",
     ),
     WeightFile(
@@ -84,7 +88,7 @@ _WHISPER = [
             )
         ],
         license="MIT",
-        optional=True,
+        any_of="whisper",
         description="openai-whisper tiny checkpoint; used when the transformers files are absent",
     ),
 ]
@@ -166,92 +170,15 @@ def _info(version: str) -> ModelInfo:
     )
 
 
-# Alternative places inside the official folder (legacy 2024 layout names).
-_ALT_RELPATHS = {
-    "vae": ["sd-vae-ft-mse/diffusion_pytorch_model.bin", "sd-vae/diffusion_pytorch_model.safetensors"],
-    "vae_config": ["sd-vae-ft-mse/config.json"],
-    "whisper": ["whisper/model.safetensors"],
-}
-# Generic file names that must not be picked up from an arbitrary sub-folder.
-_GENERIC = {"pytorch_model.bin", "config.json", "diffusion_pytorch_model.bin", "musetalk.json"}
-
-
 class MuseTalkPlugin(ModelPlugin):
-    """Loads MuseTalk from the official models/ folder, single files, or the cache."""
+    """Loads MuseTalk from the official models/ folder, single files, or the cache (found by the core
+    resolver from the records above); it keeps only its state-dict remaps (in ``networks``)."""
 
     options_model = MuseTalkOptions
 
     def __init__(self, version: str) -> None:
         self.version = version
         self.info = _info(version)
-
-    def _find(self, wf: WeightFile, weights: str | Path | None, download: bool) -> Path | None:
-        from lipsynckit.errors import WeightsError
-        from lipsynckit.weights import model_cache_dir, resolve
-
-        roots: list[Path] = []
-        if weights is not None:
-            p = Path(weights).expanduser()
-            if p.is_file():
-                if wf.key == "unet":
-                    return p
-                roots += [p.parent, p.parent.parent]  # models/musetalkV15/unet.pth -> models/
-            elif p.is_dir():
-                roots.append(p)
-            else:
-                raise WeightsError(
-                    "weights path does not exist",
-                    path=p,
-                    stage="weights",
-                    remedy="pass the official models/ folder or the UNet file",
-                )
-        roots.append(model_cache_dir(self.info.name))
-        for root in roots:
-            rels = [wf.relpath or wf.filename, *_ALT_RELPATHS.get(wf.key, [])]
-            if wf.filename not in _GENERIC:
-                rels.append(wf.filename)
-            for rel in rels:
-                if (root / rel).is_file():
-                    return root / rel
-        if download and any(s.hf_repo for s in wf.sources):
-            return resolve(wf, self.info.name, None, download=True)
-        if wf.optional:
-            return None
-        from lipsynckit.weights import where_to_get
-
-        raise WeightsError(
-            f"weight file {wf.relpath or wf.filename!r} for model {self.info.name!r} not found"
-            + (f" under {weights}" if weights is not None else ""),
-            stage="weights",
-            remedy=where_to_get(wf, self.info.name),
-        )
-
-    def find_weights(self, weights: str | Path | None = None, download: bool = False) -> dict[str, Path]:
-        """Resolve every file (official relpaths first; generic names only at their relpath).
-
-        Whisper is required in one of its two forms (transformers folder or openai ``tiny.pt``); the
-        transformers one is the one downloaded.
-        """
-        from lipsynckit.errors import WeightsError
-
-        found: dict[str, Path] = {}
-        for wf in self.info.weights:
-            got = self._find(wf, weights, download and not wf.optional)
-            if got is not None:
-                found[wf.key] = got
-        if "whisper" not in found and "whisper_openai" not in found:
-            hf = next(wf for wf in self.info.weights if wf.key == "whisper")
-            got = self._find(hf, weights, True) if download else None
-            if got is None:
-                raise WeightsError(
-                    f"no Whisper-tiny weights for {self.info.name!r}"
-                    + (f" under {weights}" if weights is not None else ""),
-                    stage="weights",
-                    remedy="put openai/whisper-tiny (config.json + pytorch_model.bin) or openai-whisper tiny.pt "
-                    f"in models/whisper/, or run `lipsynckit weights fetch {self.info.name}` when online",
-                )
-            found["whisper"] = got
-        return found
 
     def _load(
         self,
@@ -261,18 +188,14 @@ class MuseTalkPlugin(ModelPlugin):
         options: dict[str, Any] | BaseModel | None,
         download: bool,
     ) -> LipSyncModel:
-        from lipsynckit.weights import verify
+        from lipsynckit.weights import resolve_all
         from lipsynckit_musetalk import networks
         from lipsynckit_musetalk.bisenet import FaceParser, load_bisenet
         from lipsynckit_musetalk.runtime import MuseTalkModel
         from lipsynckit_musetalk.whisper import load_whisper_encoder
 
         opts = parse_model_options(options, MuseTalkOptions, self.info.name, version=self.version)
-        files = self.find_weights(weights, download=download)
-        by_key = {wf.key: wf for wf in self.info.weights}
-        for key, path in files.items():
-            if verify(path, by_key[key]):
-                log.info("verified sha256 of %s", path)
+        files = resolve_all(self.info, weights, download=download)  # cache files verified there
         unet = networks.load_unet(files["unet"], files.get("unet_config"))
         vae = networks.load_vae(files["vae"], files.get("vae_config"))
         wpath = files.get("whisper")

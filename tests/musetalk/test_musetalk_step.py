@@ -220,9 +220,16 @@ def test_single_file_resolves_the_rest_of_the_layout(small_models: Path) -> None
 
 
 def test_v10_legacy_layout_and_audio(
-    reference_dir: Path, tmp_path: Path, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
+    reference_dir: Path, tmp_path: Path, speech_wav: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The 2024 layout (sd-vae-ft-mse/, whisper/tiny.pt) with v1.0 and the legacy audio front end."""
+    """The 2024 layout (sd-vae-ft-mse/, whisper/tiny.pt) with v1.0 and the legacy audio front end.
+
+    MuseTalk follows the one verification rule of every model: a file the user points at is trusted on
+    load and checked by `lipsynckit weights verify`; a file in the lipsynckit cache is verified on load.
+    """
+    import shutil
+
+    from lipsynckit.cli import main
     from lipsynckit.media import load_audio
     from lipsynckit_musetalk import audio as A
 
@@ -241,11 +248,19 @@ def test_v10_legacy_layout_and_audio(
     )
     write_whisper_openai(root / "whisper" / "tiny.pt", mt / "manifest_whisper_tiny_encoder.json")
     opts = {"audio_frontend": "legacy", "latent_sampling": "mode"}
-    # tiny.pt has a known sha256: our deterministic stand-in is refused ...
+    # tiny.pt has a known sha256: `weights verify` refuses our deterministic stand-in ...
+    assert main(["weights", "verify", "musetalk_v10", "--weights", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "BAD: sha256 mismatch for tiny.pt" in out
+    assert f"vae          found    {root / 'sd-vae-ft-mse' / 'diffusion_pytorch_model.bin'}" in out
+    # ... and the same file in the lipsynckit cache is refused on load (we put it there: it must be the release)
+    cached = tmp_path / "lsk_home" / "weights" / "musetalk_v10" / "whisper" / "tiny.pt"
+    cached.parent.mkdir(parents=True)
+    shutil.move(root / "whisper" / "tiny.pt", cached)
     with pytest.raises(WeightsError, match="sha256 mismatch for tiny.pt"):
         plugin_v10.load(weights=root, device="cpu", options=opts)
-    # ... so skip verification for the rest of the test
-    monkeypatch.setattr("lipsynckit.weights.verify", lambda path, wf: False)
+    # pointed at by the user, it loads (verification is `weights verify`'s job)
+    shutil.move(cached, root / "whisper" / "tiny.pt")
     m = plugin_v10.load(weights=root, device="cpu", options=opts)
     assert isinstance(m, MuseTalkModel)
     assert m.options.version == "v1.0" and m.options.resolved_parsing_mode() == "legacy"
@@ -267,8 +282,11 @@ def test_missing_whisper_is_one_clear_error(small_models: Path, tmp_path: Path) 
     for rel in ["musetalkV15/unet.pth", "sd-vae/diffusion_pytorch_model.bin", "sd-vae/config.json"]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).symlink_to(small_models / rel)
-    with pytest.raises(WeightsError, match="Whisper-tiny") as err:
+    with pytest.raises(WeightsError) as err:
         plugin.find_weights(root)
-    assert "models/whisper/" in str(err.value)
+    # one error naming both forms Whisper-tiny comes in, and where to get each
+    assert "none of 'whisper/pytorch_model.bin', 'whisper/tiny.pt' for model 'musetalk' found" in str(err.value)
+    assert "hf://openai/whisper-tiny/pytorch_model.bin" in (err.value.remedy or "")
+    assert "openaipublic.azureedge.net" in (err.value.remedy or "")
     ok, reason = plugin.status(root)
-    assert not ok and "Whisper" in reason
+    assert not ok and "whisper/tiny.pt" in reason

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # the records and config are read at plugin discovery, without torch
+    import torch
 
 SD_VAE_SCALING_FACTOR = 0.18215
 
@@ -56,6 +57,7 @@ def load_sd_vae(path: str | Path, config: str | Path | Mapping[str, Any] | None 
     never held twice. ``config``: a path or dict; default the config.json beside the file, else
     :data:`SD_VAE_FT_MSE_CONFIG`.
     """
+    import torch
     from diffusers import AutoencoderKL
 
     from lipsynckit.errors import WeightsError
