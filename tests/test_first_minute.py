@@ -294,8 +294,8 @@ def test_list_models_prints_as_a_table_and_stays_a_list(capsys: pytest.CaptureFi
 
 
 def test_the_bench_sample_media_ship_inside_the_package() -> None:
-    from lipsynckit.bench import sample_media
     from lipsynckit.inputs import check_run
+    from lipsynckit.samples import sample_media
 
     photo, speech = sample_media()
     assert "site-packages" in str(photo) or photo.parent.parent.name == "lipsynckit"

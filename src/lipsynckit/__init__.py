@@ -15,7 +15,7 @@ from lipsynckit.errors import LipSyncError
 
 if TYPE_CHECKING:
     from lipsynckit.api import detect_faces, prepare_avatar, sync, sync_batch, sync_frames
-    from lipsynckit.jobs.runner import run_manifest
+    from lipsynckit.jobs.run import run_manifest
     from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile
     from lipsynckit.options import SyncOptions
     from lipsynckit.pipeline import SyncResult
@@ -34,7 +34,7 @@ _LAZY = {
     "sync": "lipsynckit.api",
     "sync_batch": "lipsynckit.api",
     "sync_frames": "lipsynckit.api",
-    "run_manifest": "lipsynckit.jobs.runner",
+    "run_manifest": "lipsynckit.jobs.run",
     "stream": "lipsynckit.streaming",
     "LipSyncModel": "lipsynckit.model",
     "ModelInfo": "lipsynckit.model",

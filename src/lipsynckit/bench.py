@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, Field
+
+from lipsynckit.samples import sample_media
 
 if TYPE_CHECKING:
     import torch
-from pydantic import BaseModel, Field
 
 log = logging.getLogger(__name__)
 
@@ -407,14 +409,6 @@ def add_bench_parser(sub: Any) -> None:
 
     add_stream_args(b)
     b.set_defaults(func=_cmd_bench)
-
-
-def sample_media() -> tuple[Path, Path]:
-    """The photo and speech shipped inside the package (``lipsynckit/data``): a bench from any folder."""
-    from importlib.resources import files
-
-    data = Path(str(files("lipsynckit") / "data"))
-    return data / "astronaut.jpg", data / "speech.wav"
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -5,15 +5,21 @@ The CLI prints ``str(error)`` without a traceback for every :class:`LipSyncError
 
     LipSyncError                    exit code 2
     ├── InputNotFoundError          an input file does not exist
+    │   └── EmptyInputError         ... or is empty (0 bytes)
     ├── AudioError                  audio unreadable, empty or silent
+    │   └── SilentAudioError        ... silent, and silence was not allowed
     ├── VideoError                  video or image that cannot be decoded
     ├── NoFaceError                 no face where one is needed
     ├── FaceDetectorError           a detector cannot run
     ├── FaceBoxesError              a --face-boxes file that cannot be used
     ├── WeightsError                weights missing, corrupt, wrong, or failing verification
+    │   └── OfflineError            ... and the hub cannot be reached to fetch them
     ├── ModelUnavailableError       a model is installed but cannot run
     ├── UnknownModelError           no plugin registered under that name
+    ├── StreamingUnsupportedError   a model that cannot run on a stream (lsk.stream)
+    ├── StreamClosedError           audio pushed to, or frames read from, a closed stream
     ├── OutputError                 the output cannot be written
+    ├── FrameFailedError            a frame's preparation failed (without --keep-going)
     ├── FrameGenerationError        generate failed on a batch (names job and frames)
     ├── SchedulerClosedError        work given to a scheduler that has stopped
     └── DeviceOutOfMemoryError      exit code 3: out of memory even at batch size 1
@@ -115,6 +121,14 @@ class ModelUnavailableError(LipSyncError):
 
 class UnknownModelError(LipSyncError):
     """No plugin registered under that name."""
+
+
+class StreamingUnsupportedError(LipSyncError):
+    """The model cannot run on a stream (it needs whole chunks of video or many steps per frame)."""
+
+
+class StreamClosedError(LipSyncError):
+    """The streaming session was closed."""
 
 
 class OutputError(LipSyncError):

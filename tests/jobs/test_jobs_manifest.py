@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit.jobs import JobSpec, RowError, read_manifest
+from lipsynckit.jobs import BadRow, JobSpec, read_manifest
 
 
 def test_csv_rows_become_jobs_or_row_errors(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_csv_rows_become_jobs_or_row_errors(tmp_path: Path) -> None:
     assert a.output == tmp_path / "res" / "out" / "a.mp4" and a.model == "viseme"
     assert b.options == {"crf": 20} and b.model is None
     assert (b.segments[0].start, b.segments[0].end, b.segments[0].offset) == (1, 2.5, 0.5)
-    errors = {r.row: r.message for r in rows if isinstance(r, RowError)}
+    errors = {r.row: r.message for r in rows if isinstance(r, BadRow)}
     assert set(errors) == {3, 4, 5, 6, 7, 8}
     assert "crf" in errors[3]
     assert "options" in errors[4] and "JSON" in errors[4]
@@ -57,7 +57,7 @@ def test_jsonl_rows_and_job_keys(tmp_path: Path) -> None:
         "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n\n{broken\n"
     )
     rows = read_manifest(tmp_path / "jobs.jsonl")
-    assert [type(r).__name__ for r in rows] == ["JobSpec", "JobSpec", "RowError", "RowError"]
+    assert [type(r).__name__ for r in rows] == ["JobSpec", "JobSpec", "BadRow", "BadRow"]
     a, b = rows[0], rows[1]
     assert isinstance(a, JobSpec) and isinstance(b, JobSpec)
     assert a.segments[0].audio == tmp_path / "x.wav"

@@ -80,7 +80,7 @@ def test_nms_uses_plus_one_areas_and_keeps_the_best() -> None:
 
 def test_missing_weights_is_a_detector_error_with_where_to_get(tmp_path: Path) -> None:
     ok, reason = detector_plugin.status()
-    assert not ok and "not found" in reason
+    assert not ok and "none of 's3fd.pth'" in reason and "found" in reason
     with pytest.raises(FaceDetectorError) as err:
         detector_plugin.create()
     text = str(err.value)

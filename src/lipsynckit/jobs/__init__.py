@@ -12,16 +12,16 @@ from typing import Any
 # Imported on first use (PEP 562): `lipsynckit batch --help` reaches this package and must not load torch.
 _LAZY = {
     "JobSpec": "manifest",
-    "RowError": "manifest",
+    "BadRow": "manifest",
     "Segment": "manifest",
     "read_manifest": "manifest",
     "JobRunner": "runner",
     "RunDefaults": "runner",
-    "run_manifest": "runner",
     "status_path_for": "runner",
+    "run_manifest": "run",
     "splice_audio": "segments",
     "sync_segments": "segments",
-    "JobError": "status",
+    "JobFailure": "status",
     "JobStatus": "status",
     "StatusLog": "status",
     "verify_output": "status",
@@ -36,11 +36,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "JobError",
+    "JobFailure",
     "JobRunner",
     "JobSpec",
     "JobStatus",
-    "RowError",
+    "BadRow",
     "RunDefaults",
     "Segment",
     "StatusLog",

@@ -34,7 +34,7 @@ def run_manifest_command(
     args: argparse.Namespace, model_options: dict[str, Any], overrides: dict[str, Any]
 ) -> int:
     """Run the manifest; print one line per failed job and a summary. Exit 1 if any job failed."""
-    from lipsynckit.jobs.runner import run_manifest, summarize
+    from lipsynckit.jobs.run import run_manifest, summarize
 
     avatar_dir = overrides.pop("avatar_dir", None)
     rows = run_manifest(

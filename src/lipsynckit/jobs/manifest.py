@@ -3,7 +3,7 @@
 Columns: ``template``, ``audio``, ``output`` and optional ``model``, ``options`` (SyncOptions fields),
 ``model_options`` and ``segments`` (time ranges of the template to re-sync). In CSV the last three
 hold JSON text. Relative inputs resolve against the manifest's folder, relative outputs against the
-output folder. A row that does not parse becomes a :class:`RowError`, so it fails alone.
+output folder. A row that does not parse becomes a :class:`BadRow`, so it fails alone.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class JobSpec(BaseModel):
         return (str(self.template), self.model or "", json.dumps(self.options, sort_keys=True))
 
 
-class RowError(BaseModel):
+class BadRow(BaseModel):
     """A manifest row that could not be parsed: its job fails with this message."""
 
     row: int
@@ -115,7 +115,7 @@ def _resolve(value: Any, base: Path) -> Any:
     return p if p.is_absolute() else base / p
 
 
-def parse_row(raw: dict[str, Any], row: int, base: Path, out_dir: Path) -> JobSpec | RowError:
+def parse_row(raw: dict[str, Any], row: int, base: Path, out_dir: Path) -> JobSpec | BadRow:
     """One raw row (strings from CSV or values from JSON) into a job, or the reason it is not one."""
     data = {k.strip(): v for k, v in raw.items() if k is not None and v not in (None, "")}
     output = data.get("output")
@@ -137,7 +137,7 @@ def parse_row(raw: dict[str, Any], row: int, base: Path, out_dir: Path) -> JobSp
     except (ValidationError, ValueError, TypeError) as e:
         msg = str(e).replace("\n", "; ") if not isinstance(e, ValidationError) else _short(e)
         resolved = _resolve(output, out_dir) if isinstance(output, str) else None
-        return RowError(row=row, output=str(resolved) if resolved else None, message=msg)
+        return BadRow(row=row, output=str(resolved) if resolved else None, message=msg)
 
 
 def _short(e: ValidationError) -> str:
@@ -148,7 +148,7 @@ def _short(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def read_manifest(path: str | Path, out_dir: str | Path | None = None) -> list[JobSpec | RowError]:
+def read_manifest(path: str | Path, out_dir: str | Path | None = None) -> list[JobSpec | BadRow]:
     """Every row of a ``.csv`` or ``.jsonl`` manifest, in order (rows that fail to parse included)."""
     p = Path(path).expanduser()
     if not p.is_file():
@@ -186,14 +186,14 @@ def read_manifest(path: str | Path, out_dir: str | Path | None = None) -> list[J
             "unknown manifest format", path=p, stage="manifest", remedy="name it .csv or .jsonl"
         )
     jobs = [
-        parse_row(r, i, base, out) if isinstance(r, dict) else RowError(row=i, message=r) for i, r in rows
+        parse_row(r, i, base, out) if isinstance(r, dict) else BadRow(row=i, message=r) for i, r in rows
     ]
     seen: dict[Path, int] = {}
     for k, j in enumerate(jobs):
         if isinstance(j, JobSpec):
             first = seen.setdefault(j.output, j.row)
             if first != j.row:
-                jobs[k] = RowError(
+                jobs[k] = BadRow(
                     row=j.row, output=str(j.output), message=f"output is the same as row {first}'s"
                 )
     return jobs

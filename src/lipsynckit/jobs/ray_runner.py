@@ -25,7 +25,7 @@ import numpy as np
 from lipsynckit.errors import LipSyncError
 from lipsynckit.jobs.manifest import JobSpec
 from lipsynckit.jobs.runner import JobRunner, RunDefaults
-from lipsynckit.jobs.status import JobError, JobStatus
+from lipsynckit.jobs.status import JobFailure, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class _SyncWorker:
     def __init__(self, defaults: dict[str, Any], prepare_errors: list[tuple[list[str], str]]) -> None:
         self.runner = JobRunner(RunDefaults(**defaults))
         for group, err in prepare_errors:
-            self.runner.mark_prepared((group[0], group[1], group[2]), JobError.model_validate_json(err))
+            self.runner.mark_prepared((group[0], group[1], group[2]), JobFailure.model_validate_json(err))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []

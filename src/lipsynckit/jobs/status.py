@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 State = Literal["ok", "skipped", "failed"]
 
 
-class JobError(BaseModel):
+class JobFailure(BaseModel):
     """Why a job failed: the message, the stage (audio, video, faces, model, segments, manifest...) and
     the file concerned."""
 
@@ -48,7 +48,7 @@ class JobStatus(BaseModel):
     segments: int = 0
     size: int | None = None
     sha256: str | None = None
-    error: JobError | None = None
+    error: JobFailure | None = None
 
     def comparable(self) -> dict[str, object]:
         """The fields two runs of the same job must agree on (timing excluded)."""

@@ -346,8 +346,8 @@ def add_stream_args(b: argparse.ArgumentParser) -> None:
 
 
 def cmd_stream_bench(args: argparse.Namespace) -> int:
-    from lipsynckit.bench import sample_media
     from lipsynckit.cli_options import model_options_from_args
+    from lipsynckit.samples import sample_media
 
     models = [m.strip() for m in args.models.split(",") if m.strip() and m.strip() != "all"] or ["viseme"]
     # default: the LibriVox sentences where Debian's pocketsphinx-testdata is installed, else the sample

@@ -16,14 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from lipsynckit.errors import LipSyncError
+from lipsynckit.errors import LipSyncError, StreamingUnsupportedError
 from lipsynckit.types import AudioClip
 
 log = logging.getLogger(__name__)
-
-
-class StreamingUnsupportedError(LipSyncError):
-    """The model cannot run on a stream (it needs whole chunks of video or many steps per frame)."""
 
 
 @runtime_checkable

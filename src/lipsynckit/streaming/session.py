@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lipsynckit.errors import AudioError, LipSyncError
+from lipsynckit.errors import AudioError, LipSyncError, StreamClosedError
 from lipsynckit.streaming.audio import StreamResampler, as_pcm
 from lipsynckit.streaming.avatar import StreamAvatar
 from lipsynckit.streaming.clock import Clock, MonotonicClock
@@ -34,10 +34,6 @@ from lipsynckit.streaming.stats import StreamStats
 from lipsynckit.streaming.timeline import PlannedFrame, Utterance, frame_bound, next_tick
 
 log = logging.getLogger(__name__)
-
-
-class StreamClosedError(LipSyncError):
-    """The session was closed."""
 
 
 @dataclass
