@@ -190,7 +190,9 @@ def bench_model(
             row.output = "ffv1" if lossless else "mp4"
             out = out_dir / f"{name}.{'mkv' if lossless else 'mp4'}"
             t0 = time.perf_counter()
-            result = sync_file(video, clip, model, out, SyncOptions(progress=False, batch_size=batch, gate=False))
+            result = sync_file(
+                video, clip, model, out, SyncOptions(progress=False, batch_size=batch, gate=False)
+            )
             wall = time.perf_counter() - t0
             row.pipeline_fps = result.frames / wall
             row.encode_share = result.stage_seconds.get("encode", 0.0) / wall

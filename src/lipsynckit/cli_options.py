@@ -164,7 +164,12 @@ def add_sync_flags(parser: argparse.ArgumentParser) -> None:
             for flag, (target, value, text) in SYNC_SHORTHANDS.items():
                 if target == field:
                     group.add_argument(
-                        flag, dest=SYNC_DEST + field, action="store_const", const=value, default=argparse.SUPPRESS, help=text
+                        flag,
+                        dest=SYNC_DEST + field,
+                        action="store_const",
+                        const=value,
+                        default=argparse.SUPPRESS,
+                        help=text,
                     )
 
 

@@ -82,7 +82,9 @@ def where_to_get_one_of(members: list[WeightFile], model: str) -> str:
         f"{wf.filename} from {_sources_text(wf)} at {model_cache_dir(model) / (wf.relpath or wf.filename)}"
         for wf in members
     )
-    return f"get one of: {each} (or pass --weights PATH), or run `lipsynckit weights fetch {model}` when online"
+    return (
+        f"get one of: {each} (or pass --weights PATH), or run `lipsynckit weights fetch {model}` when online"
+    )
 
 
 def not_found_error(wf: WeightFile, model: str, weights: str | Path | None = None) -> WeightsError:

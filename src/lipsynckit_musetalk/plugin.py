@@ -42,7 +42,10 @@ _VAE = [
         "diffusion_pytorch_model.bin",
         "sd-vae",
         "sd-vae-ft-mse AutoencoderKL (diffusers 0.4 attention names, renamed on load)",
-        alt_relpaths=["sd-vae-ft-mse/diffusion_pytorch_model.bin", "sd-vae/diffusion_pytorch_model.safetensors"],
+        alt_relpaths=[
+            "sd-vae-ft-mse/diffusion_pytorch_model.bin",
+            "sd-vae/diffusion_pytorch_model.safetensors",
+        ],
     ),
     sd_vae_file(
         "vae_config",

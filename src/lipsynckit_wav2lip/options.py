@@ -31,7 +31,10 @@ class Wav2LipOptions(BaseModel):
     precision: Literal["fp32", "fp16", "bf16"] = Field(
         default="fp32", description="fp16/bf16 run the generator under autocast (official: fp32)"
     )
-    fp16: bool = Field(default=False, description="shortcut for precision='fp16' (the CLI's --fp16 asks for dtype float16, the same)")
+    fp16: bool = Field(
+        default=False,
+        description="shortcut for precision='fp16' (the CLI's --fp16 asks for dtype float16, the same)",
+    )
     channels_last: bool = Field(
         default=False, description="NHWC memory format for the convolutions (GPU speed)"
     )

@@ -69,7 +69,8 @@ WAV2LIP_WEIGHTS = WeightFile(
     ],
     license=LICENSE_TEXT,
     non_commercial=True,
-    description="Wav2Lip generator trained without the visual-quality GAN (best lip sync)",    any_of="generator",
+    description="Wav2Lip generator trained without the visual-quality GAN (best lip sync)",
+    any_of="generator",
 )
 
 WAV2LIP_GAN_WEIGHTS = WeightFile(
@@ -94,7 +95,8 @@ WAV2LIP_GAN_WEIGHTS = WeightFile(
     ],
     license=LICENSE_TEXT,
     non_commercial=True,
-    description="Wav2Lip generator trained with the visual-quality GAN (sharper, slightly worse sync)",    any_of="generator",
+    description="Wav2Lip generator trained with the visual-quality GAN (sharper, slightly worse sync)",
+    any_of="generator",
 )
 
 

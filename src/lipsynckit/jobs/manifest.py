@@ -185,9 +185,7 @@ def read_manifest(path: str | Path, out_dir: str | Path | None = None) -> list[J
         raise LipSyncError(
             "unknown manifest format", path=p, stage="manifest", remedy="name it .csv or .jsonl"
         )
-    jobs = [
-        parse_row(r, i, base, out) if isinstance(r, dict) else BadRow(row=i, message=r) for i, r in rows
-    ]
+    jobs = [parse_row(r, i, base, out) if isinstance(r, dict) else BadRow(row=i, message=r) for i, r in rows]
     seen: dict[Path, int] = {}
     for k, j in enumerate(jobs):
         if isinstance(j, JobSpec):

@@ -111,7 +111,10 @@ class VisemeModel(BaseLipSyncModel):
 
         o = self.options
         lookahead = (
-            max(o.vad_min_gap_s, o.vad_min_speech_s, o.gate_ramp_s) + o.window_s / 2 + o.hop_s + max(0.0, o.lead_s)
+            max(o.vad_min_gap_s, o.vad_min_speech_s, o.gate_ramp_s)
+            + o.window_s / 2
+            + o.hop_s
+            + max(0.0, o.lead_s)
         )
         return WindowedFeatures(
             self, fps, 16000, 3.0 if history_s is None else history_s, lookahead, max_block=8, tail="zeros"
