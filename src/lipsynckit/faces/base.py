@@ -11,6 +11,19 @@ import numpy as np
 from lipsynckit.types import Face
 
 
+def face_from_xywh(
+    xywh: Any, score: float, landmarks: np.ndarray, scale: float, size: tuple[int, int]
+) -> Face | None:
+    """A detector's ``(x, y, w, h)`` box on a frame resized by ``scale``, back on the ``size = (w, h)``
+    frame and clipped to it, with its landmarks; ``None`` for a box under 2 px after clipping."""
+    w, h = size
+    x, y, bw, bh = (float(v) / scale for v in xywh)
+    box = np.clip(np.array([x, y, x + bw, y + bh], np.float32), [0, 0, 0, 0], [w, h, w, h])
+    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        return None
+    return Face(box=box, score=min(1.0, float(score)), landmarks=np.asarray(landmarks, np.float32) / scale)
+
+
 @runtime_checkable
 class FaceDetector(Protocol):
     """Finds faces in one RGB uint8 image; returns them sorted by score, highest first."""

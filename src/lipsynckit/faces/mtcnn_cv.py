@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from lipsynckit.errors import FaceDetectorError
-from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin
+from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin, face_from_xywh
 from lipsynckit.types import Face
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,10 @@ class MTCNNDetector:
             score = float(f["confidence"])
             if score < self.options.conf:
                 continue
-            x, y, bw, bh = (float(v) / scale for v in f["box"])
-            box = np.clip(np.array([x, y, x + bw, y + bh], np.float32), [0, 0, 0, 0], [w, h, w, h])
-            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
-                continue
-            lm = np.array([f["keypoints"][k] for k in _KEYS], np.float32) / scale
-            out.append(Face(box=box, score=min(1.0, score), landmarks=lm))
+            lm = np.array([f["keypoints"][k] for k in _KEYS], np.float32)
+            face = face_from_xywh(f["box"], score, lm, scale, (w, h))
+            if face is not None:
+                out.append(face)
         out.sort(key=lambda f: -f.score)
         return out
 

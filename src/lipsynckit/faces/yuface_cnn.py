@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from lipsynckit.errors import FaceDetectorError
-from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin
+from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin, face_from_xywh
 from lipsynckit.types import Face
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,9 @@ class YuFaceDetector:
             score = float(row[0]) / 100.0
             if score < o.conf:
                 continue
-            x, y, bw, bh = (float(v) / scale for v in row[1:5])
-            box = np.clip(np.array([x, y, x + bw, y + bh], np.float32), [0, 0, 0, 0], [w, h, w, h])
-            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
-                continue
-            lm = row[5:15].reshape(5, 2) / scale
-            out.append(Face(box=box, score=min(1.0, score), landmarks=lm))
+            face = face_from_xywh(row[1:5], score, row[5:15].reshape(5, 2), scale, (w, h))
+            if face is not None:
+                out.append(face)
         out.sort(key=lambda f: -f.score)
         return out
 
