@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lipsynckit.errors import LipSyncError
+from lipsynckit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from lipsynckit.api import detect_faces, prepare_avatar, sync, sync_batch, sync_frames
@@ -52,13 +52,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lipsynckit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 def __dir__() -> list[str]:

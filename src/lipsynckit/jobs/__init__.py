@@ -6,34 +6,28 @@ a re-run, the jobs whose outputs still verify. Ray is optional (``pip install "l
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lipsynckit.lazy import lazy_getattr
 
 # Imported on first use (PEP 562): `lipsynckit batch --help` reaches this package and must not load torch.
 _LAZY = {
-    "JobSpec": "manifest",
-    "BadRow": "manifest",
-    "Segment": "manifest",
-    "read_manifest": "manifest",
-    "JobRunner": "runner",
-    "RunDefaults": "runner",
-    "status_path_for": "runner",
-    "run_manifest": "run",
-    "splice_audio": "segments",
-    "sync_segments": "segments",
-    "JobFailure": "status",
-    "JobStatus": "status",
-    "StatusLog": "status",
-    "verify_output": "status",
+    "JobSpec": ".manifest",
+    "BadRow": ".manifest",
+    "Segment": ".manifest",
+    "read_manifest": ".manifest",
+    "JobRunner": ".runner",
+    "RunDefaults": ".runner",
+    "status_path_for": ".runner",
+    "run_manifest": ".run",
+    "splice_audio": ".segments",
+    "sync_segments": ".segments",
+    "JobFailure": ".status",
+    "JobStatus": ".status",
+    "StatusLog": ".status",
+    "verify_output": ".status",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lipsynckit.jobs' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lipsynckit.jobs.{module}"), name)
-
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 __all__ = [
     "JobFailure",

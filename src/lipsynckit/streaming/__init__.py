@@ -7,32 +7,26 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lipsynckit.lazy import lazy_getattr
 
 # Imported on first use (PEP 562): `lipsynckit serve --help` reaches this package and must not load torch.
 _LAZY = {
-    "stream": "api",
-    "Clock": "clock",
-    "ManualClock": "clock",
-    "MonotonicClock": "clock",
-    "StreamFeatures": "features",
-    "StreamingUnsupportedError": "features",
-    "WindowedFeatures": "features",
-    "StreamOptions": "options",
-    "Frame": "session",
-    "StreamClosedError": "session",
-    "StreamSession": "session",
-    "StreamStats": "stats",
+    "stream": ".api",
+    "Clock": ".clock",
+    "ManualClock": ".clock",
+    "MonotonicClock": ".clock",
+    "StreamFeatures": ".features",
+    "StreamingUnsupportedError": ".features",
+    "WindowedFeatures": ".features",
+    "StreamOptions": ".options",
+    "Frame": ".session",
+    "StreamClosedError": ".session",
+    "StreamSession": ".session",
+    "StreamStats": ".stats",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lipsynckit.streaming' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lipsynckit.streaming.{module}"), name)
-
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 __all__ = [
     "Clock",
