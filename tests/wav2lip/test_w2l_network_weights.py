@@ -115,12 +115,14 @@ def test_traced_archive_and_bare_and_safetensors_forms(weights_dir: Path) -> Non
         _check_same_weights(load_model(plugin_gan, weights=weights_dir / name))
 
 
-def test_wrong_checkpoint_names_the_key_diff(weights_dir: Path) -> None:
-    s3fd = save_s3fd(weights_dir / "s3fd.pth")
+def test_wrong_checkpoint_names_the_key_diff(tmp_path: Path) -> None:
+    # another network's checkpoint under a name no record claims, alone in its folder: it stands for the
+    # generator (a file named like a record, e.g. s3fd.pth, would stand for that record instead)
+    wrong = save_s3fd(tmp_path / "mystery.pth")
     with pytest.raises(WeightsError) as err:
-        load_model(plugin, weights=s3fd)
+        load_model(plugin, weights=wrong)
     text = str(err.value)
-    assert "s3fd.pth" in text and "[weights]" in text
+    assert "mystery.pth" in text and "[weights]" in text
     assert re.search(r"missing \(352\): face_encoder_blocks\.0\.0\.conv_block\.0\.weight", text), text
     assert re.search(r"unexpected \(65\): conv1_1\.weight", text), text
     assert err.value.remedy
