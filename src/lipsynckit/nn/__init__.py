@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from lipsynckit.lazy import lazy_getattr
 from lipsynckit.nn.sd_vae import SD_VAE_FT_MSE_CONFIG, SD_VAE_SCALING_FACTOR
 
 _WHISPER = (
@@ -23,24 +22,7 @@ _WHISPER = (
     "segment_states",
 )
 
+# PEP 562: torch only when a Whisper piece is used
+__getattr__ = lazy_getattr(__name__, globals(), dict.fromkeys(_WHISPER, ".whisper"))
 
-def __getattr__(name: str) -> Any:  # PEP 562: torch only when a Whisper piece is used
-    if name in _WHISPER:
-        from lipsynckit.nn import whisper
-
-        return getattr(whisper, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "SD_VAE_FT_MSE_CONFIG",
-    "SD_VAE_SCALING_FACTOR",
-    "WhisperDims",
-    "WhisperEncoder",
-    "encoder_from_state_dict",
-    "encoder_state_dict",
-    "load_whisper_encoder",
-    "log_mel",
-    "mel_filters",
-    "segment_states",
-]
+__all__ = ["SD_VAE_FT_MSE_CONFIG", "SD_VAE_SCALING_FACTOR", *_WHISPER]
