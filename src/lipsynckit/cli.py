@@ -173,9 +173,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    """``list``/``fetch``/``verify``; ``verify`` says what each file is (safetensors, torch zip, legacy
+    pickle, TorchScript, unknown) and exits 2 on a missing, unknown-format, unsafe or wrong file."""
     from lipsynckit.errors import OfflineError
     from lipsynckit.registry import get_plugin, list_models
-    from lipsynckit.weights import download_file, locate, not_found_error, verify, where_to_get
+    from lipsynckit.weights import describe_file, download_file, locate, not_found_error, verify, where_to_get
 
     names = [args.model] if args.model else [r.name for r in list_models() if r.info is not None]
     status = 0
@@ -188,6 +190,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         lic = f"licence {info.weights_license}" + (" (NON-COMMERCIAL)" if info.non_commercial else "")
         print(f"{name}: {lic}")
         found = locate(info.name, info.weights, args.weights)  # the resolver's own search, per record
+        groups_found = {wf.any_of for wf in info.weights if wf.any_of and wf.key in found}
         for wf in info.weights:
             try:
                 path = found.get(wf.key)
@@ -198,7 +201,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
             except OfflineError:
                 raise  # one line for the whole fetch, not one per file
             except LipSyncError as exc:
-                if args.action == "fetch" and not wf.optional:
+                needed = not wf.optional and not (wf.any_of and wf.any_of in groups_found)
+                if args.action in ("fetch", "verify") and needed:
                     status = 2
                 print(f"  {wf.key:12s} MISSING  {wf.filename}" + (" (optional)" if wf.optional else ""))
                 if args.action != "list":
@@ -208,10 +212,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
                 continue
             note = ""
             if args.action == "verify":
+                kind, verdict, problem = describe_file(path)
                 try:
-                    note = "sha256 OK" if verify(path, wf) else "no known sha256"
+                    note = f"[{kind}] " + ("sha256 OK" if verify(path, wf) else "no known sha256")
                 except LipSyncError as exc:
-                    note, status = f"BAD: {exc.message}", 2
+                    note, status = f"[{kind}] BAD: {exc.message}", 2
+                if verdict != "ok":
+                    note, status = f"[{kind}] {verdict.upper()}: {problem}", 2
             print(f"  {wf.key:12s} found    {path} {note}")
     return status
 

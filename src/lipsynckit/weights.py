@@ -3,8 +3,9 @@
 Order of resolution for each :class:`~lipsynckit.model.WeightFile`: an explicit path (a file, or a
 folder in the official layout), then the cache (``$LIPSYNCKIT_HOME``, default
 ``~/.cache/lipsynckit``), then — only when asked to download — the Hugging Face hub. Loading never
-runs code from a file: ``torch.load(weights_only=True)`` or safetensors; TorchScript archives are
-read for their tensors only.
+runs code from a file: :func:`load_checkpoint` is the one reader (``torch.load(weights_only=True)``,
+safetensors, or :mod:`lipsynckit.checkpoint_format`'s inert reader for TorchScript archives;
+``torch.jit.load`` only for the one file named in ``$LIPSYNCKIT_TRUST_TORCHSCRIPT``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import zipfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -411,62 +411,115 @@ def verify(path: str | Path, wf: WeightFile) -> bool:
 
 
 def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+    from lipsynckit.checkpoint_format import file_kind
+
+    return file_kind(path) == "TorchScript"
+
+
+#: Names one TorchScript file the user vouches for; only that file is run by ``torch.jit.load``.
+TRUST_TORCHSCRIPT_ENV = "LIPSYNCKIT_TRUST_TORCHSCRIPT"
+
+
+def _trusted_torchscript(p: Path) -> bool:
+    """The user named exactly this file in ``$LIPSYNCKIT_TRUST_TORCHSCRIPT``, and it is not in the
+    cache (a downloaded file is never trusted to run)."""
+    named = os.environ.get(TRUST_TORCHSCRIPT_ENV, "")
+    if not named or Path(named).expanduser().resolve() != p.resolve():
         return False
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+    return cache_dir().resolve() not in p.resolve().parents
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint without running code from it.
+def _read_error(p: Path, exc: BaseException) -> WeightsError:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if "Unsupported global" in str(exc) or "Weights only load failed" in text:
+        glob = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), text)
+        return WeightsError(
+            f"refused: the file's pickle asks to run code ({glob.split(':', 1)[-1].strip()})",
+            path=p,
+            stage="weights",
+            remedy="a weight file never needs code to load; get the file from its official source",
+        )
+    return WeightsError(
+        f"cannot read checkpoint: {type(exc).__name__}: {text}",
+        path=p,
+        stage="weights",
+        remedy="the file is corrupt, truncated, or not a PyTorch/safetensors checkpoint; fetch it again",
+    )
 
-    safetensors → its tensors; TorchScript archive → the module's parameters and buffers (the
-    TorchScript program is deserialised by torch but never executed); anything else →
-    ``torch.load(weights_only=True)``. The result is the raw container (callers unwrap it).
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> Any:
+    """Read a checkpoint without running code from it: the one reader every loader goes through.
+
+    safetensors → its tensors; TorchScript archive → the module's parameters and buffers, read by
+    :func:`lipsynckit.checkpoint_format.read_torchscript_tensors` (``torch.jit.load`` is never called,
+    except on the one file a user names in ``$LIPSYNCKIT_TRUST_TORCHSCRIPT``); anything else →
+    ``torch.load(weights_only=True)``, memory-mapped when ``mmap`` and the file is a zip. The result is
+    the raw container (callers unwrap it).
     """
     import torch
+
+    from lipsynckit.checkpoint_format import file_kind, read_torchscript_tensors
 
     p = Path(path)
     if not p.is_file():
         raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
     try:
-        if p.suffix == ".safetensors":
+        kind = file_kind(p)
+        if kind == "safetensors" or p.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return dict(load_file(str(p), device="cpu"))
-        if _is_torchscript(p):
-            module = torch.jit.load(str(p), map_location="cpu")
-            return {k: v.detach().clone() for k, v in module.state_dict().items()}
-        return torch.load(str(p), map_location="cpu", weights_only=True)
+        if kind == "TorchScript":
+            if _trusted_torchscript(p):
+                log.warning(
+                    "RUNNING the TorchScript in %s because %s names it: its code runs with your rights",
+                    p,
+                    TRUST_TORCHSCRIPT_ENV,
+                )
+                module = torch.jit.load(str(p), map_location="cpu")
+                return {k: v.detach().clone() for k, v in module.state_dict().items()}
+            return read_torchscript_tensors(p)
+        return torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap and kind == "torch zip")
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - any read failure is a bad file for the user
-        raise WeightsError(
-            f"cannot read checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            path=p,
-            stage="weights",
-            remedy="the file is corrupt, truncated, or not a PyTorch/safetensors checkpoint; fetch it again",
-        ) from exc
+        raise _read_error(p, exc) from exc
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors, unwrapped (:func:`unwrap_state_dict`) and memory-mapped when the file
-    allows it (zip-format torch files; safetensors and legacy files are read by :func:`load_checkpoint`)."""
-    import torch
+    allows it (zip-format torch files)."""
+    return unwrap_state_dict(load_checkpoint(path, mmap=True))
+
+
+def describe_file(path: str | Path) -> tuple[str, str, str | None]:
+    """What a weight file is, for ``lipsynckit weights verify``: its format (safetensors, torch zip,
+    legacy pickle, TorchScript, unknown), a verdict (``ok``, ``unsafe``: reading it would run code,
+    ``unreadable``, ``unknown format``) and why. Nothing from the file runs; zip tensors are
+    memory-mapped, not read."""
+    from lipsynckit.checkpoint_format import file_kind, torchscript_scan
 
     p = Path(path)
-    if not p.is_file():
-        raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
-    raw: Any = None
-    if p.suffix != ".safetensors" and zipfile.is_zipfile(p) and not _is_torchscript(p):
+    kind = file_kind(p)
+    if kind == "unknown":
+        return kind, "unknown format", "not a safetensors, PyTorch or TorchScript file"
+    if kind == "TorchScript":
+        why = torchscript_scan(p)
+        return kind, ("ok" if why is None else "unsafe"), why
+    if kind == "safetensors":
         try:
-            raw = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # noqa: BLE001 - read normally below, which reports a bad file properly
-            raw = None
-    if raw is None:
-        raw = load_checkpoint(p)
-    return unwrap_state_dict(raw)
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as f:
+                f.keys()
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            return kind, "unreadable", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return kind, "ok", None
+    try:
+        load_checkpoint(p, mmap=True)
+    except WeightsError as exc:
+        return kind, ("unsafe" if exc.message.startswith("refused") else "unreadable"), exc.message
+    return kind, "ok", None
 
 
 def unwrap_state_dict(

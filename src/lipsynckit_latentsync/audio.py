@@ -54,7 +54,11 @@ def load_whisper_encoder(path: str | Path, device: torch.device | str = "cpu") -
     """
     remedy = "use the official openai-whisper tiny.pt (checkpoints/whisper/tiny.pt of LatentSync)"
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+        from lipsynckit.weights import load_checkpoint  # the one safe reader
+
+        ckpt = load_checkpoint(path)
+    except WeightsError:
+        raise  # refused or unreadable: already one line naming the file
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise WeightsError(
             f"cannot read the Whisper checkpoint ({exc.__class__.__name__}: {exc})",

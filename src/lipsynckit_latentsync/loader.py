@@ -39,12 +39,10 @@ CHUNK_FRAMES = 16  # data.num_frames of every released config; the runtime denoi
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise
-        return torch.load(str(path), map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    """lipsynckit's one safe reader (never runs code from the file), memory-mapped where possible."""
+    from lipsynckit.weights import load_checkpoint
+
+    return load_checkpoint(path, mmap=True)
 
 
 def read_unet_checkpoint(path: str | Path) -> tuple[Mapping[str, torch.Tensor], int | None]:
@@ -53,6 +51,8 @@ def read_unet_checkpoint(path: str | Path) -> tuple[Mapping[str, torch.Tensor], 
     p = Path(path)
     try:
         ckpt = _torch_load(p)
+    except WeightsError:
+        raise  # refused or unreadable: already one line naming the file
     except Exception as exc:  # noqa: BLE001 - reported with the file and what to do
         raise WeightsError(
             f"cannot read the LatentSync UNet checkpoint ({exc.__class__.__name__}: {str(exc).splitlines()[0]})",

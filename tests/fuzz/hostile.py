@@ -1,0 +1,143 @@
+"""The hostile corpus: files a careless or hostile user could hand lipsynckit, made by the tests.
+
+Each maker writes one file under the test's ``tmp_path``. The payload checkpoints write a marker file
+when their code runs, so a test proves that nothing ran by the marker's absence. The helpers
+(:func:`sha256_tree`, :func:`one_error_line`) are what every fuzz case asserts with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+
+class _PayloadModule(torch.nn.Module):
+    """A scripted module whose ``__setstate__`` creates a file (``torch.from_file(shared=True)``):
+    ``torch.jit.load`` runs it."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.register_buffer("b", torch.arange(4.0))
+        self.marker = marker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.b
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, str, bool]:
+        return (self.b, self.marker, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, str, bool]) -> None:
+        t = torch.from_file(state[1], shared=True, size=8)  # creates the marker file
+        self.b = state[0] + t[0] * 0
+        self.marker = state[1]
+        self.training = state[2]
+
+
+class _Reduce:
+    """A pickle payload: unpickling it opens (creates) the marker file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def make_torchscript_payload(path: Path, marker: Path) -> Path:
+    torch.jit.script(_PayloadModule(str(marker))).save(str(path))
+    assert not marker.exists()
+    return path
+
+
+def make_pickle_payload(path: Path, marker: Path, legacy: bool = False) -> Path:
+    torch.save(
+        {"state_dict": {"w": torch.zeros(2)}, "x": _Reduce(str(marker))},
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )
+    assert not marker.exists()
+    return path
+
+
+def make_pickle_in_torchscript_zip(path: Path, marker: Path) -> Path:
+    """A real TorchScript archive whose ``data.pkl`` is replaced by a pickle that opens the marker."""
+    import pickle
+
+    src = path.with_suffix(".orig.pt")
+    torch.jit.script(torch.nn.Linear(2, 3)).save(str(src))
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename.endswith("/data.pkl"):
+                data = pickle.dumps(_Reduce(str(marker)), protocol=2)
+            zout.writestr(item, data)
+    src.unlink()
+    return path
+
+
+def make_size_changing_video(path: Path, sizes: tuple[tuple[int, int], ...] = ((64, 48), (96, 72))) -> Path:
+    """A video whose frame size changes mid-stream (mkv or ts, by suffix): one encoder per size."""
+    fmt = {".mkv": "matroska", ".ts": "mpegts"}[path.suffix]
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", format=fmt) as c:
+        codec = "ffv1" if fmt == "matroska" else "mpeg2video"
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height = sizes[0]
+        s.pix_fmt = "yuv420p"
+        s.codec_context.time_base = Fraction(1, 25)
+        pts = 0
+        for w, h in sizes:
+            if (w, h) != (s.width, s.height):
+                for packet in s.encode(None):
+                    c.mux(packet)
+                s.codec_context.close() if hasattr(s.codec_context, "close") else None
+                s.width, s.height = w, h
+            for _ in range(5):
+                img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+                frame.pts = pts
+                pts += 1
+                for packet in s.encode(frame):
+                    c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    return path
+
+
+def make_truncated(src: Path, path: Path, keep: float = 0.4) -> Path:
+    data = src.read_bytes()
+    path.write_bytes(data[: max(1, int(len(data) * keep))])
+    return path
+
+
+def sha256_tree(root: Path) -> dict[str, str]:
+    """Every regular file under ``root`` (or ``root`` itself) by relative path -> sha256."""
+    if root.is_file():
+        return {root.name: hashlib.sha256(root.read_bytes()).hexdigest()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def one_error_line(err: str) -> str:
+    """The CLI's stderr holds exactly one ``error:`` message (its remedy on the ``->`` line under it)
+    and no traceback; returns that message."""
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.lstrip().startswith("->")]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def partials(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".partial" in p.name or p.name.endswith(".old")]
