@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,14 @@ def sync(
     them without running again. What it raises ends the run (before ``encode``: with no output).
     """
     from lipsynckit.inputs import check_run
+    from lipsynckit.output_guard import claim_output
 
     opts = _options(options, option_overrides)
     check_run(video, audio, output, opts.output_mode)  # a bad file costs a second, not a model load
-    m = resolve_model(model, weights, device, dtype, model_options)
-    out = Path(output) if output is not None else Path.cwd() / f"{Path(video).stem}.{m.info.name}.mp4"
-    result = sync_file(video, audio, m, out, opts, hook=hook)
+    with claim_output(output) if output is not None else nullcontext():  # before the model loads
+        m = resolve_model(model, weights, device, dtype, model_options)
+        out = Path(output) if output is not None else Path.cwd() / f"{Path(video).stem}.{m.info.name}.mp4"
+        result = sync_file(video, audio, m, out, opts, hook=hook)
     log.debug("%s", result.summary())
     return result
 

@@ -125,6 +125,7 @@ def check_run(video: str | Path, audio: object, output: str | Path | None, outpu
     """Everything about a run's files that can be known before a model loads.
 
     ``audio`` may be a path, ``None`` (the video's own track) or an in-memory clip (not checked).
+    The output must be something the run may replace (:func:`~lipsynckit.output_guard.check_output_target`).
     """
     v, is_image, has_audio = _check_video(video)
     if isinstance(audio, (str, Path)):
@@ -137,4 +138,7 @@ def check_run(video: str | Path, audio: object, output: str | Path | None, outpu
             remedy="pass the speech as a second argument (an audio file, or a video with sound).",
         )
     if output is not None:
-        check_output(output, output_mode)
+        from lipsynckit.output_guard import check_not_an_input, check_output_target
+
+        check_not_an_input(output, [video, audio])
+        check_output_target(output, check_output(output, output_mode), [video, audio])

@@ -28,7 +28,6 @@ from lipsynckit.errors import (
     InputNotFoundError,
     LipSyncError,
     NoFaceError,
-    OutputError,
     SilentAudioError,
 )
 from lipsynckit.inputs import check_output
@@ -459,17 +458,14 @@ def _emit(hook: StageHook | None, stage: Stage, artefact: Any) -> None:
 
 
 def _check_paths(
-    video: str | Path, audio: str | Path | AudioClip | None, output: str | Path
+    video: str | Path, audio: str | Path | AudioClip | None, output: str | Path, output_mode: str
 ) -> tuple[Path, Path]:
-    """1. inputs: the video exists, the output overwrites no input, the output's folder exists."""
+    """1. inputs: the video exists, the output is something this run may replace (never an input, a
+    folder holding one, a device, or a folder we did not make), the output's folder exists."""
+    from lipsynckit.output_guard import check_output_target
+
     video_path = _check_input(video, "video")
-    out_path = Path(output).expanduser()
-    if out_path.resolve() == video_path.resolve() or (
-        isinstance(audio, (str, Path)) and out_path.resolve() == Path(audio).expanduser().resolve()
-    ):
-        raise OutputError(
-            "output would overwrite an input", path=out_path, stage="output", remedy="choose another -o"
-        )
+    out_path = check_output_target(output, check_output(output, output_mode), [video_path, audio])
     if not out_path.parent.exists():
         out_path.parent.mkdir(parents=True, exist_ok=True)
     return video_path, out_path
@@ -615,13 +611,32 @@ def sync_file(
     called once after each stage, in order (see :data:`STAGES` for what each artefact is); what it
     raises ends the run, and before ``encode`` leaves no output behind.
     """
-    from lipsynckit.media import VideoSink, VideoSource
+    from lipsynckit.output_guard import claim_output
 
     timer = StageTimer()
     notes: list[str] = []
 
     # 1. inputs: the paths are checked and the source probed (frame rate, size, frame count)
-    video_path, out_path = _check_paths(video, audio, output)
+    video_path, out_path = _check_paths(video, audio, output, options.output_mode)
+    with claim_output(out_path):  # one run at a time per output: a second gets one line, at once
+        return _run(video_path, audio, model, out_path, options, scheduler, on_frame, hook, timer, notes)
+
+
+def _run(
+    video_path: Path,
+    audio: str | Path | AudioClip | None,
+    model: LipSyncModel,
+    out_path: Path,
+    options: SyncOptions,
+    scheduler: Any | None,
+    on_frame: Callable[[int], None] | None,
+    hook: StageHook | None,
+    timer: StageTimer,
+    notes: list[str],
+) -> SyncResult:
+    """Stages 1 (probe) to 9 of :func:`sync_file`, with the output claimed."""
+    from lipsynckit.media import VideoSink, VideoSource
+
     src = VideoSource(video_path, fps_for_images=options.fps)
     info = src.info
     fps = float(info.fps)

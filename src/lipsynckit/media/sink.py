@@ -19,7 +19,6 @@ import errno
 import logging
 import os
 import shutil
-import uuid
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +31,7 @@ import soundfile as sf
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from lipsynckit.errors import OutputError
+from lipsynckit.output_guard import MARKER, check_output_target, partial_name, remove_stale_partials
 from lipsynckit.types import AudioClip
 
 __all__ = ["AAC_SAMPLE_RATES", "SinkMode", "VideoSink", "as_fraction"]
@@ -158,11 +158,12 @@ class VideoSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise self._fail(e, "creating the output folder") from e
-        suffix = self.path.suffix if self.mode != "png" else ""
-        self._tmp = self.path.parent / f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial{suffix}"
+        remove_stale_partials(self.path)  # what runs that died (SIGKILL, power loss) left here
+        self._tmp = partial_name(self.path, keep_suffix=self.mode != "png")
         try:
             if self.mode == "png":
                 self._tmp.mkdir()
+                (self._tmp / MARKER).touch()  # a later run may replace this folder: we made it
                 if self.audio is not None:
                     self._write_wav(self._tmp / "audio.wav")
             else:
@@ -350,6 +351,9 @@ class VideoSink:
                 c.close()
                 self._container = None
             self._commit()
+        except OutputError:
+            self.abort()
+            raise
         except (OSError, av.FFmpegError) as e:
             raise self._fail(e, "finishing the file") from e
         self._closed = True
@@ -357,15 +361,14 @@ class VideoSink:
 
     def _commit(self) -> None:
         assert self._tmp is not None
+        check_output_target(self.path, self.mode)  # still something we may replace (not a device...)
         if self.mode != "png":
             os.replace(self._tmp, self.path)
             return
         old: Path | None = None
-        if self.path.is_dir() and not self.path.is_symlink():
-            old = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.old"
+        if self.path.is_dir() and not self.path.is_symlink():  # empty, or made by lipsynckit
+            old = partial_name(self.path, "old", keep_suffix=False)
             os.replace(self.path, old)
-        elif self.path.exists() or self.path.is_symlink():
-            self.path.unlink()
         try:
             os.replace(self._tmp, self.path)
         except OSError:
