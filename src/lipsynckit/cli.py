@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -285,7 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from lipsynckit.cli_options import add_flags_for_argv, handle_model_help
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the process's own command line: a stop ends the process at once (see below)
+        code = main(sys.argv[1:])
+        if code in (130, 143):
+            # Ctrl-C/SIGTERM: the clean-up ran on the way out; skip the interpreter's teardown of
+            # torch and friends (seconds on a loaded machine) so that a stop takes well under 2 s
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
+    argv = list(argv)
     parser = build_parser()
     try:
         page = handle_model_help(argv)  # --model-help NAME: that plugin's options page, nothing else
@@ -298,15 +308,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_flags_for_argv(parser, argv)  # --model NAME: that plugin's options become flags
     args = parser.parse_args(argv)
     _setup_logging(args.verbose - args.quiet)
-    try:
-        return int(args.func(args) or 0)
-    except LipSyncError as exc:
-        log.debug("details", exc_info=True)
-        print(f"error: {exc.cli_text()}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with _StopSignals() as stops:
+        try:
+            return int(args.func(args) or 0)
+        except LipSyncError as exc:
+            log.debug("details", exc_info=True)
+            print(f"error: {exc.cli_text()}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("terminated" if stops.terminated else "interrupted", file=sys.stderr)
+            return 143 if stops.terminated else 130
+
+
+class _StopSignals:
+    """Ctrl-C and SIGTERM end a command the same way: a ``KeyboardInterrupt`` in the main thread, so
+    every ``with``/``finally`` on the way out runs (the sink removes its partial file) and the CLI
+    prints one line (exit 130, or 143 for SIGTERM). A second signal while that clean-up runs ends the
+    process at once, still with one line and no traceback (a later run removes what is left). Only
+    installed when called on the main thread; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+        self._count = 0
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        import signal
+
+        self._count += 1
+        self.terminated = self.terminated or signum == signal.SIGTERM
+        if self._count > 1:
+            sys.stderr.write("interrupted again: stopping now\n")
+            sys.stderr.flush()
+            os._exit(143 if self.terminated else 130)
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _StopSignals:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 if __name__ == "__main__":

@@ -327,6 +327,7 @@ class _FrameFlow:
         # frames wait here for their faces; bounded so memory stays flat with length
         self.pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.error: list[BaseException] = []  # the producer's exception, raised in the consumer
+        self.stopped = threading.Event()  # the consumer has gone (Ctrl-C, an error): stop producing
         self.memo: dict[int, PreparedFace] = {}  # per source frame: loops and still images prepare once
 
     def prepare(self, arg: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, PreparedFace | None, str]:
@@ -370,7 +371,8 @@ class _FrameFlow:
                     if not self.options.keep_going:
                         raise frame_failed_error(self.failed)
                     log.debug("frame %d: %s (passed through unchanged)", i, err)
-                self.pending.put((i, frame, pf))
+                if not self._put((i, frame, pf)):
+                    return
                 if pf is not None:
                     self.job.submit(WorkItem(job_id=self.job.id, index=i, face=pf, audio=self.features[i]))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
@@ -380,7 +382,26 @@ class _FrameFlow:
             try:
                 self.job.close()
             finally:
-                self.pending.put(_DONE)
+                self._put(_DONE)
+
+    def _put(self, entry: Any) -> bool:
+        """Queue ``entry`` unless the consumer has stopped (then the queue may never drain)."""
+        while not self.stopped.is_set():
+            try:
+                self.pending.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def stop(self) -> None:
+        """The consumer is leaving early: let the producer see it and unblock any waiting put."""
+        self.stopped.set()
+        while True:
+            try:
+                self.pending.get_nowait()
+            except queue.Empty:
+                return
 
     def consume(self) -> Iterator[np.ndarray]:
         """Step 3 (caller's thread): each queued frame as output, its generated face pasted and blended."""
@@ -444,7 +465,11 @@ def generate_frames(
         try:
             yield from flow.consume()
         finally:
-            producer.join(timeout=30)
+            # on an early exit (Ctrl-C, an error, a consumer that stopped reading) the producer is told
+            # to stop and not waited for long: it is a daemon, and a frame in a worker cannot be cut
+            if producer.is_alive():
+                flow.stop()
+            producer.join(timeout=1.0)
 
 
 # ---------------------------------------------------------------------------------------------------
