@@ -59,14 +59,20 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from lipsynckit.api import sync
-    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
+    from lipsynckit.inputs import check_run
 
     overrides = _sync_overrides(args)
     out = args.output
     if out is None:
         lossless = overrides.get("output_mode") == "ffv1"
         out = str(Path(args.video).with_suffix("").name + ".lipsync" + (".mkv" if lossless else ".mp4"))
+    # a mistyped path, an empty file or an output that would destroy something costs a fraction of a
+    # second: all checked before torch and the model load
+    check_run(args.video, args.audio, out, overrides.get("output_mode", "auto"))
+
+    from lipsynckit.api import sync
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
+
     result = sync(
         args.video,
         args.audio,

@@ -13,7 +13,7 @@ from pathlib import Path
 from lipsynckit.errors import AudioError, EmptyInputError, InputNotFoundError, OutputError, VideoError
 from lipsynckit.options import OUTPUT_SUFFIXES, output_mode_for
 
-__all__ = ["check_file", "check_output", "check_run"]
+__all__ = ["check_file", "check_output", "check_run", "check_template"]
 
 _SOUNDFILE_EXTS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".au"})
 
@@ -54,22 +54,48 @@ def _open_container(p: Path, what: str, stage: str, error: type[AudioError] | ty
         ) from e
 
 
+#: Smaller than this on either side, a picture cannot hold a face any detector finds.
+MIN_IMAGE_SIDE = 16
+
+
+def _check_image(p: Path) -> None:
+    """The image decodes (a reduced decode: a fraction of the pixels) and is not too small for a face."""
+    import cv2
+    import numpy as np
+
+    data = np.fromfile(str(p), dtype=np.uint8)
+    img = None
+    for flag in (cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_GRAYSCALE):  # the reduced decode fails on
+        try:  # images smaller than its factor (1x1) with a cv2.error, not None
+            img = cv2.imdecode(data, flag)
+        except cv2.error:
+            img = None
+        if img is not None:
+            break
+    if img is None:
+        raise VideoError(
+            "cannot decode this image",
+            path=p,
+            stage="video",
+            remedy="check that it is a complete png/jpg/webp/bmp image; re-save it if unsure.",
+        )
+    h, w = img.shape[:2]
+    if flag == cv2.IMREAD_GRAYSCALE and min(h, w) < MIN_IMAGE_SIDE:
+        raise VideoError(
+            f"this image is {w}x{h} pixels, too small to hold a face",
+            path=p,
+            stage="video",
+            remedy=f"pass a photo at least {MIN_IMAGE_SIDE} pixels on each side (a face of 100 or more works best).",
+        )
+
+
 def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
     """The source is a readable image or a container with a video stream: (path, is_image, has_audio)."""
-    from lipsynckit.media.video import is_image_file
+    from lipsynckit.image_kind import is_image_file  # not lipsynckit.media: that imports torch
 
     p = check_file(path, "video or image", "video")
     if is_image_file(p):
-        import cv2
-        import numpy as np
-
-        if cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-            raise VideoError(
-                "cannot decode this image",
-                path=p,
-                stage="video",
-                remedy="check that it is a complete png/jpg/webp/bmp image; re-save it if unsure.",
-            )
+        _check_image(p)
         return p, True, False
     with _open_container(p, "a video or image", "video", VideoError) as c:
         if not c.streams.video:
@@ -81,6 +107,11 @@ def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
                 remedy="pass a video or a photo of a face first, and the audio second.",
             )
         return p, False, bool(c.streams.audio)
+
+
+def check_template(path: str | Path) -> Path:
+    """A template (video or photo) is readable, header only; the errors name ``path``."""
+    return _check_video(path)[0]
 
 
 def _check_audio(path: str | Path) -> Path:

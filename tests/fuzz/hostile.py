@@ -83,32 +83,43 @@ def make_pickle_in_torchscript_zip(path: Path, marker: Path) -> Path:
     return path
 
 
-def make_size_changing_video(path: Path, sizes: tuple[tuple[int, int], ...] = ((64, 48), (96, 72))) -> Path:
-    """A video whose frame size changes mid-stream (mkv or ts, by suffix): one encoder per size."""
+def make_size_changing_video(
+    path: Path, sizes: tuple[tuple[int, int], ...] = ((192, 192), (256, 224)), face: np.ndarray | None = None
+) -> Path:
+    """A video whose frame size changes mid-stream (mkv or ts, by suffix): MPEG-2 packets of one
+    encoder per size, muxed into one stream (what concatenated broadcast recordings look like). The
+    frames show ``face`` (RGB) resized to each size, or noise."""
+    import cv2
+
     fmt = {".mkv": "matroska", ".ts": "mpegts"}[path.suffix]
     rng = np.random.default_rng(0)
+    tb = Fraction(1, 25)
     with av.open(str(path), "w", format=fmt) as c:
-        codec = "ffv1" if fmt == "matroska" else "mpeg2video"
-        s = c.add_stream(codec, rate=25)
-        s.width, s.height = sizes[0]
-        s.pix_fmt = "yuv420p"
-        s.codec_context.time_base = Fraction(1, 25)
+        stream = c.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height = sizes[0]
+        stream.pix_fmt = "yuv420p"
         pts = 0
         for w, h in sizes:
-            if (w, h) != (s.width, s.height):
-                for packet in s.encode(None):
-                    c.mux(packet)
-                s.codec_context.close() if hasattr(s.codec_context, "close") else None
-                s.width, s.height = w, h
+            enc = av.CodecContext.create("mpeg2video", "w")
+            enc.width, enc.height, enc.pix_fmt, enc.time_base = w, h, "yuv420p", tb
+            enc.framerate = Fraction(25)
+            enc.gop_size = 5
+            packets = []
             for _ in range(5):
-                img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+                img = (
+                    rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+                    if face is None
+                    else cv2.resize(face, (w, h))
+                )
                 frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
-                frame.pts = pts
+                frame.pts, frame.time_base = pts, tb
                 pts += 1
-                for packet in s.encode(frame):
-                    c.mux(packet)
-        for packet in s.encode(None):
-            c.mux(packet)
+                packets += enc.encode(frame)
+            packets += enc.encode(None)
+            for packet in packets:
+                packet.stream = stream
+                packet.time_base = tb
+                c.mux(packet)
     return path
 
 

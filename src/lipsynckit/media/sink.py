@@ -16,6 +16,7 @@ Modes:
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import shutil
@@ -245,7 +246,9 @@ class VideoSink:
     def _write_wav(self, target: Path) -> None:
         clip = self._audio_clip(None)
         data = clip.samples.detach().cpu().numpy().T
-        sf.write(str(target), data, clip.sample_rate, subtype="FLOAT")
+        buf = io.BytesIO()  # libsndfile reports a full disk as "System error": write the bytes ourselves
+        sf.write(buf, data, clip.sample_rate, subtype="FLOAT", format="WAV")
+        target.write_bytes(buf.getbuffer())
 
     # ------------------------------------------------------------------ writing
     def write(self, frame: np.ndarray) -> None:
@@ -265,7 +268,9 @@ class VideoSink:
                 ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
                 if not ok:
                     raise OSError(errno.EIO, "PNG encoding failed")
-                buf.tofile(str(self._tmp / f"frame_{self.frames_written:06d}.png"))
+                (self._tmp / f"frame_{self.frames_written:06d}.png").write_bytes(
+                    buf.tobytes()
+                )  # ENOSPC, not a short count
             else:
                 self._encode_video(frame)
                 # Keep audio interleaved with the video so that the muxer buffers little.

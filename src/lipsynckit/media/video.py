@@ -32,43 +32,19 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from lipsynckit.errors import EmptyInputError, InputNotFoundError, VideoError
+from lipsynckit.image_kind import IMAGE_EXTENSIONS, is_image_file
 from lipsynckit.types import VideoInfo
 
 __all__ = ["IMAGE_EXTENSIONS", "VideoSource", "is_image_file", "probe", "read_video_frames"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 _STAGE = "video"
 # Memory for one block of frames served backwards (ping-pong); the block length follows from it.
 _REVERSE_BLOCK_BYTES = 256 * 1024 * 1024
 _MIN_BLOCK, _MAX_BLOCK = 8, 128
 # Forward jumps longer than this seek instead of decoding through.
 _SEEK_AHEAD = 64
-
-
-def _sniff(path: Path) -> str | None:
-    """The image type from the file's first bytes (content first: extensions lie)."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return None
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:2] == b"BM" and len(head) >= 14:
-        return "bmp"
-    return None
-
-
-def is_image_file(path: str | Path) -> bool:
-    """True for still images: png/jpeg/webp/bmp by content, or by extension when the content is unknown."""
-    p = Path(path)
-    return _sniff(p) is not None or p.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _rgb(frame: av.VideoFrame, rot90_ccw: int, converter: VideoReformatter) -> np.ndarray:
@@ -370,6 +346,20 @@ class VideoSource:
         prev: av.VideoFrame | None = None  # the frame on screen: repeated across gaps
         conv = VideoReformatter()  # one swscale context for the stream (rebuilt only if the format changes)
         counted = 0
+        size = (self.info.height, self.info.width)
+
+        def rgb(frame: av.VideoFrame) -> np.ndarray:
+            arr = _rgb(frame, m.rot90_ccw, conv)
+            if arr.shape[:2] != size:  # a mid-stream size change (concatenated recordings)
+                raise VideoError(
+                    f"the frame size changes mid-stream: {size[1]}x{size[0]} at the start, "
+                    f"{arr.shape[1]}x{arr.shape[0]} at frame {nxt}",
+                    path=self.path,
+                    stage=_STAGE,
+                    remedy=f"re-encode it to one size first, e.g. ffmpeg -i IN -vf scale={size[1]}:{size[0]} OUT.mp4",
+                )
+            return arr
+
         try:
             for frame in container.decode(stream):
                 if m.first_pts is not None and frame.pts is not None:
@@ -387,13 +377,13 @@ class VideoSource:
                     continue
                 while nxt < s and nxt < n:  # gap: repeat the frame on screen (a fresh array each time)
                     if nxt >= start and prev is not None:
-                        yield nxt, _rgb(prev, m.rot90_ccw, conv)
+                        yield nxt, rgb(prev)
                     nxt += 1
                 if nxt >= n:
                     return
                 prev = frame
                 if nxt >= start:
-                    yield nxt, _rgb(frame, m.rot90_ccw, conv)
+                    yield nxt, rgb(frame)
                 nxt += 1
         except av.FFmpegError as e:
             raise _corrupt_error(self.path, e, f"decoding frame {nxt}") from e
@@ -401,7 +391,7 @@ class VideoSource:
             logger.warning(
                 "%s: decoding ended at frame %d of %d; repeating the last frame", self.path, nxt, n
             )
-            last = _rgb(prev, m.rot90_ccw, conv)
+            last = rgb(prev)
             for s in range(max(nxt, start), n):
                 yield s, last.copy()
 

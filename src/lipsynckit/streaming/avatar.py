@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lipsynckit.errors import InputNotFoundError, NoFaceError
+from lipsynckit.errors import InputNotFoundError, LipSyncError, NoFaceError
 from lipsynckit.types import PreparedFace
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,19 @@ def _template_in(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def avatar_folder(template: str | Path, avatar_dir: str | Path | None) -> tuple[Path, Path]:
-    """(folder, template copy inside it) for a template file or an already prepared folder."""
+def _folder_for(src: Path, avatar_dir: str | Path | None) -> Path:
+    """The avatar folder of a template file: ``avatar_dir``, or one per file content in the cache."""
     from lipsynckit.avatar import file_digest
     from lipsynckit.weights import cache_dir
 
+    if avatar_dir is not None:
+        return Path(avatar_dir).expanduser()
+    return cache_dir() / "avatars" / f"{src.stem}-{file_digest(src)[:12]}"
+
+
+def avatar_folder(template: str | Path, avatar_dir: str | Path | None) -> tuple[Path, Path, bool]:
+    """(folder, template copy inside it, whether this call made the folder) for a template file or an
+    already prepared folder."""
     src = Path(template).expanduser()
     if src.is_dir():
         video = _template_in(src)
@@ -72,21 +80,21 @@ def avatar_folder(template: str | Path, avatar_dir: str | Path | None) -> tuple[
                 stage="avatar",
                 remedy="pass the template video or photo, or a folder made by lsk.stream / prepare_stream_avatar",
             )
-        return src, video
+        return src, video, False
     if not src.is_file():
         raise InputNotFoundError("template not found", path=src, stage="avatar", remedy="check the path")
-    folder = (
-        Path(avatar_dir).expanduser()
-        if avatar_dir is not None
-        else cache_dir() / "avatars" / f"{src.stem}-{file_digest(src)[:12]}"
-    )
+    from lipsynckit.inputs import check_template
+
+    check_template(src)  # a bad file is named as the user's, before anything is copied
+    folder = _folder_for(src, avatar_dir)
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{TEMPLATE_NAME}{src.suffix.lower()}"
     if not video.is_file():
         tmp = video.with_name(video.name + ".partial")
         shutil.copyfile(src, tmp)
         tmp.replace(video)
-    return folder, video
+    return folder, video, made
 
 
 # the model is kept with its avatar so that its id cannot be reused by another model meanwhile
@@ -97,17 +105,35 @@ _LOADED_LOCK = threading.Lock()
 def load_avatar(
     template: str | Path, model: Any, options: Any, avatar_dir: str | Path | None = None
 ) -> StreamAvatar:
-    """Prepare (once, on disk) and load (once per process) the avatar of ``template`` for ``model``."""
-    from lipsynckit.api import prepare_avatar
-    from lipsynckit.avatar import open_cache
-    from lipsynckit.media import VideoSource
-
-    folder, video = avatar_folder(template, avatar_dir)
+    """Prepare (once, on disk) and load (once per process) the avatar of ``template`` for ``model``.
+    A failure names the user's template (not the copy in the avatar folder) and leaves no new folder."""
+    user_file = Path(template).expanduser()
+    folder, video, made = avatar_folder(template, avatar_dir)
     key = (str(folder.resolve()), id(model), repr(options.model_dump(exclude={"progress"})))
     with _LOADED_LOCK:
         got = _LOADED.get(key)
     if got is not None:
         return got[1]
+    try:
+        avatar = _prepare_and_load(folder, video, model, options)
+    except BaseException as exc:
+        if made:  # the folder is ours and holds nothing usable: no copy stays in the cache
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, LipSyncError) and exc.path == str(video) and not user_file.is_dir():
+            exc.path = str(user_file)  # the user's file, not our copy of it
+            exc.args = (str(exc),)
+        raise
+    with _LOADED_LOCK:
+        _LOADED[key] = (model, avatar)
+    return avatar
+
+
+def _prepare_and_load(folder: Path, video: Path, model: Any, options: Any) -> StreamAvatar:
+    """Prepare (the face pass, cached on disk) and load the frames and prepared faces of ``video``."""
+    from lipsynckit.api import prepare_avatar
+    from lipsynckit.avatar import open_cache
+    from lipsynckit.media import VideoSource
+
     opts = options.model_copy(update={"avatar_dir": folder})
     prepare_avatar(video, model, folder, options=opts)  # the face pass and prepare, skipped when cached
     cache = open_cache(folder, video, model, opts)
@@ -141,6 +167,4 @@ def load_avatar(
     log.info(
         "avatar %s: %d frame(s) %dx%d, %d with a face", folder, len(frames), *avatar.size, track.num_found
     )
-    with _LOADED_LOCK:
-        _LOADED[key] = (model, avatar)
     return avatar
