@@ -432,9 +432,11 @@ def _trusted_torchscript(p: Path) -> bool:
 def _read_error(p: Path, exc: BaseException) -> WeightsError:
     text = str(exc).splitlines()[0] if str(exc) else ""
     if "Unsupported global" in str(exc) or "Weights only load failed" in text:
-        glob = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), text)
+        import re
+
+        glob = re.search(r"GLOBAL (\S+)", str(exc))  # torch's advice to allow-list it is not ours
         return WeightsError(
-            f"refused: the file's pickle asks to run code ({glob.split(':', 1)[-1].strip()})",
+            f"refused: the file's pickle asks to run code ({glob.group(1) if glob else 'an unsupported global'})",
             path=p,
             stage="weights",
             remedy="a weight file never needs code to load; get the file from its official source",
