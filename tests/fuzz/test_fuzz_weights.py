@@ -143,3 +143,23 @@ def test_verify_names_each_format_and_fails_on_unknown(
     ]
     assert main(["weights", "verify", "wav2lip", "--weights", str(junk)]) == 2
     assert "UNKNOWN FORMAT" in capsys.readouterr().out
+
+
+def test_a_manifest_run_with_a_payload_checkpoint_writes_nothing(
+    payload: tuple[Path, Path],
+    image_png: Path,
+    speech_copy: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, marker = payload
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"template,audio,output\n{image_png},{speech_copy},talk.mp4\n")
+    out = tmp_path / "out"
+    code = main(
+        ["-q", "batch", "--manifest", str(manifest), "-o", str(out), "-m", "wav2lip", "-w", str(path)]
+    )
+    said = capsys.readouterr()
+    assert code != 0 and f"[weights] {path}" in said.out + said.err
+    assert "Traceback" not in said.out + said.err
+    assert not marker.exists() and not (out / "talk.mp4").exists() and not partials(tmp_path)
