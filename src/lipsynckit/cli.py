@@ -99,7 +99,6 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from lipsynckit.api import sync_batch
     from lipsynckit.cli_options import dtype_from_args, model_options_from_args
 
     if args.manifest:
@@ -108,6 +107,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return run_manifest_command(args, model_options_from_args(args), _sync_overrides(args))
     if not args.template or not args.audios or not args.out_dir:
         raise LipSyncError("batch needs TEMPLATE AUDIO... -o OUT_DIR, or --manifest", stage="options")
+    from lipsynckit.inputs import check_run
+
+    for a in args.audios:  # before torch and the model load
+        check_run(args.template, a, None)
+    from lipsynckit.api import sync_batch
 
     results = sync_batch(
         args.template,

@@ -135,6 +135,7 @@ def test_input_errors_are_found_before_torch_is_imported(tmp_path: Path) -> None
         ["sync", str(photo), str(empty)],
         ["sync", str(photo), str(tmp_path / "nope.wav")],
         ["sync", str(photo), str(photo), "-o", str(photo.with_suffix(".avi"))],
+        ["batch", str(photo), str(empty), "-o", str(tmp_path / "out")],
     ]
     got = subprocess.run(
         [sys.executable, "-c", script, json.dumps(runs)],
@@ -144,9 +145,9 @@ def test_input_errors_are_found_before_torch_is_imported(tmp_path: Path) -> None
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     codes, torch_loaded = json.loads(got.stdout.strip().splitlines()[-1])
-    assert codes == [2, 2, 2, 2], got.stderr
+    assert codes == [2] * len(runs), got.stderr
     assert not torch_loaded
-    assert got.stderr.count("error:") == 4 and "Traceback" not in got.stderr
+    assert got.stderr.count("error:") == len(runs) and "Traceback" not in got.stderr
 
 
 def test_output_errors_are_the_librarys_type(image_png: Path, speech_copy: Path) -> None:
