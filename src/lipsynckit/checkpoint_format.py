@@ -63,6 +63,13 @@ def file_kind(path: str | Path) -> FileKind:
     return "unknown"
 
 
+class _StorageKind:
+    """What a storage class name in a persistent id stands for: only its dtype (never callable)."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+
+
 class _ScriptObject:
     """An inert stand-in for a ``__torch__`` class: BUILD stores the state, nothing else runs."""
 
@@ -108,7 +115,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             jit_pickle = importlib.import_module("torch.jit._pickle")
             return (lambda *a, **k: None) if self._scan else getattr(jit_pickle, name)
         if module == "torch" and name.endswith("Storage") and isinstance(getattr(torch, name, None), type):
-            return getattr(torch, name)
+            with warnings.catch_warnings():  # the legacy storage classes warn when asked their dtype
+                warnings.simplefilter("ignore")
+                return _StorageKind(getattr(torch, name).dtype)  # not the class: nothing to call
         raise pickle.UnpicklingError(f"the archive's pickle asks for {module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
@@ -120,11 +129,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if self._scan:
             return None
         info = self._zip.getinfo(f"{self._prefix}/data/{key}")
-        with warnings.catch_warnings():  # the legacy storage classes warn when asked their dtype
-            warnings.simplefilter("ignore")
-            dtype = storage_type.dtype
-        if not isinstance(dtype, torch.dtype):
-            raise pickle.UnpicklingError("a tensor record without a dtype")
+        if not isinstance(storage_type, _StorageKind) or not isinstance(storage_type.dtype, torch.dtype):
+            raise pickle.UnpicklingError("a tensor record without a storage type")
+        dtype = storage_type.dtype
         nbytes = int(numel) * torch.empty((), dtype=dtype).element_size()
         if info.file_size > self._size or nbytes > info.file_size:
             raise pickle.UnpicklingError(f"tensor record {key} is larger than the archive or too short")
@@ -184,7 +191,15 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
             remedy=convert_hint(p),
         ) from exc
     out: dict[str, Any] = {}
-    _collect(root, "", out, p)
+    try:
+        _collect(root, "", out, p)
+    except RecursionError as exc:
+        raise WeightsError(
+            "this TorchScript archive nests its modules too deeply to read",
+            path=p,
+            stage="weights",
+            remedy=convert_hint(p),
+        ) from exc
     return out
 
 

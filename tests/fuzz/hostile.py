@@ -67,8 +67,13 @@ def make_pickle_payload(path: Path, marker: Path, legacy: bool = False) -> Path:
     return path
 
 
-def make_pickle_in_torchscript_zip(path: Path, marker: Path) -> Path:
-    """A real TorchScript archive whose ``data.pkl`` is replaced by a pickle that opens the marker."""
+#: a pickle that calls a storage class to allocate 4 GB (``torch.FloatStorage(10**9)``)
+STORAGE_BOMB = b"\x80\x02ctorch\nFloatStorage\nJ" + (10**9).to_bytes(4, "little") + b"\x85R."
+
+
+def make_pickle_in_torchscript_zip(path: Path, marker: Path, data_pkl: bytes | None = None) -> Path:
+    """A real TorchScript archive whose ``data.pkl`` is replaced by a pickle that opens the marker
+    (or by ``data_pkl``)."""
     import pickle
 
     src = path.with_suffix(".orig.pt")
@@ -77,7 +82,7 @@ def make_pickle_in_torchscript_zip(path: Path, marker: Path) -> Path:
         for item in zin.infolist():
             data = zin.read(item)
             if item.filename.endswith("/data.pkl"):
-                data = pickle.dumps(_Reduce(str(marker)), protocol=2)
+                data = data_pkl if data_pkl is not None else pickle.dumps(_Reduce(str(marker)), protocol=2)
             zout.writestr(item, data)
     src.unlink()
     return path

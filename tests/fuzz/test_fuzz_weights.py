@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from hostile import (
+    STORAGE_BOMB,
     make_pickle_in_torchscript_zip,
     make_pickle_payload,
     make_torchscript_payload,
@@ -82,6 +83,14 @@ def test_cli_sync_and_verify_refuse_payloads(
     assert not marker.exists()
     assert not out.exists() and not partials(tmp_path)
     assert sha256_tree(tmp_path / "inputs") == before
+
+
+def test_a_storage_class_cannot_be_called_from_an_archive(tmp_path: Path) -> None:
+    """Storage names resolve to inert dtype records: a pickle calling one to allocate 4 GB is refused."""
+    p = make_pickle_in_torchscript_zip(tmp_path / "bomb.pt", tmp_path / "MARKER", data_pkl=STORAGE_BOMB)
+    with pytest.raises(WeightsError, match="cannot read this TorchScript archive safely"):
+        load_checkpoint(p)
+    assert describe_file(p)[1] == "unsafe"
 
 
 def test_plain_torchscript_is_read_without_running_it(tmp_path: Path) -> None:
