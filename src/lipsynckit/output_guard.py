@@ -125,11 +125,6 @@ def check_output_target(output: str | Path, mode: str, inputs: Iterable[object] 
     return p
 
 
-def check_commit_target(path: Path, mode: str) -> None:
-    """The last look before the rename: the output is still something we may replace."""
-    check_output_target(path, mode)
-
-
 # ----------------------------------------------------------------------------------------- locking
 _locks: dict[str, Any] = {}
 _locks_guard = threading.Lock()
@@ -194,7 +189,7 @@ def _alive(pid: int) -> bool:
 def remove_stale_partials(output: Path) -> list[Path]:
     """Remove the temporary files of ``output`` left by runs that are no longer alive; returns them.
     Files of live runs, of other outputs, and of unknown owners are left alone."""
-    removed = []
+    removed: list[Path] = []
     stems = {output.stem, output.name}
     try:
         siblings = [q for st in stems for q in output.parent.glob(f".{glob_escape(st)}.*")]
