@@ -8,6 +8,7 @@ names the file, the stage and the remedy.
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 from lipsynckit.errors import AudioError, EmptyInputError, InputNotFoundError, OutputError, VideoError
@@ -106,7 +107,39 @@ def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
                 stage="video",
                 remedy="pass a video or a photo of a face first, and the audio second.",
             )
+        _check_not_cut_short(c, p)
         return p, False, bool(c.streams.audio)
+
+
+def _check_not_cut_short(
+    c: object, p: Path, error: type[AudioError] | type[VideoError] = VideoError, stage: str = "video"
+) -> None:
+    """An mp4/mov whose index comes first (``+faststart``) opens fine when the data after it is cut
+    short; its last frames are then missing. One seek per stream to its last packet (any frame, no
+    decode) finds it in milliseconds instead of after the model loads. Other containers, and any
+    doubt, pass."""
+    import av
+
+    fmt = getattr(getattr(c, "format", None), "name", "") or ""
+    if not ("mp4" in fmt or "mov" in fmt):
+        return
+    size = p.stat().st_size
+    streams = c.streams  # type: ignore[attr-defined]
+    for st in [*streams.video[:1], *streams.audio[:1]]:
+        if not st.duration:
+            continue
+        try:
+            c.seek((st.start_time or 0) + st.duration - 1, stream=st, backward=True, any_frame=True)  # type: ignore[attr-defined]
+            packets = [pk for pk in islice(c.demux(st), 4) if pk.size]  # type: ignore[attr-defined]
+        except (av.FFmpegError, OSError, ValueError):
+            continue
+        if not packets or any(pk.pos is not None and pk.pos + pk.size > size for pk in packets):
+            raise error(
+                f"the file is cut short: its index lists {st.type} past the end of the file",
+                path=p,
+                stage=stage,
+                remedy="re-download or re-export it; a partial download or copy is the usual cause.",
+            )
 
 
 def check_template(path: str | Path) -> Path:
@@ -133,6 +166,7 @@ def _check_audio(path: str | Path) -> Path:
                 stage="audio",
                 remedy="pass an audio file (wav, mp3, m4a, ...) or a video with sound as the audio.",
             )
+        _check_not_cut_short(c, p, AudioError, "audio")
     return p
 
 

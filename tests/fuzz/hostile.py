@@ -128,6 +128,26 @@ def make_size_changing_video(
     return path
 
 
+def make_faststart_truncated(src: Path, path: Path, keep: float = 0.6) -> Path:
+    """``src``'s video remuxed with its index first (``+faststart``), then cut short: the header
+    still opens, the last frames are gone."""
+    full = path.with_name(path.stem + ".full.mp4")
+    with (
+        av.open(str(src)) as i,
+        av.open(str(full), "w", format="mp4", options={"movflags": "+faststart"}) as o,
+    ):
+        out = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = out
+            o.mux(packet)
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
 def make_truncated(src: Path, path: Path, keep: float = 0.4) -> Path:
     data = src.read_bytes()
     path.write_bytes(data[: max(1, int(len(data) * keep))])

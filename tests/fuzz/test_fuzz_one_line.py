@@ -15,7 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hostile import make_size_changing_video, make_truncated, one_error_line, partials, sha256_tree
+from hostile import (
+    make_faststart_truncated,
+    make_size_changing_video,
+    make_truncated,
+    one_error_line,
+    partials,
+    sha256_tree,
+)
 
 import lipsynckit as lsk
 from lipsynckit.cli import main
@@ -43,6 +50,8 @@ def _hostile(kind: str, folder: Path, image_png: Path, carphone_mp4: Path) -> Pa
         return p
     if kind == "truncated.mp4":
         return make_truncated(carphone_mp4, folder / kind, keep=0.3)
+    if kind == "truncated-index-first.mp4":
+        return make_faststart_truncated(carphone_mp4, folder / kind)
     raise AssertionError(kind)
 
 
@@ -52,6 +61,7 @@ CASES = {
     "1x1.png": "too small to hold a face",
     "zero-byte.mp4": "empty (0 bytes)",
     "truncated.mp4": "[video]",
+    "truncated-index-first.mp4": "cut short: its index lists video past the end",
     "speech-named.mp4": "no picture to lip-sync",
 }
 
@@ -120,7 +130,8 @@ def test_stream_on_a_bad_template_names_the_users_file_and_keeps_no_copy(
         assert not avatars.exists() or not any(avatars.iterdir())  # no copy left in the cache
 
 
-def test_input_errors_are_found_before_torch_is_imported(tmp_path: Path) -> None:
+def test_input_errors_are_found_before_torch_is_imported(tmp_path: Path, carphone_mp4: Path) -> None:
+    cut = make_faststart_truncated(carphone_mp4, tmp_path / "cut.mp4")
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     photo = tmp_path / "p.png"
@@ -136,6 +147,7 @@ def test_input_errors_are_found_before_torch_is_imported(tmp_path: Path) -> None
         ["sync", str(photo), str(tmp_path / "nope.wav")],
         ["sync", str(photo), str(photo), "-o", str(photo.with_suffix(".avi"))],
         ["batch", str(photo), str(empty), "-o", str(tmp_path / "out")],
+        ["sync", str(cut)],  # its index first, its data cut short: found from the index, in ms
     ]
     got = subprocess.run(
         [sys.executable, "-c", script, json.dumps(runs)],
