@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lipsynckit.errors import AudioError, EmptyInputError, InputNotFoundError, OutputError, VideoError
+from lipsynckit.limits import DEFAULT_MAX_PIXELS, check_pixels, check_sample_rate
 from lipsynckit.options import OUTPUT_SUFFIXES, output_mode_for
 
 __all__ = ["check_file", "check_output", "check_run"]
@@ -54,16 +55,24 @@ def _open_container(p: Path, what: str, stage: str, error: type[AudioError] | ty
         ) from e
 
 
-def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
-    """The source is a readable image or a container with a video stream: (path, is_image, has_audio)."""
-    from lipsynckit.media.video import is_image_file
+def _check_video(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Path, bool, bool]:
+    """The source is a readable image or a container with a video stream, its pictures within
+    ``max_pixels`` (from the header): (path, is_image, has_audio)."""
+    from lipsynckit.media.video import header_size, is_image_file
 
     p = check_file(path, "video or image", "video")
     if is_image_file(p):
         import cv2
         import numpy as np
 
-        if cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+        w, h = header_size(p)
+        if w and h:
+            check_pixels(w, h, max_pixels, p)
+        try:  # an eighth of the size, grey: the cheapest full decode
+            small = cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        except cv2.error:  # a 1x1 image, OpenCV's own pixel cap
+            small = None
+        if small is None:
             raise VideoError(
                 "cannot decode this image",
                 path=p,
@@ -80,6 +89,9 @@ def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
                 stage="video",
                 remedy="pass a video or a photo of a face first, and the audio second.",
             )
+        cc = c.streams.video[0].codec_context
+        if cc.width and cc.height:
+            check_pixels(int(cc.width), int(cc.height), max_pixels, p)
         return p, False, bool(c.streams.audio)
 
 
@@ -90,10 +102,12 @@ def _check_audio(path: str | Path) -> Path:
         import soundfile as sf
 
         try:
-            sf.info(str(p))
-            return p
+            rate = sf.info(str(p)).samplerate
         except (sf.LibsndfileError, RuntimeError, TypeError):
             pass  # FFmpeg reads more (odd WAV subtypes, mislabelled files); it decides below
+        else:
+            check_sample_rate(rate, p)
+            return p
     with _open_container(p, "audio", "audio", AudioError) as c:
         if not c.streams.audio:
             raise AudioError(
@@ -102,6 +116,9 @@ def _check_audio(path: str | Path) -> Path:
                 stage="audio",
                 remedy="pass an audio file (wav, mp3, m4a, ...) or a video with sound as the audio.",
             )
+        rate = int(c.streams.audio[0].rate or 0)
+        if rate:  # a stream that states no rate is left to the decoder
+            check_sample_rate(rate, p)
     return p
 
 
@@ -121,14 +138,25 @@ def check_output(path: str | Path, output_mode: str = "auto") -> str:
         ) from None
 
 
-def check_run(video: str | Path, audio: object, output: str | Path | None, output_mode: str = "auto") -> None:
+def check_run(
+    video: str | Path,
+    audio: object,
+    output: str | Path | None,
+    output_mode: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> None:
     """Everything about a run's files that can be known before a model loads.
 
-    ``audio`` may be a path, ``None`` (the video's own track) or an in-memory clip (not checked).
+    ``audio`` may be a path, ``None`` (the video's own track) or an in-memory clip (its rate, samples
+    and values are checked here; its silence later, where ``allow_silent_audio`` is known).
     """
-    v, is_image, has_audio = _check_video(video)
+    v, is_image, has_audio = _check_video(video, max_pixels)
     if isinstance(audio, (str, Path)):
         _check_audio(audio)
+    elif audio is not None:  # an AudioClip: torch is loaded already
+        from lipsynckit.media.audio import check_clip
+
+        check_clip(audio, allow_silent=True)  # type: ignore[arg-type]
     elif audio is None and not has_audio:
         raise AudioError(
             "this photo has no sound" if is_image else "this video has no audio track",

@@ -184,7 +184,8 @@ def track_source(
         topts["detect_every"] = options.detect_every
     track_opts = TrackOptions(**topts)
 
-    src = VideoSource(video, fps_for_images=options.fps)  # probed once; frames() keeps no shared state
+    # probed once; frames() keeps no shared state
+    src = VideoSource(video, fps_for_images=options.fps, max_pixels=options.max_pixels)
 
     def open_frames(a: int, b: int) -> Iterator[np.ndarray]:
         # one decoder per segment and thread: it seeks to the key frame before `a`
@@ -480,12 +481,13 @@ def _load_clip(
 ) -> AudioClip:
     """2. audio: the clip in memory, the file given, or the video's own track."""
     from lipsynckit.media import load_audio
+    from lipsynckit.media.audio import check_clip
 
     with timer.stage("audio"):
-        if isinstance(audio, AudioClip):
-            return audio
-        audio_path = video_path if audio is None else _check_input(audio, "audio")
         try:
+            if isinstance(audio, AudioClip):  # the same checks as a file's: rate, samples, silence
+                return check_clip(audio, allow_silent=options.allow_silent_audio)
+            audio_path = video_path if audio is None else _check_input(audio, "audio")
             return load_audio(audio_path, allow_silent=options.allow_silent_audio)
         except SilentAudioError as exc:  # the remedy in the caller's spelling
             exc.remedy = "check the track; pass allow_silent_audio=True to accept silence"
@@ -622,7 +624,7 @@ def sync_file(
 
     # 1. inputs: the paths are checked and the source probed (frame rate, size, frame count)
     video_path, out_path = _check_paths(video, audio, output)
-    src = VideoSource(video_path, fps_for_images=options.fps)
+    src = VideoSource(video_path, fps_for_images=options.fps, max_pixels=options.max_pixels)
     info = src.info
     fps = float(info.fps)
     _emit(hook, "inputs", info)

@@ -216,7 +216,7 @@ class VideoSink:
             clip = clip.mono()
         if rate is not None and rate != clip.sample_rate:
             logger.debug("resampling output audio %d -> %d Hz", clip.sample_rate, rate)
-            clip = clip.resample(rate)
+            clip = clip.resample(rate, exact=False)  # no model hears it: libsoxr
         return clip
 
     def _add_audio(self, c: av.container.OutputContainer) -> None:
