@@ -8,6 +8,7 @@ small function below, and tells an optional ``hook(stage, artefact)`` what each 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -32,6 +33,7 @@ from lipsynckit.errors import (
     SilentAudioError,
 )
 from lipsynckit.inputs import check_output
+from lipsynckit.limits import frames_for_bytes
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
 from lipsynckit.progress import progress_bar
@@ -435,7 +437,15 @@ def generate_frames(
     """
     with _job_scheduler(model, options, scheduler, timer, stats_out) as sched:
         chunk = max(1, model.info.chunk_frames)
-        depth = max(48, 3 * max(min(sched.options.max_batch, 32), chunk))  # a few batches of frames
+        most = max(48, 3 * max(min(sched.options.max_batch, 32), chunk))  # a few batches of frames
+        # ... as many as fit the byte budget: 48 frames of 4000x4000 would hold 2.3 GB
+        frames = iter(frames)
+        first = next(frames, None)
+        nbytes = int(first.nbytes) if first is not None else 0
+        depth = frames_for_bytes(nbytes, options.frame_queue_bytes, most)
+        frames = itertools.chain([first], frames) if first is not None else iter(())
+        if stats_out is not None:  # what the byte budget gave: SyncResult.scheduler shows it
+            stats_out.update(frame_queue_frames=depth, frame_queue_bytes=depth * nbytes)
         flow = _FrameFlow(
             model, index, track, features, options, timer, failed, cache, gate, sched.open_job(), depth
         )
