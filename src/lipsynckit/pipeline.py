@@ -93,10 +93,47 @@ class SyncResult:
     speech_spans: list[tuple[float, float]] = field(default_factory=list)  # voice-activity gate, seconds
     gated_frames: int = 0  # frames shown as the source: nobody speaks
     model_calls_skipped: int = 0  # frames with a face the model never saw (compute saved by the gate)
+    face_track: FaceTrack | None = field(default=None, repr=False)  # the faces used, per source frame
+    frame_index: list[int] = field(default_factory=list, repr=False)  # source frame of each output frame
 
     @property
     def duration(self) -> float:
         return self.frames / self.fps if self.fps else 0.0
+
+    def face_frames(self, decimals: int = 1) -> dict[str, Any]:
+        """The face of every output frame as compact columns (what ``--json`` writes under ``faces``).
+
+        ``source``: the source frame shown; ``box``: ``[x1, y1, x2, y2]``; ``score``; ``landmarks``:
+        ``[x0, y0, x1, y1, ...]`` (``landmark_points`` pairs). ``None`` where that frame has no face.
+        Pixel values are rounded to ``decimals`` places: a tenth of a pixel is below what a box means.
+        """
+        faces = self.face_track.faces if self.face_track is not None else []
+        boxes: list[list[float] | None] = []
+        scores: list[float | None] = []
+        marks: list[list[float] | None] = []
+        points = 0
+        for s in self.frame_index:
+            f = faces[s] if 0 <= s < len(faces) else None
+            if f is None:
+                boxes.append(None)
+                scores.append(None)
+                marks.append(None)
+                continue
+            boxes.append([round(float(v), decimals) for v in f.box])
+            scores.append(round(float(f.score), 3))
+            if f.landmarks is None:
+                marks.append(None)
+            else:
+                points = max(points, len(f.landmarks))
+                marks.append([round(float(v), decimals) for v in f.landmarks.reshape(-1)])
+        return {
+            "detector": self.detector,
+            "landmark_points": points,
+            "source": list(self.frame_index),
+            "box": boxes,
+            "score": scores,
+            "landmarks": marks,
+        }
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
@@ -737,4 +774,6 @@ def _result(
         speech_spans=[] if gate is None else gate.spans,
         gated_frames=0 if gate is None else gate.gated_frames,
         model_calls_skipped=skipped,
+        face_track=track,
+        frame_index=[int(s) for s in index],
     )
