@@ -65,7 +65,7 @@ def check_sample_rate(rate: float, path: str | Path | None) -> None:
     """An :class:`AudioError` for a rate outside [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz."""
     if not (MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE) or int(rate) != rate:
         raise AudioError(
-            f"the audio's sample rate {rate:g} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz",
+            f"the audio's sample rate {rate:.10g} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz",
             path=path,
             stage="audio",
             remedy="re-export the audio at a usual rate (16000, 44100 or 48000 Hz).",
