@@ -68,8 +68,10 @@ def _check_video(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
         w, h = header_size(p)
         if w and h:
             check_pixels(w, h, max_pixels, p)
-        try:  # an eighth of the size, grey: the cheapest full decode
-            small = cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        # an eighth of the size, grey: the cheapest full decode (OpenCV cannot reduce a tiny image)
+        flag = cv2.IMREAD_REDUCED_GRAYSCALE_8 if min(w, h) >= 16 else cv2.IMREAD_GRAYSCALE
+        try:
+            small = cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), flag)
         except cv2.error:  # a 1x1 image, OpenCV's own pixel cap
             small = None
         if small is None:

@@ -72,10 +72,39 @@ def is_image_file(path: str | Path) -> bool:
     return _sniff(p) is not None or p.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _png_jpeg_size(path: Path) -> tuple[int, int] | None:
+    """The size a PNG's IHDR or a JPEG's SOF marker states, read here because FFmpeg will not size a
+    picture beyond its own limits (a 100000x100000 header): ``None`` for other kinds or broken headers."""
+    kind = _sniff(path)
+    try:
+        with path.open("rb") as fh:
+            if kind == "png":
+                head = fh.read(24)
+                return (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+            if kind != "jpeg":
+                return None
+            fh.read(2)
+            for _ in range(1000):  # markers before the frame header: APPn, DQT, DHT, ...
+                marker = fh.read(2)
+                if len(marker) < 2 or marker[0] != 0xFF:
+                    return None
+                length = int.from_bytes(fh.read(2), "big")
+                if 0xC0 <= marker[1] <= 0xCF and marker[1] not in (0xC4, 0xC8, 0xCC):  # SOFn
+                    sof = fh.read(5)
+                    return (int.from_bytes(sof[3:5], "big"), int.from_bytes(sof[1:3], "big"))
+                fh.seek(length - 2, 1)
+    except OSError:
+        return None
+    return None
+
+
 def header_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of a video's first stream or an image, from the header (FFmpeg's probe, no
-    full decode): a 10000x10000 JPEG is sized in milliseconds, not decoded into 300 MB."""
+    """``(width, height)`` of a video's first stream or an image, from the header (no full decode): a
+    10000x10000 JPEG is sized in microseconds, not decoded into 300 MB. ``(0, 0)`` if none is stated."""
     p = Path(path)
+    stated = _png_jpeg_size(p)
+    if stated is not None:
+        return stated
     try:
         with av.open(str(p), metadata_errors="ignore") as c:
             if not c.streams.video:
