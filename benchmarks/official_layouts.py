@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import json
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 

@@ -95,6 +95,20 @@ def test_lossless_output_keeps_pixels_outside_the_face(
     assert sched["items"] == info["frames_with_face"] - info["model_calls_skipped"] and sched["batches"] >= 1
     assert 0 < sched["mean_batch_fill"] <= 1 and 0 <= sched["device_busy_fraction"] <= 1
     assert "generate" in sched["stage_s"]
+    # per-frame faces, compact columns: the source frame shown, its box and landmarks
+    faces = info["faces"]
+    assert faces["source"] == [k % len(src) for k in range(len(got))]
+    assert len(faces["box"]) == len(faces["landmarks"]) == len(got)
+    assert sum(b is not None for b in faces["box"]) == info["frames_with_face"]
+    assert sched["frame_queue_frames"] >= 2  # the frame queue's length came from its byte budget
+    for k in np.nonzero(changed.any(axis=(1, 2)))[0]:  # where the mouth was drawn, the box is around it
+        x1, y1, x2, y2 = faces["box"][k]
+        cy, cx = np.argwhere(changed[k]).mean(axis=0)
+        assert x1 <= cx <= x2 and y1 <= cy <= y2
+        if faces["landmarks"][k] is not None:
+            pts = np.reshape(faces["landmarks"][k], (-1, 2))
+            assert len(pts) == faces["landmark_points"]
+            assert (pts[:, 0] > x1 - 5).all() and (pts[:, 0] < x2 + 5).all()
 
 
 def test_mouth_motion_follows_speech(astronaut_png: Path, speech_wavs: list[Path], tmp_path: Path) -> None:

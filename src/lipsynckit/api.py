@@ -82,7 +82,9 @@ def sync(
     from lipsynckit.output_guard import claim_output
 
     opts = _options(options, option_overrides)
-    check_run(video, audio, output, opts.output_mode)  # a bad file costs a second, not a model load
+    check_run(
+        video, audio, output, opts.output_mode, opts.max_pixels
+    )  # a bad file costs a second, not a model load
     with claim_output(output) if output is not None else nullcontext():  # before the model loads
         m = resolve_model(model, weights, device, dtype, model_options)
         out = Path(output) if output is not None else Path.cwd() / f"{Path(video).stem}.{m.info.name}.mp4"
@@ -111,7 +113,7 @@ def prepare_avatar(
     root = Path(avatar_dir) if avatar_dir is not None else Path(video).with_suffix(".avatar")
     opts = opts.model_copy(update={"avatar_dir": root})
     cache = open_cache(root, video, m, opts)
-    src = VideoSource(video, fps_for_images=opts.fps)
+    src = VideoSource(video, fps_for_images=opts.fps, max_pixels=opts.max_pixels)
     timer = StageTimer()
     track = cache.load_track()
     if track is None:
@@ -144,13 +146,13 @@ def sync_batch(
     from lipsynckit.inputs import check_run
     from lipsynckit.scheduler import BatchScheduler
 
-    for a in audios:
-        check_run(template, a, None)
-    m = resolve_model(model, weights, device, dtype, model_options)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     option_overrides.setdefault("avatar_dir", out / ".avatar")
     opts = _options(None, option_overrides)
+    for a in audios:
+        check_run(template, a, None, max_pixels=opts.max_pixels)
+    m = resolve_model(model, weights, device, dtype, model_options)
+    out.mkdir(parents=True, exist_ok=True)
     prepare_avatar(template, m, opts.avatar_dir, options=opts)
     with BatchScheduler(scheduler_target(m), scheduler_options(m, opts.batch_size)) as scheduler:
 

@@ -91,10 +91,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _result_dict(result: Any) -> dict[str, Any]:
-    from dataclasses import asdict
+    """The run's statistics and, under ``faces``, the box and landmarks of every output frame."""
+    from dataclasses import asdict, replace
 
-    d = asdict(result)
+    d = asdict(replace(result, face_track=None, frame_index=[]))  # the track is written compactly
+    del d["face_track"], d["frame_index"]
     d["duration"] = result.duration
+    d["faces"] = result.face_frames()
     return d
 
 
@@ -251,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="output: .mp4/.mov (H.264 + AAC), .mkv (lossless FFV1), .webm (VP9 + Opus), or a folder "
         "(no suffix) for PNG frames; the suffix picks the container",
     )
-    s.add_argument("--json", help="write the run's statistics to this JSON file")
+    s.add_argument(
+        "--json", help="write the run's statistics and each frame's face box and landmarks to this JSON file"
+    )
     _add_run_args(s)
     s.set_defaults(func=cmd_sync)
 

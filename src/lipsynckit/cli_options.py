@@ -118,6 +118,8 @@ SYNC_GROUPS: dict[str, tuple[str, ...]] = {
         "avatar_dir",
         "keep_going",
         "allow_silent_audio",
+        "max_pixels",
+        "frame_queue_bytes",
         "progress",
     ),
 }

@@ -12,6 +12,7 @@ from itertools import islice
 from pathlib import Path
 
 from lipsynckit.errors import AudioError, EmptyInputError, InputNotFoundError, OutputError, VideoError
+from lipsynckit.limits import DEFAULT_MAX_PIXELS, check_pixels, check_sample_rate
 from lipsynckit.options import OUTPUT_SUFFIXES, output_mode_for
 
 __all__ = ["check_file", "check_output", "check_run", "check_template"]
@@ -59,10 +60,17 @@ def _open_container(p: Path, what: str, stage: str, error: type[AudioError] | ty
 MIN_IMAGE_SIDE = 16
 
 
-def _check_image(p: Path) -> None:
-    """The image decodes (a reduced decode: a fraction of the pixels) and is not too small for a face."""
+def _check_image(p: Path, max_pixels: int | None) -> None:
+    """The image is within ``max_pixels`` (from its header, before any decode), decodes (a reduced
+    decode: a fraction of the pixels) and is not too small for a face."""
     import cv2
     import numpy as np
+
+    from lipsynckit.image_kind import stated_size
+
+    stated = stated_size(p)
+    if stated is not None and stated[0] and stated[1]:
+        check_pixels(stated[0], stated[1], max_pixels, p)
 
     data = np.fromfile(str(p), dtype=np.uint8)
     img = None
@@ -90,13 +98,14 @@ def _check_image(p: Path) -> None:
         )
 
 
-def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
-    """The source is a readable image or a container with a video stream: (path, is_image, has_audio)."""
+def _check_video(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Path, bool, bool]:
+    """The source is a readable image or a container with a video stream, its pictures within
+    ``max_pixels`` (from the header): (path, is_image, has_audio)."""
     from lipsynckit.image_kind import is_image_file  # not lipsynckit.media: that imports torch
 
     p = check_file(path, "video or image", "video")
     if is_image_file(p):
-        _check_image(p)
+        _check_image(p, max_pixels)
         return p, True, False
     with _open_container(p, "a video or image", "video", VideoError) as c:
         if not c.streams.video:
@@ -107,6 +116,9 @@ def _check_video(path: str | Path) -> tuple[Path, bool, bool]:
                 stage="video",
                 remedy="pass a video or a photo of a face first, and the audio second.",
             )
+        cc = c.streams.video[0].codec_context
+        if cc.width and cc.height:
+            check_pixels(int(cc.width), int(cc.height), max_pixels, p)
         _check_not_cut_short(c, p)
         return p, False, bool(c.streams.audio)
 
@@ -154,10 +166,12 @@ def _check_audio(path: str | Path) -> Path:
         import soundfile as sf
 
         try:
-            sf.info(str(p))
-            return p
+            rate = sf.info(str(p)).samplerate
         except (sf.LibsndfileError, RuntimeError, TypeError):
             pass  # FFmpeg reads more (odd WAV subtypes, mislabelled files); it decides below
+        else:
+            check_sample_rate(rate, p)
+            return p
     with _open_container(p, "audio", "audio", AudioError) as c:
         if not c.streams.audio:
             raise AudioError(
@@ -166,6 +180,9 @@ def _check_audio(path: str | Path) -> Path:
                 stage="audio",
                 remedy="pass an audio file (wav, mp3, m4a, ...) or a video with sound as the audio.",
             )
+        rate = int(c.streams.audio[0].rate or 0)
+        if rate:  # a stream that states no rate is left to the decoder
+            check_sample_rate(rate, p)
         _check_not_cut_short(c, p, AudioError, "audio")
     return p
 
@@ -186,15 +203,26 @@ def check_output(path: str | Path, output_mode: str = "auto") -> str:
         ) from None
 
 
-def check_run(video: str | Path, audio: object, output: str | Path | None, output_mode: str = "auto") -> None:
+def check_run(
+    video: str | Path,
+    audio: object,
+    output: str | Path | None,
+    output_mode: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> None:
     """Everything about a run's files that can be known before a model loads.
 
-    ``audio`` may be a path, ``None`` (the video's own track) or an in-memory clip (not checked).
+    ``audio`` may be a path, ``None`` (the video's own track) or an in-memory clip (its rate, samples
+    and values are checked here; its silence later, where ``allow_silent_audio`` is known).
     The output must be something the run may replace (:func:`~lipsynckit.output_guard.check_output_target`).
     """
-    v, is_image, has_audio = _check_video(video)
+    v, is_image, has_audio = _check_video(video, max_pixels)
     if isinstance(audio, (str, Path)):
         _check_audio(audio)
+    elif audio is not None:  # an AudioClip: torch is loaded already
+        from lipsynckit.media.audio import check_clip
+
+        check_clip(audio, allow_silent=True)  # type: ignore[arg-type]
     elif audio is None and not has_audio:
         raise AudioError(
             "this photo has no sound" if is_image else "this video has no audio track",

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lipsynckit.limits import DEFAULT_FRAME_QUEUE_BYTES, DEFAULT_MAX_PIXELS
+
 
 class SyncOptions(BaseModel):
     """Everything about a run that is not the model's own options."""
@@ -76,6 +78,18 @@ class SyncOptions(BaseModel):
         0.1, ge=0, le=2.0, description="seconds a speech span is held after the sound"
     )
     gate_fade_frames: int = Field(3, ge=0, le=25, description="cross-fade frames at each speech boundary")
+    max_pixels: int | None = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="largest picture (width x height) accepted, checked from the file's header before "
+        "decoding; larger ones are refused (default 4096x4096: 4K video, 12-MP photos)",
+    )
+    frame_queue_bytes: int = Field(
+        DEFAULT_FRAME_QUEUE_BYTES,
+        ge=1,
+        description="bytes of decoded frames waiting for their faces (the frame queue; its length in "
+        "frames follows from the frame size)",
+    )
     progress: bool = Field(True, description="progress bars on the terminal")
     extra: dict[str, Any] = Field(
         default_factory=dict, description="free-form values for plugins and hooks (Python API only)"

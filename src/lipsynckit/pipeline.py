@@ -8,6 +8,7 @@ small function below, and tells an optional ``hook(stage, artefact)`` what each 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -31,6 +32,7 @@ from lipsynckit.errors import (
     SilentAudioError,
 )
 from lipsynckit.inputs import check_output
+from lipsynckit.limits import frames_for_bytes
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions
 from lipsynckit.progress import progress_bar
@@ -90,10 +92,47 @@ class SyncResult:
     speech_spans: list[tuple[float, float]] = field(default_factory=list)  # voice-activity gate, seconds
     gated_frames: int = 0  # frames shown as the source: nobody speaks
     model_calls_skipped: int = 0  # frames with a face the model never saw (compute saved by the gate)
+    face_track: FaceTrack | None = field(default=None, repr=False)  # the faces used, per source frame
+    frame_index: list[int] = field(default_factory=list, repr=False)  # source frame of each output frame
 
     @property
     def duration(self) -> float:
         return self.frames / self.fps if self.fps else 0.0
+
+    def face_frames(self, decimals: int = 1) -> dict[str, Any]:
+        """The face of every output frame as compact columns (what ``--json`` writes under ``faces``).
+
+        ``source``: the source frame shown; ``box``: ``[x1, y1, x2, y2]``; ``score``; ``landmarks``:
+        ``[x0, y0, x1, y1, ...]`` (``landmark_points`` pairs). ``None`` where that frame has no face.
+        Pixel values are rounded to ``decimals`` places: a tenth of a pixel is below what a box means.
+        """
+        faces = self.face_track.faces if self.face_track is not None else []
+        boxes: list[list[float] | None] = []
+        scores: list[float | None] = []
+        marks: list[list[float] | None] = []
+        points = 0
+        for s in self.frame_index:
+            f = faces[s] if 0 <= s < len(faces) else None
+            if f is None:
+                boxes.append(None)
+                scores.append(None)
+                marks.append(None)
+                continue
+            boxes.append([round(float(v), decimals) for v in f.box])
+            scores.append(round(float(f.score), 3))
+            if f.landmarks is None:
+                marks.append(None)
+            else:
+                points = max(points, len(f.landmarks))
+                marks.append([round(float(v), decimals) for v in f.landmarks.reshape(-1)])
+        return {
+            "detector": self.detector,
+            "landmark_points": points,
+            "source": list(self.frame_index),
+            "box": boxes,
+            "score": scores,
+            "landmarks": marks,
+        }
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
@@ -183,7 +222,8 @@ def track_source(
         topts["detect_every"] = options.detect_every
     track_opts = TrackOptions(**topts)
 
-    src = VideoSource(video, fps_for_images=options.fps)  # probed once; frames() keeps no shared state
+    # probed once; frames() keeps no shared state
+    src = VideoSource(video, fps_for_images=options.fps, max_pixels=options.max_pixels)
 
     def open_frames(a: int, b: int) -> Iterator[np.ndarray]:
         # one decoder per segment and thread: it seeks to the key frame before `a`
@@ -454,7 +494,15 @@ def generate_frames(
     """
     with _job_scheduler(model, options, scheduler, timer, stats_out) as sched:
         chunk = max(1, model.info.chunk_frames)
-        depth = max(48, 3 * max(min(sched.options.max_batch, 32), chunk))  # a few batches of frames
+        most = max(48, 3 * max(min(sched.options.max_batch, 32), chunk))  # a few batches of frames
+        # ... as many as fit the byte budget: 48 frames of 4000x4000 would hold 2.3 GB
+        frames = iter(frames)
+        first = next(frames, None)
+        nbytes = int(first.nbytes) if first is not None else 0
+        depth = frames_for_bytes(nbytes, options.frame_queue_bytes, most)
+        frames = itertools.chain([first], frames) if first is not None else iter(())
+        if stats_out is not None:  # what the byte budget gave: SyncResult.scheduler shows it
+            stats_out.update(frame_queue_frames=depth, frame_queue_bytes=depth * nbytes)
         flow = _FrameFlow(
             model, index, track, features, options, timer, failed, cache, gate, sched.open_job(), depth
         )
@@ -501,12 +549,13 @@ def _load_clip(
 ) -> AudioClip:
     """2. audio: the clip in memory, the file given, or the video's own track."""
     from lipsynckit.media import load_audio
+    from lipsynckit.media.audio import check_clip
 
     with timer.stage("audio"):
-        if isinstance(audio, AudioClip):
-            return audio
-        audio_path = video_path if audio is None else _check_input(audio, "audio")
         try:
+            if isinstance(audio, AudioClip):  # the same checks as a file's: rate, samples, silence
+                return check_clip(audio, allow_silent=options.allow_silent_audio)
+            audio_path = video_path if audio is None else _check_input(audio, "audio")
             return load_audio(audio_path, allow_silent=options.allow_silent_audio)
         except SilentAudioError as exc:  # the remedy in the caller's spelling
             exc.remedy = "check the track; pass allow_silent_audio=True to accept silence"
@@ -662,7 +711,7 @@ def _run(
     """Stages 1 (probe) to 9 of :func:`sync_file`, with the output claimed."""
     from lipsynckit.media import VideoSink, VideoSource
 
-    src = VideoSource(video_path, fps_for_images=options.fps)
+    src = VideoSource(video_path, fps_for_images=options.fps, max_pixels=options.max_pixels)
     info = src.info
     fps = float(info.fps)
     _emit(hook, "inputs", info)
@@ -765,4 +814,6 @@ def _result(
         speech_spans=[] if gate is None else gate.spans,
         gated_frames=0 if gate is None else gate.gated_frames,
         model_calls_skipped=skipped,
+        face_track=track,
+        frame_index=[int(s) for s in index],
     )

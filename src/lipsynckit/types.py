@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lipsynckit.errors import AudioError
+
 
 @dataclass
 class AudioClip:
@@ -21,8 +23,11 @@ class AudioClip:
         if self.samples.ndim == 1:
             self.samples = self.samples[None]
         if self.samples.ndim != 2:
-            raise ValueError(
-                f"AudioClip samples must be (channels, samples), got {tuple(self.samples.shape)}"
+            raise AudioError(
+                f"AudioClip samples must be (channels, samples), got {tuple(self.samples.shape)}",
+                path=self.source,
+                stage="audio",
+                remedy="pass a 1-D (samples) or 2-D (channels, samples) array.",
             )
         self.samples = self.samples.to(torch.float32)
 
@@ -44,13 +49,18 @@ class AudioClip:
             return self
         return AudioClip(self.samples.mean(dim=0, keepdim=True), self.sample_rate, self.source)
 
-    def resample(self, sample_rate: int) -> AudioClip:
-        """Band-limited resampling (torchaudio's algorithm; see :mod:`lipsynckit.media.resample`)."""
+    def resample(self, sample_rate: int, exact: bool = True) -> AudioClip:
+        """Band-limited resampling in bounded memory (see :mod:`lipsynckit.media.resample`).
+
+        ``exact``: torchaudio's filter, which the models' front ends were trained on; ``False``: libsoxr,
+        for audio no model hears (an output's sound track).
+        """
         if sample_rate == self.sample_rate:
             return self
-        from lipsynckit.media.resample import resample
+        from lipsynckit.media.resample import resample, resample_soxr
 
-        return AudioClip(resample(self.samples, self.sample_rate, sample_rate), sample_rate, self.source)
+        fn = resample if exact else resample_soxr
+        return AudioClip(fn(self.samples, self.sample_rate, sample_rate), sample_rate, self.source)
 
     def slice(self, start_s: float, end_s: float | None = None) -> AudioClip:
         a = max(0, int(round(start_s * self.sample_rate)))

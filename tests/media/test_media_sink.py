@@ -78,23 +78,64 @@ def test_mp4_has_audio_and_follows_its_length(
     assert _psnr(decoded[:120], carphone_frames) > 32.0  # crf 18
 
 
-def test_mp4_pads_odd_sizes_and_resamples_odd_audio_rates(
+@pytest.mark.parametrize(
+    ("name", "mode", "min_psnr"),
+    [
+        ("odd.mp4", "mp4", 40.0),
+        ("odd.mov", "mp4", 40.0),
+        ("odd.webm", "webm", 30.0),
+        ("odd.mkv", "ffv1", None),
+    ],
+)
+def test_odd_sizes_are_kept_exactly_in_every_container(
+    carphone_frames: np.ndarray, tmp_path: Path, name: str, mode: str, min_psnr: float | None
+) -> None:
+    """175x143 in, 175x143 out (issue 21: 254x263 came out 254x264): H.264 as 4:4:4, VP9 and FFV1 as is."""
+    src = np.ascontiguousarray(carphone_frames[:25, :143, :175])
+    out = tmp_path / name
+    with VideoSink(out, 25, (175, 143), mode=mode, crf=0) as sink:  # type: ignore[arg-type]
+        for f in src:
+            sink.write(f)
+    decoded = read_video_frames(out)
+    assert decoded.shape == (25, 143, 175, 3)
+    if min_psnr is None:
+        assert np.array_equal(decoded, src)  # FFV1 is lossless
+    else:
+        assert _psnr(decoded, src) > min_psnr
+    with av.open(str(out)) as c:  # the stream itself says the size: no player-side crop is needed
+        cc = c.streams.video[0].codec_context
+        assert (cc.width, cc.height) == (175, 143)
+        if mode == "mp4":
+            assert cc.pix_fmt == "yuv444p"
+
+
+def test_png_folder_keeps_odd_sizes(carphone_frames: np.ndarray, tmp_path: Path) -> None:
+    out = tmp_path / "frames"
+    with VideoSink(out, 25, (175, 143), mode="png") as sink:
+        sink.write(np.ascontiguousarray(carphone_frames[0, :143, :175]))
+    bgr = cv2.imread(str(out / "frame_000000.png"))
+    assert bgr.shape == (143, 175, 3)
+    assert np.array_equal(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), carphone_frames[0, :143, :175])
+
+
+def test_even_mp4_stays_yuv420p_and_odd_audio_rates_are_resampled(
     carphone_frames: np.ndarray, tmp_path: Path
 ) -> None:
     t = torch.arange(11000) / 11000.0
     tone = AudioClip((0.5 * torch.sin(2 * torch.pi * 440 * t))[None], 11000)  # AAC has no 11 kHz
-    out = tmp_path / "odd.mp4"
-    with VideoSink(out, 25, (175, 143), audio=tone, crf=0) as sink:
+    out = tmp_path / "even.mp4"
+    with VideoSink(out, 25, (176, 144), audio=tone, crf=0) as sink:
         for f in carphone_frames[:25]:
-            sink.write(np.ascontiguousarray(f[:143, :175]))
-    decoded = read_video_frames(out)
-    assert decoded.shape == (25, 144, 176, 3)
-    assert _psnr(decoded[:, :143, :175], carphone_frames[:25, :143, :175]) > 40.0
-    # The padding repeats the edge, so it is not a black line.
-    assert np.abs(decoded[:, 143, :175].astype(int) - decoded[:, 142, :175]).mean() < 8
+            sink.write(f)
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"  # plays everywhere
     track = read_audio_track(out)
-    assert track.sample_rate == 11025
+    assert track.sample_rate == 11025  # resampled by libsoxr: the tone keeps its pitch and level
     assert abs(track.duration - 1.0) < 0.04
+    x = track.numpy()[2000:9000]
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    assert abs(np.fft.rfftfreq(len(x), 1 / 11025)[np.argmax(spec)] - 440.0) < 3.0
+    assert abs(np.abs(x).max() - 0.5) < 0.05
 
 
 def test_png_folder(carphone_frames: np.ndarray, speech_wav: Path, tmp_path: Path) -> None:

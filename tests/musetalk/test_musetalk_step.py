@@ -285,7 +285,9 @@ def test_missing_whisper_is_one_clear_error(small_models: Path, tmp_path: Path) 
     with pytest.raises(WeightsError) as err:
         plugin.find_weights(root)
     # one error naming both forms Whisper-tiny comes in, and where to get each
-    assert "none of 'whisper/pytorch_model.bin', 'whisper/tiny.pt' for model 'musetalk' found" in str(err.value)
+    assert "none of 'whisper/pytorch_model.bin', 'whisper/tiny.pt' for model 'musetalk' found" in str(
+        err.value
+    )
     assert "hf://openai/whisper-tiny/pytorch_model.bin" in (err.value.remedy or "")
     assert "openaipublic.azureedge.net" in (err.value.remedy or "")
     ok, reason = plugin.status(root)

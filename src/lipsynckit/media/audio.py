@@ -17,9 +17,18 @@ import soundfile as sf
 import torch
 
 from lipsynckit.errors import AudioError, EmptyInputError, InputNotFoundError, SilentAudioError
+from lipsynckit.limits import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_sample_rate
 from lipsynckit.types import AudioClip
 
-__all__ = ["SILENCE_PEAK", "load_audio", "read_audio_track"]
+__all__ = [
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "SILENCE_PEAK",
+    "check_clip",
+    "check_sample_rate",
+    "load_audio",
+    "read_audio_track",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -141,33 +150,45 @@ def load_audio(
                 e.message += f"; libsndfile also failed: {sf_error}"
             raise
         logger.debug("read %s with PyAV: %d Hz, %s", p, rate, data.shape)
-    if data.shape[1] == 0 or rate <= 0:
-        raise AudioError(
-            "the audio is empty (0 samples)", path=p, stage=_STAGE, remedy="pass a file that contains speech."
-        )
-    if not np.isfinite(data).all():
-        raise AudioError(
-            "the audio contains NaN or infinite samples",
-            path=p,
-            stage=_STAGE,
-            remedy="re-export the audio as 16-bit PCM WAV.",
-        )
-    samples = torch.from_numpy(data)
-    peak = float(samples.abs().max())
-    if peak < SILENCE_PEAK and not allow_silent:
-        level = 20 * math.log10(peak) if peak > 0 else float("-inf")
-        raise SilentAudioError(
-            f"the audio is silent (peak {level:.1f} dBFS)",
-            path=p,
-            stage=_STAGE,
-            remedy="check that this is the right track and that it is not muted (pass allow_silent=True to accept it).",
-        )
-    clip = AudioClip(samples, rate, str(p))
+    clip = check_clip(AudioClip(torch.from_numpy(data), rate, str(p)), p, allow_silent)
     if mono:
         clip = clip.mono()
     if sample_rate is not None and sample_rate != clip.sample_rate:
         logger.debug("resampling %s from %d to %d Hz", p, clip.sample_rate, sample_rate)
         clip = clip.resample(int(sample_rate))
+    return clip
+
+
+def check_clip(clip: AudioClip, path: str | Path | None = None, allow_silent: bool = False) -> AudioClip:
+    """The clip, if lip sync can use it: a usual rate, samples, all finite, not silent (unless allowed).
+
+    Files (:func:`load_audio`) and in-memory clips given to the API pass the same checks.
+    """
+    path = path if path is not None else clip.source
+    check_sample_rate(clip.sample_rate, path)
+    if clip.num_samples == 0:
+        raise AudioError(
+            "the audio is empty (0 samples)",
+            path=path,
+            stage=_STAGE,
+            remedy="pass a file that contains speech.",
+        )
+    if not bool(torch.isfinite(clip.samples).all()):
+        raise AudioError(
+            "the audio contains NaN or infinite samples",
+            path=path,
+            stage=_STAGE,
+            remedy="re-export the audio as 16-bit PCM WAV.",
+        )
+    peak = float(clip.samples.abs().max())
+    if peak < SILENCE_PEAK and not allow_silent:
+        level = 20 * math.log10(peak) if peak > 0 else float("-inf")
+        raise SilentAudioError(
+            f"the audio is silent (peak {level:.1f} dBFS)",
+            path=path,
+            stage=_STAGE,
+            remedy="check that this is the right track and that it is not muted (pass allow_silent=True to accept it).",
+        )
     return clip
 
 

@@ -5,9 +5,11 @@ complete, so a crash, Ctrl-C or a full disk never leaves a half-written video th
 
 Modes:
 - ``"mp4"``: H.264 (libx264, yuv420p, ``crf``, BT.709 tagged) + AAC, ``+faststart`` (plays while
-  downloading). yuv420p needs even sizes: an odd width/height is padded by one column/row that
-  repeats the edge, so the output is at most one pixel larger and nothing is lost.
-- ``"webm"``: VP9 (libvpx, constant quality ``crf + 13`` on VP9's 0..63 scale) + Opus at 48 kHz.
+  downloading). Every output keeps the input's size exactly: yuv420p needs even sizes, and H.264
+  crops 4:2:0 pictures only in steps of two pixels, so an odd width or height is encoded as yuv444p
+  (High 4:4:4: FFmpeg-based players play it; browsers and hardware decoders may not, a line says so).
+- ``"webm"``: VP9 (libvpx, constant quality ``crf + 13`` on VP9's 0..63 scale) + Opus at 48 kHz;
+  VP9 codes odd sizes in yuv420p directly.
 - ``"ffv1"``: lossless FFV1 in Matroska with packed RGB (``bgr0``): decoding gives back the exact RGB
   written; audio as 32-bit float PCM (lossless too). For metrics and intermediate files.
 - ``"png"``: a folder with ``frame_000000.png``, ... and ``audio.wav`` (float PCM).
@@ -120,7 +122,8 @@ class VideoSink:
         self._audio_np: np.ndarray | None = None  # (C, N) float32 at the encoder rate
         self._audio_pos = 0
         self._closed = False
-        self._pad = (w % 2, h % 2) if mode in ("mp4", "webm") else (0, 0)  # yuv420p: even sizes
+        # H.264 4:2:0 has no odd sizes (and crops only in 2-pixel steps): 4:4:4 keeps them exactly
+        self._pix_fmt = "yuv444p" if mode == "mp4" and (w % 2 or h % 2) else "yuv420p"
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> VideoSink:
@@ -177,12 +180,20 @@ class VideoSink:
 
     def _open_container(self) -> None:
         assert self._tmp is not None
-        w, h = self.size[0] + self._pad[0], self.size[1] + self._pad[1]
+        w, h = self.size
         if self.mode == "mp4":
             fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
             c = av.open(str(self._tmp), "w", format=fmt, options={"movflags": "+faststart"})
             vs = c.add_stream("libx264", rate=self.fps)
-            vs.pix_fmt = "yuv420p"
+            vs.pix_fmt = self._pix_fmt
+            if self._pix_fmt != "yuv420p":
+                logger.info(
+                    "%s: odd size %dx%d kept exactly with H.264 4:4:4 (browsers and hardware players may "
+                    "not play it; a .webm output plays everywhere at this size)",
+                    self.path,
+                    w,
+                    h,
+                )
             vs.options = {"crf": str(self.crf), "preset": self.preset}
             cc = vs.codec_context
             cc.colorspace = 1  # BT.709, tagged so that players convert back as we converted
@@ -218,7 +229,7 @@ class VideoSink:
             clip = clip.mono()
         if rate is not None and rate != clip.sample_rate:
             logger.debug("resampling output audio %d -> %d Hz", clip.sample_rate, rate)
-            clip = clip.resample(rate)
+            clip = clip.resample(rate, exact=False)  # no model hears it: libsoxr
         return clip
 
     def _add_audio(self, c: av.container.OutputContainer) -> None:
@@ -282,14 +293,12 @@ class VideoSink:
     def _encode_video(self, frame: np.ndarray) -> None:
         c, vs = self._container, self._vstream
         assert c is not None and vs is not None
-        if self._pad != (0, 0):
-            frame = np.pad(frame, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
         if self.mode == "ffv1":
             vf = _bgr0_frame(frame)
         else:
             vf = self._converter.reformat(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"),
-                format="yuv420p",
+                format=self._pix_fmt,
                 dst_colorspace=Colorspace.ITU709,
                 dst_color_range=ColorRange.MPEG,
             )

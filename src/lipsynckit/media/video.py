@@ -32,7 +32,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from lipsynckit.errors import EmptyInputError, InputNotFoundError, VideoError
-from lipsynckit.image_kind import IMAGE_EXTENSIONS, is_image_file
+from lipsynckit.image_kind import IMAGE_EXTENSIONS, is_image_file, stated_size
+from lipsynckit.limits import DEFAULT_MAX_PIXELS, check_pixels
 from lipsynckit.types import VideoInfo
 
 __all__ = ["IMAGE_EXTENSIONS", "VideoSource", "is_image_file", "probe", "read_video_frames"]
@@ -45,6 +46,23 @@ _REVERSE_BLOCK_BYTES = 256 * 1024 * 1024
 _MIN_BLOCK, _MAX_BLOCK = 8, 128
 # Forward jumps longer than this seek instead of decoding through.
 _SEEK_AHEAD = 64
+
+
+def header_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of a video's first stream or an image, from the header (no full decode): a
+    10000x10000 JPEG is sized in microseconds, not decoded into 300 MB. ``(0, 0)`` if none is stated."""
+    p = Path(path)
+    stated = stated_size(p)
+    if stated is not None:
+        return stated
+    try:
+        with av.open(str(p), metadata_errors="ignore") as c:
+            if not c.streams.video:
+                return 0, 0
+            cc = c.streams.video[0].codec_context
+            return int(cc.width or 0), int(cc.height or 0)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise _open_error(p, e) from e
 
 
 def _rgb(frame: av.VideoFrame, rot90_ccw: int, converter: VideoReformatter) -> np.ndarray:
@@ -126,8 +144,11 @@ class VideoSource:
     backward runs. A still image is a one-frame video at ``fps_for_images``.
     """
 
-    def __init__(self, path: str | Path, fps_for_images: float = 25.0) -> None:
+    def __init__(
+        self, path: str | Path, fps_for_images: float = 25.0, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> None:
         self.path = Path(path)
+        self.max_pixels = max_pixels  # checked from the header, before any frame is decoded
         if not self.path.exists():
             raise InputNotFoundError(
                 "video or image not found",
@@ -157,8 +178,15 @@ class VideoSource:
 
     # ------------------------------------------------------------------ probing
     def _probe_image(self, fps: float) -> VideoInfo:
+        if self.max_pixels is not None:
+            w0, h0 = header_size(self.path)
+            if w0 and h0:  # a header FFmpeg cannot size is left to the decoder's own error below
+                check_pixels(w0, h0, self.max_pixels, self.path)
         data = np.fromfile(str(self.path), dtype=np.uint8)  # imdecode: works with any path encoding
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # applies EXIF orientation
+        try:
+            bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # applies EXIF orientation
+        except cv2.error:  # OpenCV's own limits (its pixel cap, a broken header)
+            bgr = None
         if bgr is None:
             raise VideoError(
                 "cannot decode this image",
@@ -199,6 +227,9 @@ class VideoSource:
                     remedy="pass a video or a photo of a face as the source (the audio goes in the second argument).",
                 )
             stream = container.streams.video[0]
+            cc = stream.codec_context
+            if cc.width and cc.height:  # before the first frame is decoded
+                check_pixels(int(cc.width), int(cc.height), self.max_pixels, self.path)
             has_audio = bool(container.streams.audio)
             fps = stream.average_rate or stream.guessed_rate or stream.base_rate
             if not fps or fps <= 0:
@@ -219,6 +250,7 @@ class VideoSource:
                 raise _corrupt_error(self.path, e, "first frame") from e
             rot = _rotation_ccw(first, stream)
             h, w = int(first.height), int(first.width)
+            check_pixels(w, h, self.max_pixels, self.path)
             first_pts = first.pts
         if rot % 2:
             w, h = h, w
