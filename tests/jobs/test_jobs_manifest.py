@@ -32,13 +32,19 @@ def test_csv_rows_become_jobs_or_row_errors(tmp_path: Path) -> None:
     assert b.options == {"crf": 20} and b.model is None
     assert (b.segments[0].start, b.segments[0].end, b.segments[0].offset) == (1, 2.5, 0.5)
     errors = {r.row: r.message for r in rows if isinstance(r, BadRow)}
+    columns = {r.row: r.column for r in rows if isinstance(r, BadRow)}
     assert set(errors) == {3, 4, 5, 6, 7, 8}
-    assert "crf" in errors[3]
-    assert "options" in errors[4] and "JSON" in errors[4]
+    assert columns == {3: "options", 4: "options", 5: "audio", 6: "segments", 7: "output", 8: "output"}
+    assert "crf" in errors[3] and "51" in errors[3]  # the bound it broke
+    assert "JSON" in errors[4]
     assert "audio is required" in errors[5]
     assert "overlap" in errors[6]
     assert "row 1" in errors[7]
     assert ".mp4" in errors[8]
+    for r in rows:  # plain words: no pydantic phrasing, and a remedy that is not the generic one
+        if isinstance(r, BadRow):
+            assert "Value error" not in r.message and "Input should" not in r.message
+            assert "pydantic" not in r.message and r.remedy != "fix this row of the manifest"
     assert rows[6].output == str(tmp_path / "res" / "out" / "a.mp4")  # type: ignore[union-attr]
 
 

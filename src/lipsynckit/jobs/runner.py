@@ -2,14 +2,18 @@
 
 The same :class:`JobRunner` serves the local loop and each Ray worker, so both give the same outputs
 and status rows: templates are prepared first (one avatar cache per template, model and options),
-then each job runs alone on its process's one loaded model. A job writes its output through a
-temporary file renamed into place; stale temporaries of a killed earlier attempt are removed first.
+then jobs run on the process's one loaded model per (name, options). :meth:`JobRunner.run` is
+thread-safe: the local runner keeps several jobs in flight on threads, and because ``sync_file``
+without a scheduler uses the model's shared scheduler, their frames are batched together on one device
+thread while each job's decode and encode run on its own. A job writes its output through a temporary
+file renamed into place; stale temporaries of a killed earlier attempt are removed first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +77,13 @@ def error_of(exc: BaseException) -> JobFailure:
 
 
 def failed_row(row: BadRow) -> JobStatus:
+    """The status of a row that could not be read: the column and the fix are in its error."""
+    where = f"column {row.column}: " if row.column and row.column != "row" else ""
     return JobStatus(
         row=row.row,
         state="failed",
         output=row.output,
-        error=JobFailure(message=row.message, stage="manifest", remedy="fix this row of the manifest"),
+        error=JobFailure(message=f"{where}{row.message}", stage="manifest", remedy=row.remedy),
     )
 
 
@@ -99,6 +105,7 @@ class JobRunner:
     def __init__(self, defaults: RunDefaults) -> None:
         self.defaults = defaults
         self._models: dict[str, LipSyncModel] = {}
+        self._lock = threading.Lock()  # model loads: one per key even when jobs start at once
         self.prepare_errors: dict[tuple[str, str, str], JobFailure] = {}
         self._prepared: set[tuple[str, str, str]] = set()
 
@@ -108,11 +115,12 @@ class JobRunner:
         name = spec.model or self.defaults.model
         mopts = {**self.defaults.model_options, **spec.model_options}
         key = f"{name}|{sorted(mopts.items())!r}"
-        if key not in self._models:
-            self._models[key] = resolve_model(
-                name, self.defaults.weights, self.defaults.device, None, mopts or None
-            )
-        return self._models[key]
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = resolve_model(
+                    name, self.defaults.weights, self.defaults.device, None, mopts or None
+                )
+            return self._models[key]
 
     def options_for(self, spec: JobSpec) -> SyncOptions:
         opts = {**self.defaults.options, **spec.options, "progress": False}
