@@ -453,11 +453,14 @@ def distinct_output_names(audios: Sequence[str | Path], suffix: str = ".mp4") ->
                 stage="output",
                 remedy="give each audio once",
             )
-    depth = [0] * len(paths)
+    depth = [0] * len(paths)  # how many parent folder names go in front of the stem
+    ext = [False] * len(paths)  # whether the audio's own extension goes after it (a.wav vs a.flac)
 
     def name(k: int) -> str:
-        parts = paths[k].parts[-1 - depth[k] : -1] if depth[k] else ()
-        return "_".join([*parts, paths[k].stem]) + suffix
+        folders = paths[k].parts[1:-1]  # without the root
+        parts = list(folders[len(folders) - depth[k] :]) if depth[k] else []
+        stem = paths[k].stem + (f"_{paths[k].suffix.lstrip('.')}" if ext[k] else "")
+        return "_".join([*parts, stem]) + suffix
 
     while True:
         names = [name(k) for k in range(len(paths))]
@@ -468,8 +471,12 @@ def distinct_output_names(audios: Sequence[str | Path], suffix: str = ".mp4") ->
         if not clashing:
             return names
         for ks in clashing:
+            if not any(ext[k] for k in ks) and len({paths[k].suffix for k in ks}) == len(ks):
+                for k in ks:
+                    ext[k] = True
+                continue
             for k in ks:
-                if depth[k] >= len(paths[k].parts) - 1:
+                if depth[k] >= len(paths[k].parts) - 2:
                     other = next(i for i in ks if i != k)
                     raise OutputError(
                         f"{audios[k]} and {audios[other]} would both write {names[k]}",

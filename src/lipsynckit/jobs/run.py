@@ -248,13 +248,24 @@ def run_manifest(
 def run_local(
     jobs: Sequence[JobSpec], runner: JobRunner, record: Callable[[JobStatus], None], concurrency: int
 ) -> None:
-    """Prepare each template once, then keep ``concurrency`` jobs in flight on threads; ``record`` is
+    """Check every job's inputs, prepare each template once, then keep ``concurrency`` jobs in flight on
+    threads; ``record`` is
     called in this thread as each job ends. The jobs share the runner's loaded model and, through
     ``sync_file``, its shared scheduler, so their frames are batched together."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+    runnable = []
+    for spec in jobs:  # missing or unreadable inputs fail at once: no face pass, no model load
+        failed = runner.check(spec)
+        if failed is not None:
+            record(failed)
+        else:
+            runnable.append(spec)
+    jobs = runnable
     for spec in jobs:
         runner.prepare(spec)
+    if not jobs:
+        return
     if concurrency <= 1 or len(jobs) == 1:
         for spec in jobs:
             record(runner.run(spec))

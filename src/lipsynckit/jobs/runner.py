@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 #: fault injection for resilience tests: when this environment variable names an existing file whose
 #: text is a job's output file name, the process running that job deletes the file and exits hard
-#: (``os._exit``) after writing a few frames, as a crashed worker would
+#: (``os._exit``) after writing a few frames, as a crashed worker would; with `` always`` after the
+#: name the file is kept, so every attempt at that job crashes
 FAULT_ENV = "LIPSYNCKIT_JOBS_FAULT_MARKER"
 _FAULT_FRAME = 3
 
@@ -64,8 +65,10 @@ def _fault_point(output: Path, frame: int) -> None:
         target = m.read_text().strip()
     except OSError:
         return
-    if target == output.name:
-        m.unlink()
+    name, _, mode = target.partition(" ")
+    if name == output.name:
+        if mode != "always":
+            m.unlink()
         log.error("fault injection: exiting hard in the middle of %s", output)
         os._exit(17)
 
@@ -157,13 +160,8 @@ class JobRunner:
             self.prepare_errors[group] = err
             return err
 
-    def run(self, spec: JobSpec) -> JobStatus:
-        """One job, start to finish; never raises for a bad input (the status row says what failed)."""
-        from lipsynckit.jobs.segments import sync_segments
-        from lipsynckit.pipeline import sync_file
-
-        t0 = time.perf_counter()
-        status = JobStatus(
+    def _status(self, spec: JobSpec) -> JobStatus:
+        return JobStatus(
             row=spec.row,
             key=spec.key(),
             state="failed",
@@ -173,6 +171,30 @@ class JobRunner:
             model=spec.model or self.defaults.model,
             segments=len(spec.segments),
         )
+
+    def check(self, spec: JobSpec) -> JobStatus | None:
+        """The failed status of a job whose input files are missing, empty or of the wrong kind (found
+        without a model or the template's face pass), else None."""
+        from lipsynckit.inputs import check_run
+
+        audios = [spec.audio] if spec.audio else []
+        audios += [s.audio for s in spec.segments if s.audio is not None]
+        try:
+            for a in audios or [None]:
+                check_run(spec.template, a, None)
+            return None
+        except LipSyncError as exc:
+            status = self._status(spec)
+            status.error = error_of(exc)
+            return status
+
+    def run(self, spec: JobSpec) -> JobStatus:
+        """One job, start to finish; never raises for a bad input (the status row says what failed)."""
+        from lipsynckit.jobs.segments import sync_segments
+        from lipsynckit.pipeline import sync_file
+
+        t0 = time.perf_counter()
+        status = self._status(spec)
         out = spec.output
         try:
             remove_partials(out)
