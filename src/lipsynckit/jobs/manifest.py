@@ -304,6 +304,8 @@ def _csv_rows(p: Path) -> list[tuple[int, dict[str, Any] | str]]:
     try:
         with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
+            rows: list[tuple[int, dict[str, Any] | str]] = []
+            rows_end = 0
             try:
                 names = [str(n).strip() for n in reader.fieldnames or []]
                 missing = {"template", "output"} - set(names)
@@ -322,11 +324,15 @@ def _csv_rows(p: Path) -> list[tuple[int, dict[str, Any] | str]]:
                         f"manifest has unknown column {', '.join(map(repr, unknown))}",
                         f"remove it or rename it to one of {', '.join(COLUMNS)}",
                     )
-                return [(i, r) for i, r in enumerate(reader, start=1)]
+                rows_end = reader.line_num  # the line the last whole record ended on
+                for r in reader:
+                    rows.append((len(rows) + 1, r))
+                    rows_end = reader.line_num
+                return rows
             except csv.Error as e:
                 raise _manifest_error(
                     p,
-                    f"line {reader.line_num}: not readable as CSV ({e})",
+                    f"row {len(rows) + 1} (from line {rows_end + 1}): not readable as CSV ({e})",
                     "check that line for an unclosed quote or binary data; cells hold paths or short "
                     "JSON text",
                 ) from None
