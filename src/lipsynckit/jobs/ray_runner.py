@@ -23,7 +23,7 @@ from typing import Any
 
 from lipsynckit.errors import LipSyncError
 from lipsynckit.jobs.manifest import JobSpec
-from lipsynckit.jobs.runner import JobRunner, RunDefaults, error_of
+from lipsynckit.jobs.runner import JobRunner, RunDefaults, error_of, remove_partials
 from lipsynckit.jobs.status import JobFailure, JobStatus
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ class _JobWorker:
 
     def __init__(self, defaults: dict[str, Any]) -> None:
         self.runner = JobRunner(RunDefaults(**defaults))
+
+    def ping(self) -> bool:
+        return True
 
     def prepare(self, spec_json: str) -> str:
         err = self.runner.prepare(JobSpec.model_validate_json(spec_json))
@@ -97,6 +100,28 @@ def _worker_count(ray: Any, resources: dict[str, float], requested: int | None, 
 def _crash_text(exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return first if len(first) <= 200 else first[:197] + "..."
+
+
+def _not_started(exc: BaseException) -> bool:
+    """Whether the call never reached the worker (it was restarting after another job's crash)."""
+    return "actor is restarting" in str(exc)
+
+
+def _back(ray: Any, worker: Any, timeout_s: float = 120.0) -> bool:
+    """Wait until a worker Ray is restarting answers again (False: it did not within the timeout)."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            return bool(ray.get(worker.ping.remote(), timeout=max(1.0, end - time.monotonic())))
+        except ray.exceptions.GetTimeoutError:
+            return False
+        except ray.exceptions.RayActorError as e:
+            if isinstance(e, ray.exceptions.ActorDiedError) and "restart" not in str(e):
+                return False
+            time.sleep(0.2)
+    return False
 
 
 def crash_status(spec: JobSpec, crashes: int, exc: BaseException) -> JobStatus:
@@ -175,6 +200,15 @@ def run_on_ray(
                 try:
                     status = JobStatus.model_validate_json(ray.get(ref))
                 except ray.exceptions.RayActorError as exc:
+                    if not _back(ray, pool[k]):
+                        idle.remove(k)  # this worker is gone for good; the others go on
+                        if not idle and not running:
+                            raise LipSyncError(
+                                "every Ray worker is gone", stage="ray", remedy="check the cluster's nodes"
+                            ) from exc
+                    if _not_started(exc):  # handed to a worker that was restarting: not this job's fault
+                        queue.appendleft(spec)
+                        continue
                     crashes[spec.row] = crashes.get(spec.row, 0) + 1
                     if crashes[spec.row] < MAX_CRASHES:
                         log.warning(
@@ -183,6 +217,7 @@ def run_on_ray(
                         queue.appendleft(spec)
                         continue
                     status = crash_status(spec, crashes[spec.row], exc)
+                    remove_partials(spec.output)  # no attempt follows to clean up after the last
                 except ray.exceptions.RayError as exc:
                     status = JobStatus(
                         row=spec.row,

@@ -194,6 +194,9 @@ class JobRunner:
         from lipsynckit.pipeline import sync_file
 
         t0 = time.perf_counter()
+        early = self.check(spec)  # the same first check (and error) locally and on Ray workers
+        if early is not None:
+            return early
         status = self._status(spec)
         out = spec.output
         try:
