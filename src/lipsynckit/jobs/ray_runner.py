@@ -156,12 +156,26 @@ def run_on_ray(
     ray = _ray()
     if not ray.is_initialized():
         log.info("connecting to Ray %s", address or "(new local cluster)")
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        except ray.exceptions.AuthenticationError:
+            raise LipSyncError(
+                f"the Ray cluster at {address} refused this driver's token",
+                stage="ray",
+                remedy="set RAY_AUTH_MODE alike on every node and here: 'disabled' on a private network, "
+                "or 'token' with the cluster's token in RAY_AUTH_TOKEN (see docs/user-guide.md)",
+            ) from None
+        except ConnectionError as e:
+            raise LipSyncError(
+                f"cannot reach the Ray cluster at {address} ({e})",
+                stage="ray",
+                remedy="check the address (ray status on the head prints it), or use --ray alone",
+            ) from None
     resources = worker_resources(ray, gpus_per_worker)
     n = _worker_count(ray, resources, workers, len(jobs))
     actor = ray.remote(max_restarts=-1, max_task_retries=0)(_JobWorker)
