@@ -177,7 +177,7 @@ class JobRunner:
         without a model or the template's face pass), else None."""
         from lipsynckit.inputs import check_run
 
-        audios = [spec.audio] if spec.audio else []
+        audios: list[Path | None] = [spec.audio] if spec.audio else []
         audios += [s.audio for s in spec.segments if s.audio is not None]
         try:
             for a in audios or [None]:
