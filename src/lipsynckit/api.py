@@ -135,15 +135,22 @@ def sync_batch(
     out_dir: str | Path,
     model: str | LipSyncModel = "auto",
     *,
-    concurrency: int = 2,
+    concurrency: int | None = None,
     weights: str | Path | None = None,
     device: str | None = None,
     dtype: torch.dtype | None = None,
     model_options: dict[str, Any] | None = None,
     **option_overrides: Any,
 ) -> list[SyncResult]:
-    """One template, many audio tracks (personalised videos): prepared once, batched across jobs."""
+    """One template, many audio tracks (personalised videos): prepared once, batched across jobs.
+
+    ``concurrency`` jobs are in flight at once (default: 2 on CPU, 4 on GPU). Each output is named
+    after its audio; same-named audio from different folders get their folder in the name
+    (``d1_a.mp4``, ``d2_a.mp4``), and an audio given twice is refused.
+    """
     from lipsynckit.inputs import check_run
+    from lipsynckit.jobs.concurrency import default_concurrency
+    from lipsynckit.jobs.manifest import distinct_output_names
     from lipsynckit.scheduler import BatchScheduler
 
     out = Path(out_dir)
@@ -151,7 +158,9 @@ def sync_batch(
     opts = _options(None, option_overrides)
     for a in audios:
         check_run(template, a, None, max_pixels=opts.max_pixels)
+    names = dict(zip(map(str, audios), distinct_output_names(audios), strict=True))
     m = resolve_model(model, weights, device, dtype, model_options)
+    workers = concurrency if concurrency is not None else default_concurrency(device)
     out.mkdir(parents=True, exist_ok=True)
     prepare_avatar(template, m, opts.avatar_dir, options=opts)
     with BatchScheduler(scheduler_target(m), scheduler_options(m, opts.batch_size)) as scheduler:
@@ -161,12 +170,12 @@ def sync_batch(
                 template,
                 a,
                 m,
-                out / f"{Path(a).stem}.mp4",
+                out / names[str(a)],
                 opts.model_copy(update={"progress": False}),
                 scheduler,
             )
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             results = list(pool.map(one, audios))
         stats = scheduler.stats()
     for r in results:

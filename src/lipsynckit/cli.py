@@ -267,7 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     from lipsynckit.jobs.cli import add_manifest_args
 
     add_manifest_args(b)
-    b.add_argument("--concurrency", type=int, default=2, help="jobs run at once (their frames share batches)")
+    b.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="jobs in flight at once on one loaded model, their frames batched together "
+        "(default: 2 on CPU, 4 on GPU)",
+    )
     _add_run_args(b)
     b.set_defaults(func=cmd_batch)
 

@@ -28,9 +28,17 @@ def in_notebook() -> bool:
         return False
 
 
-def progress_bar(total: int | None, desc: str, unit: str = "it", enable: bool = True) -> Any:
-    """A tqdm bar (``tqdm.auto`` in notebooks); silent when disabled or when logging is quiet."""
-    if not enable or logging.getLogger("lipsynckit").getEffectiveLevel() > logging.INFO:
+def progress_bar(
+    total: int | None, desc: str, unit: str = "it", enable: bool = True, respect_logging: bool = True
+) -> Any:
+    """A tqdm bar (``tqdm.auto`` in notebooks); silent when disabled or when logging is quiet.
+
+    With ``respect_logging=False`` only a level set on purpose (``-q``, or the user's
+    ``setLevel``) silences it, so a notebook without logging set up still sees progress.
+    """
+    lg = logging.getLogger("lipsynckit")
+    level = lg.getEffectiveLevel() if respect_logging else (lg.level or logging.INFO)
+    if not enable or level > logging.INFO:
         return _NullBar()
     if in_notebook():
         from tqdm.auto import tqdm

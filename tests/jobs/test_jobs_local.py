@@ -69,7 +69,7 @@ def test_manifest_runs_every_row_reports_failures_and_skips_on_rerun(
     )
     assert rc == 1  # some jobs failed
     status = StatusLog(res / "jobs.status.jsonl")
-    rows = sorted(status.read().values(), key=lambda s: s.row)
+    rows = status.rows()
     assert [r.state for r in rows] == ["ok", "ok", "failed", "failed", "failed"]
     whole, greeting, missing, corrupt, noface = rows
     assert whole.output == str(res / "out" / "whole.mp4")
@@ -99,7 +99,8 @@ def test_manifest_runs_every_row_reports_failures_and_skips_on_rerun(
     assert [r.sha256 for r in third[:2]] == [whole.sha256, greeting.sha256]
     # the status manifest holds one row per job, in manifest order
     lines = (res / "jobs.status.jsonl").read_text().splitlines()
-    assert [json.loads(x)["row"] for x in lines] == [1, 2, 3, 4, 5]
+    assert json.loads(lines[0]) == {"manifest": str(mixed_manifest.resolve())}  # whose status this is
+    assert [json.loads(x)["row"] for x in lines[1:]] == [1, 2, 3, 4, 5]
 
 
 def test_positional_batch_form_still_works(
@@ -149,6 +150,8 @@ def test_job_killed_midway_leaves_no_output_and_runs_on_the_next_pass(
         "viseme",
         "--avatar-dir",
         str(shared_avatar_dir),
+        "--concurrency",
+        "1",  # job a finishes before job b kills the process
     ]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 17, first.stderr  # the process died in the middle of job b
@@ -156,12 +159,12 @@ def test_job_killed_midway_leaves_no_output_and_runs_on_the_next_pass(
     assert (tmp_path / "a.mkv").is_file() and not (tmp_path / "b.mkv").exists()
     partial = list(tmp_path.glob(".b.*.partial.mkv"))
     assert partial, "the killed job was writing a temporary"  # never under the output's name
-    done = StatusLog(tmp_path / "jobs.status.jsonl").read()
-    assert set(done) == {str(tmp_path / "a.mkv")}  # the status log kept the finished job
+    done = StatusLog(tmp_path / "jobs.status.jsonl").rows()
+    assert [r.output for r in done] == [str(tmp_path / "a.mkv")]  # the status log kept the finished job
 
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
-    rows = sorted(StatusLog(tmp_path / "jobs.status.jsonl").read().values(), key=lambda s: s.row)
+    rows = StatusLog(tmp_path / "jobs.status.jsonl").rows()
     assert [r.state for r in rows] == ["skipped", "ok"]
     assert rows[1].sha256 == file_digest(tmp_path / "b.mkv")
     assert not list(tmp_path.glob(".*.partial*"))

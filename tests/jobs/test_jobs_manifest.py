@@ -32,13 +32,19 @@ def test_csv_rows_become_jobs_or_row_errors(tmp_path: Path) -> None:
     assert b.options == {"crf": 20} and b.model is None
     assert (b.segments[0].start, b.segments[0].end, b.segments[0].offset) == (1, 2.5, 0.5)
     errors = {r.row: r.message for r in rows if isinstance(r, BadRow)}
+    columns = {r.row: r.column for r in rows if isinstance(r, BadRow)}
     assert set(errors) == {3, 4, 5, 6, 7, 8}
-    assert "crf" in errors[3]
-    assert "options" in errors[4] and "JSON" in errors[4]
+    assert columns == {3: "options", 4: "options", 5: "audio", 6: "segments", 7: "output", 8: "output"}
+    assert "crf" in errors[3] and "51" in errors[3]  # the bound it broke
+    assert "JSON" in errors[4]
     assert "audio is required" in errors[5]
     assert "overlap" in errors[6]
     assert "row 1" in errors[7]
     assert ".mp4" in errors[8]
+    for r in rows:  # plain words: no pydantic phrasing, and a remedy that is not the generic one
+        if isinstance(r, BadRow):
+            assert "Value error" not in r.message and "Input should" not in r.message
+            assert "pydantic" not in r.message and r.remedy != "fix this row of the manifest"
     assert rows[6].output == str(tmp_path / "res" / "out" / "a.mp4")  # type: ignore[union-attr]
 
 
@@ -71,3 +77,72 @@ def test_manifest_without_required_columns_is_one_clear_error(tmp_path: Path) ->
     (tmp_path / "jobs.csv").write_text("video,audio\nt.mp4,a.wav\n")
     with pytest.raises(LipSyncError, match="no column output, template"):
         read_manifest(tmp_path / "jobs.csv")
+
+
+def test_csv_with_bom_and_crlf_reads_like_plain_csv(tmp_path: Path) -> None:
+    text = "template,audio,output\nt.mp4,a.wav,a.mp4\nt.mp4,b.wav,b.mp4\n"
+    (tmp_path / "plain.csv").write_text(text)
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    plain = read_manifest(tmp_path / "plain.csv")
+    excel = read_manifest(tmp_path / "excel.csv")
+    assert [r.model_dump() for r in plain] == [r.model_dump() for r in excel]
+    assert all(isinstance(r, JobSpec) for r in excel) and excel[1].audio == tmp_path / "b.wav"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (
+            b"template,audio,output\nt.mp4,a.wav," + b"x" * (100 << 20) + b".mp4\n",
+            "row 1 \\(from line 2\\): not readable as CSV",
+        ),
+        (b'template,audio,output\nt.mp4,"a.wav,out.mp4\n' + b"y" * (2 << 20), "unclosed quote"),
+        (b"template,audio,output\nt.mp4,\xff\xfea.wav,a.mp4\n", "not UTF-8"),
+        (b"template,audio,output,notes\nt.mp4,a.wav,a.mp4,hi\n", "unknown column 'notes'"),
+    ],
+    ids=["100MB-field", "unclosed-quote", "not-utf8", "unknown-column"],
+)
+def test_unreadable_csv_is_one_line_naming_the_line(tmp_path: Path, content: bytes, match: str) -> None:
+    p = tmp_path / "jobs.csv"
+    p.write_bytes(content)
+    with pytest.raises(LipSyncError, match=match) as e:
+        read_manifest(p)
+    assert e.value.stage == "manifest" and len(e.value.message.splitlines()) == 1 and e.value.remedy
+
+
+def test_outputs_stay_under_the_output_folder_and_never_overwrite_inputs(tmp_path: Path) -> None:
+    (tmp_path / "t.mp4").write_bytes(b"")
+    rows = [
+        {"template": "t.mp4", "audio": "a.wav", "output": "../escape.mp4"},
+        {"template": "t.mp4", "audio": "a.wav", "output": str(tmp_path / "elsewhere.mp4")},
+        {"template": "t.mp4", "audio": "a.wav", "output": "d/x/../ok.mp4"},
+        {"template": "t.mp4", "audio": "a.wav", "output": "d/ok.mp4"},  # same file as row 3
+        {"template": "t.mp4", "audio": "b.wav", "output": str(tmp_path / "res" / "in.mp4")},
+        {"template": str(tmp_path / "res" / "in.mp4"), "audio": "c.wav", "output": "fine.mp4"},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "res"
+    got = read_manifest(tmp_path / "jobs.jsonl", out)
+    kinds = [type(r).__name__ for r in got]
+    assert kinds == ["BadRow", "BadRow", "JobSpec", "BadRow", "BadRow", "JobSpec"]
+    esc, absolute, ok, dup, clash = got[0], got[1], got[2], got[3], got[4]
+    assert isinstance(esc, BadRow) and esc.column == "output" and "outside the output folder" in esc.message
+    assert "--allow-outside" in esc.remedy
+    assert isinstance(absolute, BadRow) and "outside" in absolute.message
+    assert isinstance(ok, JobSpec) and ok.output == out / "d" / "ok.mp4"  # normalised
+    assert isinstance(dup, BadRow) and "row 3" in dup.message
+    assert isinstance(clash, BadRow) and "row 6's template" in clash.message
+    # the explicit flag lets the first two through (still never onto an input)
+    free = read_manifest(tmp_path / "jobs.jsonl", out, allow_outside=True)
+    assert isinstance(free[0], JobSpec) and free[0].output == tmp_path / "escape.mp4"
+    assert isinstance(free[1], JobSpec) and isinstance(free[4], BadRow)
+
+
+def test_output_through_a_link_out_of_the_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    out.mkdir()
+    (tmp_path / "outside").mkdir()
+    (out / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "jobs.csv").write_text("template,audio,output\nt.mp4,a.wav,link/x.mp4\n")
+    (row,) = read_manifest(tmp_path / "jobs.csv", out)
+    assert isinstance(row, BadRow) and "outside" in row.message

@@ -85,8 +85,43 @@ def test_ray_matches_local_survives_a_killed_worker_and_skips_on_rerun(
     )
     assert not list(out.glob(".*partial*"))  # the killed attempt's temporary was removed on retry
     assert on_ray[2].sha256 == file_digest(out / "talk-greeting.mkv")
-    lines = (out / "jobs.status.jsonl").read_text().splitlines()
+    lines = (out / "jobs.status.jsonl").read_text().splitlines()[1:]  # after the manifest's name
     assert [json.loads(x)["row"] for x in lines] == [1, 2, 3, 4, 5, 6]  # one row per job, no duplicate
 
     again = run_manifest(manifest, out, ray=True, **common)
     assert [r.state for r in again] == ["skipped", "skipped", "skipped", "failed", "failed", "skipped"]
+
+
+def test_a_job_that_always_kills_its_worker_is_a_failed_row(
+    local_ray: None,
+    fault_marker: Path,
+    tmp_path: Path,
+    talking_template: Path,
+    speech_wavs: list[Path],
+    shared_avatar_dir: Path,
+) -> None:
+    rows = [
+        {"template": str(talking_template), "audio": str(speech_wavs[1]), "output": "fine.mkv"},
+        {"template": str(talking_template), "audio": str(speech_wavs[2]), "output": "poison.mkv"},
+    ]
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fault_marker.write_text("poison.mkv always")  # every attempt at this job kills its worker
+    try:
+        res = run_manifest(
+            manifest,
+            tmp_path / "o",
+            ray=True,
+            ray_workers=1,
+            model="viseme",
+            avatar_dir=shared_avatar_dir,
+            progress=False,
+            summary=False,
+        )
+    finally:
+        fault_marker.unlink(missing_ok=True)
+    assert [r.state for r in res] == ["ok", "failed"]
+    err = res[1].error
+    assert err is not None and err.stage == "worker" and "died 2 times" in err.message
+    assert not (tmp_path / "o" / "poison.mkv").exists()
+    assert not list((tmp_path / "o").glob(".*partial*"))  # the last attempt's temporary removed

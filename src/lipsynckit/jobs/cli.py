@@ -28,13 +28,31 @@ def add_manifest_args(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="run the manifest on Ray: a cluster address (ray://host:10001, auto) or, alone, a local one",
     )
+    g.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="let manifest outputs be written outside the output folder (absolute paths, ..)",
+    )
+    g.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="Ray workers (one model each; default: one per GPU, else one per CPU of the cluster)",
+    )
+    g.add_argument(
+        "--ray-gpus-per-worker",
+        type=float,
+        metavar="G",
+        help="GPUs each Ray worker reserves (default: 1 where the cluster has GPUs, else none; "
+        "0.5 puts two workers on a GPU)",
+    )
 
 
 def run_manifest_command(
     args: argparse.Namespace, model_options: dict[str, Any], overrides: dict[str, Any]
 ) -> int:
     """Run the manifest; print one line per failed job and a summary. Exit 1 if any job failed."""
-    from lipsynckit.jobs.run import run_manifest, summarize
+    from lipsynckit.jobs.run import run_manifest
 
     avatar_dir = overrides.pop("avatar_dir", None)
     rows = run_manifest(
@@ -46,15 +64,15 @@ def run_manifest_command(
         model_options=model_options,
         avatar_dir=avatar_dir,
         status_path=args.status,
+        concurrency=args.concurrency,
+        allow_outside=args.allow_outside,
         ray=args.ray,
+        ray_workers=args.ray_workers,
+        ray_gpus_per_worker=args.ray_gpus_per_worker,
+        summary=False,
         **overrides,
     )
-    for r in rows:
-        if r.state == "failed" and r.error is not None:
-            where = " ".join(
-                x for x in (f"[{r.error.stage}]" if r.error.stage else "", r.error.file or "") if x
-            )
-            print(f"row {r.row} failed: {where} {r.error.message}".replace("  ", " "))
-    c = summarize(rows)
-    print(f"{len(rows)} jobs: {c['ok']} ok, {c['skipped']} skipped (already done), {c['failed']} failed")
-    return 1 if c["failed"] else 0
+    for line in rows.failure_lines():
+        print(line)
+    print(rows.summary())
+    return 0 if rows.ok else 1

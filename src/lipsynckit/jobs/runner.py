@@ -2,14 +2,18 @@
 
 The same :class:`JobRunner` serves the local loop and each Ray worker, so both give the same outputs
 and status rows: templates are prepared first (one avatar cache per template, model and options),
-then each job runs alone on its process's one loaded model. A job writes its output through a
-temporary file renamed into place; stale temporaries of a killed earlier attempt are removed first.
+then jobs run on the process's one loaded model per (name, options). :meth:`JobRunner.run` is
+thread-safe: the local runner keeps several jobs in flight on threads, and because ``sync_file``
+without a scheduler uses the model's shared scheduler, their frames are batched together on one device
+thread while each job's decode and encode run on its own. A job writes its output through a temporary
+file renamed into place; stale temporaries of a killed earlier attempt are removed first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,8 @@ log = logging.getLogger(__name__)
 
 #: fault injection for resilience tests: when this environment variable names an existing file whose
 #: text is a job's output file name, the process running that job deletes the file and exits hard
-#: (``os._exit``) after writing a few frames, as a crashed worker would
+#: (``os._exit``) after writing a few frames, as a crashed worker would; with `` always`` after the
+#: name the file is kept, so every attempt at that job crashes
 FAULT_ENV = "LIPSYNCKIT_JOBS_FAULT_MARKER"
 _FAULT_FRAME = 3
 
@@ -60,8 +65,10 @@ def _fault_point(output: Path, frame: int) -> None:
         target = m.read_text().strip()
     except OSError:
         return
-    if target == output.name:
-        m.unlink()
+    name, _, mode = target.partition(" ")
+    if name == output.name:
+        if mode != "always":
+            m.unlink()
         log.error("fault injection: exiting hard in the middle of %s", output)
         os._exit(17)
 
@@ -73,11 +80,13 @@ def error_of(exc: BaseException) -> JobFailure:
 
 
 def failed_row(row: BadRow) -> JobStatus:
+    """The status of a row that could not be read: the column and the fix are in its error."""
+    where = f"column {row.column}: " if row.column and row.column != "row" else ""
     return JobStatus(
         row=row.row,
         state="failed",
         output=row.output,
-        error=JobFailure(message=row.message, stage="manifest", remedy="fix this row of the manifest"),
+        error=JobFailure(message=f"{where}{row.message}", stage="manifest", remedy=row.remedy),
     )
 
 
@@ -99,6 +108,7 @@ class JobRunner:
     def __init__(self, defaults: RunDefaults) -> None:
         self.defaults = defaults
         self._models: dict[str, LipSyncModel] = {}
+        self._lock = threading.Lock()  # model loads: one per key even when jobs start at once
         self.prepare_errors: dict[tuple[str, str, str], JobFailure] = {}
         self._prepared: set[tuple[str, str, str]] = set()
 
@@ -108,11 +118,12 @@ class JobRunner:
         name = spec.model or self.defaults.model
         mopts = {**self.defaults.model_options, **spec.model_options}
         key = f"{name}|{sorted(mopts.items())!r}"
-        if key not in self._models:
-            self._models[key] = resolve_model(
-                name, self.defaults.weights, self.defaults.device, None, mopts or None
-            )
-        return self._models[key]
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = resolve_model(
+                    name, self.defaults.weights, self.defaults.device, None, mopts or None
+                )
+            return self._models[key]
 
     def options_for(self, spec: JobSpec) -> SyncOptions:
         opts = {**self.defaults.options, **spec.options, "progress": False}
@@ -149,13 +160,8 @@ class JobRunner:
             self.prepare_errors[group] = err
             return err
 
-    def run(self, spec: JobSpec) -> JobStatus:
-        """One job, start to finish; never raises for a bad input (the status row says what failed)."""
-        from lipsynckit.jobs.segments import sync_segments
-        from lipsynckit.pipeline import sync_file
-
-        t0 = time.perf_counter()
-        status = JobStatus(
+    def _status(self, spec: JobSpec) -> JobStatus:
+        return JobStatus(
             row=spec.row,
             key=spec.key(),
             state="failed",
@@ -165,6 +171,33 @@ class JobRunner:
             model=spec.model or self.defaults.model,
             segments=len(spec.segments),
         )
+
+    def check(self, spec: JobSpec) -> JobStatus | None:
+        """The failed status of a job whose input files are missing, empty or of the wrong kind (found
+        without a model or the template's face pass), else None."""
+        from lipsynckit.inputs import check_run
+
+        audios: list[Path | None] = [spec.audio] if spec.audio else []
+        audios += [s.audio for s in spec.segments if s.audio is not None]
+        try:
+            for a in audios or [None]:
+                check_run(spec.template, a, None)
+            return None
+        except LipSyncError as exc:
+            status = self._status(spec)
+            status.error = error_of(exc)
+            return status
+
+    def run(self, spec: JobSpec) -> JobStatus:
+        """One job, start to finish; never raises for a bad input (the status row says what failed)."""
+        from lipsynckit.jobs.segments import sync_segments
+        from lipsynckit.pipeline import sync_file
+
+        t0 = time.perf_counter()
+        early = self.check(spec)  # the same first check (and error) locally and on Ray workers
+        if early is not None:
+            return early
+        status = self._status(spec)
         out = spec.output
         try:
             remove_partials(out)
