@@ -3,7 +3,11 @@
 Two threads per session: one computes features and submits work items to the session's job on the
 model's scheduler (which batches them with every other session's), the other reads the job's results
 in order and pastes each face back. Frames are rendered in tick order as soon as they are planned,
-so a frame is usually ready before its tick; the pacer waits on the frame's event, never on time.
+so a frame is usually ready before its tick; the pacer waits on the frame's event until the frame's
+deadline. When rendering falls behind, the submit thread skips frames it cannot finish by their
+deadline (judged by the recent submit-to-result time) and hands the rest to the scheduler back to
+back, so they are generated in one batch (the scheduler batches whatever is queued, up to its
+``max_batch``): the renderer catches up instead of making every later frame late.
 """
 
 from __future__ import annotations
@@ -27,13 +31,18 @@ log = logging.getLogger(__name__)
 class Renderer:
     """Renders :class:`PlannedFrame` s queued with :meth:`put`; sets each frame's ``done`` event."""
 
-    def __init__(self, model: Any, avatar: StreamAvatar, scheduler: Any, lock: threading.Condition) -> None:
+    def __init__(
+        self, model: Any, avatar: StreamAvatar, scheduler: Any, lock: threading.Condition, clock: Any
+    ) -> None:
         self.model = model
         self.avatar = avatar
+        self.clock = clock
         self._lock = lock  # the session's condition: guards utterance audio
+        self.expected_s = 0.0  # recent submit-to-result time by the session's clock (moving average)
+        self.skipped = 0
         self._job = scheduler.open_job()
         self._queue: deque[PlannedFrame] = deque()
-        self._inflight: deque[PlannedFrame] = deque()
+        self._inflight: deque[tuple[PlannedFrame, float]] = deque()  # (frame, clock time submitted)
         self._cv = threading.Condition()
         self._stop = False
         self.render_s = 0.0
@@ -48,7 +57,9 @@ class Renderer:
             self._queue.append(frame)
             self._cv.notify_all()
 
-    def close(self) -> None:
+    def shutdown(self, release: Any = None) -> None:
+        """Stop without waiting: queued frames are cancelled now; a background thread lets the frames
+        already with the scheduler come back, then calls ``release`` (the scheduler's reference)."""
         with self._cv:
             self._stop = True
             for pf in self._queue:
@@ -56,9 +67,17 @@ class Renderer:
                 pf.done.set()
             self._queue.clear()
             self._cv.notify_all()
-        self._submit_t.join()
-        self._job.close()
-        self._collect_t.join()
+
+        def finish() -> None:
+            try:
+                self._submit_t.join()
+                self._job.close()
+                self._collect_t.join()
+            finally:
+                if release is not None:
+                    release()
+
+        threading.Thread(target=finish, name="lsk-stream-close", daemon=True).start()
 
     def _feed(self, pf: PlannedFrame) -> None:
         """Hand the utterance's new samples to its features (outside the session lock)."""
@@ -89,6 +108,12 @@ class Renderer:
             if pf.cancelled:
                 pf.done.set()
                 continue
+            if self.clock.now() + self.expected_s > pf.deadline:  # cannot be ready in time: skip it
+                pf.dropped = True
+                self.skipped += 1
+                self.expected_s *= 0.5  # the estimate must come down again, or it would skip forever
+                pf.done.set()
+                continue
             t0 = time.perf_counter()
             try:
                 self._feed(pf)
@@ -99,15 +124,14 @@ class Renderer:
                     pf.done.set()
                     continue
                 with self._cv:
-                    self._inflight.append(pf)
+                    self._inflight.append((pf, self.clock.now()))
                 self._job.submit(WorkItem(job_id=self._job.id, index=pf.tick, face=face, audio=row))
             except BaseException as exc:  # noqa: BLE001 - reported by the frame, raised by the pacer
                 log.error("stream: frame %d of utterance %d failed: %s", pf.j, pf.utt.id, exc)
                 pf.error = exc
                 pf.done.set()
                 with self._cv:
-                    if pf in self._inflight:
-                        self._inflight.remove(pf)
+                    self._inflight = deque(e for e in self._inflight if e[0] is not pf)
             finally:
                 self.render_s += time.perf_counter() - t0
 
@@ -115,7 +139,9 @@ class Renderer:
         try:
             for _index, generated in self._job.results():
                 with self._cv:
-                    pf = self._inflight.popleft()
+                    pf, submitted = self._inflight.popleft()
+                took = self.clock.now() - submitted
+                self.expected_s = 0.7 * self.expected_s + 0.3 * took
                 t0 = time.perf_counter()
                 try:
                     if not pf.cancelled:
@@ -134,6 +160,6 @@ class Renderer:
             with self._cv:
                 left = list(self._inflight)
                 self._inflight.clear()
-            for pf in left:
+            for pf, _t in left:
                 pf.error = exc
                 pf.done.set()

@@ -5,6 +5,11 @@ Frame ``j`` of an utterance is *committed* once its audio and its model's look-a
 (or the utterance is flushed). In real time it is planned at the tick after the previous one; the
 first frame of an utterance (and the first after an underrun) is planned ``render_budget_s`` after it
 was committed, so it has time to render and push jitter does not starve the next frames.
+
+Audio is the master clock: ticks are never moved once planned. Each real-time frame also gets a
+*deadline* (its tick plus one frame, or its push plus ``max_latency_ms``, whichever is later); a frame
+not rendered by then plays its audio with a stand-in picture, so a slow render costs pictures, not
+a delay that the rest of the utterance would keep.
 """
 
 from __future__ import annotations
@@ -83,6 +88,21 @@ class Utterance:
                 out[lo - a : hi - a] = c[lo - start : hi - start]
         return out
 
+    def push_time(self, end: int) -> float:
+        """Clock time of the push that brought sample ``end - 1`` (the last push if beyond)."""
+        for e, t in self.pushes:
+            if e >= end:
+                return t
+        return self.last_push
+
+    def forget_pushes(self, before: int) -> None:
+        """Drop push stamps of samples before ``before`` (already played)."""
+        i = 0
+        while i < len(self.pushes) - 1 and self.pushes[i][0] < before:
+            i += 1
+        if i:
+            del self.pushes[:i]
+
     def release(self) -> None:
         """Drop chunks that neither planning nor the features need any more."""
         keep = min(self.bound(self.planned), self.fed)
@@ -101,9 +121,12 @@ class PlannedFrame:
     template_index: int
     audio: np.ndarray
     last: bool  # the utterance's last frame (known when it was planned)
+    pushed_at: float = 0.0  # clock time of the push that brought its last sample (for latency)
+    deadline: float = math.inf  # clock time after which it is not worth rendering (real time)
     image: np.ndarray | None = None
     error: BaseException | None = None
     cancelled: bool = False
+    dropped: bool = False  # not rendered by its deadline: plays with a stand-in picture
     done: threading.Event = field(default_factory=threading.Event)
 
 
