@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from lipsynckit.streaming.audio import to_mono_float
 from lipsynckit.streaming.avatar import StreamAvatar
 from lipsynckit.streaming.timeline import PlannedFrame
 from lipsynckit.types import WorkItem
@@ -80,20 +79,14 @@ class Renderer:
         threading.Thread(target=finish, name="lsk-stream-close", daemon=True).start()
 
     def _feed(self, pf: PlannedFrame) -> None:
-        """Hand the utterance's new samples to its features (outside the session lock)."""
+        """Hand the utterance's new resampled samples to its features (outside the session lock)."""
         utt = pf.utt
         with self._lock:
-            a, b, closed = utt.fed, utt.n, utt.closed
-            new = [
-                c[max(0, a - s) : b - s]
-                for s, c in zip(utt.chunk_starts, utt.chunks, strict=True)
-                if s + len(c) > a and s < b
-            ]
-            utt.fed = b
+            new, utt.model_chunks = utt.model_chunks, []  # handed over: the features keep what they need
+            closed = utt.closed
         for c in new:
-            utt.feats.push(utt.resampler.push(to_mono_float(c)))
+            utt.feats.push(c)
         if closed and not utt.finished:
-            utt.feats.push(utt.resampler.finish())
             utt.feats.finish()
             utt.finished = True
 

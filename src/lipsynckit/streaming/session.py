@@ -153,7 +153,7 @@ class StreamSession:
         with self._cv:
             self._check_open()
             if self._utts and not self._utts[-1].closed:
-                self._utts[-1].closed = True
+                self._utts[-1].close()
                 self._plan_frames(self.clock.now())
             self._cv.notify_all()
 
@@ -273,7 +273,7 @@ class StreamSession:
                     if stop:
                         if not self._utts:
                             return
-                        self._utts[-1].closed = True  # nothing more can be rendered: end of input
+                        self._utts[-1].close()  # nothing more can be rendered: end of input
                         self._plan_frames(self.clock.now())
                         if self._plan:
                             break
@@ -358,7 +358,7 @@ class StreamSession:
             return
         u = self._utts[-1]
         if not u.closed and u.n > 0 and now - u.last_push >= limit:
-            u.closed = True
+            u.close()
             self.stats.auto_flushes += 1
             self._plan_frames(now)
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from lipsynckit.streaming.audio import to_mono_float
+
 
 def frame_bound(j: int, sample_rate: int, fps: float) -> int:
     """First sample of frame ``j`` at ``sample_rate`` (rounded, so fractional frame lengths add up)."""
@@ -44,10 +46,11 @@ class Utterance:
     closed: bool = False
     planned: int = 0  # frames planned so far
     emitted: int = 0  # frames emitted so far
-    fed: int = 0  # samples handed to the features (renderer thread)
     finished: bool = False  # the features were told the utterance ended (renderer thread)
     pushes: list[tuple[int, float]] = field(default_factory=list)  # (end sample, push time) for latency
     last_push: float = 0.0
+    model_chunks: list[np.ndarray] = field(default_factory=list)  # mono float32 at the features' rate
+    model_n: int = 0  # samples resampled so far (all of model_chunks, fed or not)
 
     @property
     def n_frames(self) -> int | None:
@@ -63,13 +66,7 @@ class Utterance:
         nf = self.n_frames
         if nf is not None:
             return j < nf
-        need_model = int(self.needed_model(j))
-        lookahead = self.resampler.lookahead
-        need = max(
-            self.bound(j + 1),
-            int(math.ceil(need_model * self.sample_rate / self.feats.sample_rate)) + lookahead,
-        )
-        return self.n >= need
+        return self.n >= self.bound(j + 1) and self.model_n >= int(self.needed_model(j))
 
     def append(self, arr: np.ndarray, now: float) -> None:
         self.chunks.append(arr)
@@ -77,6 +74,18 @@ class Utterance:
         self.n += len(arr)
         self.pushes.append((self.n, now))
         self.last_push = now
+        self._resampled(self.resampler.push(to_mono_float(arr)))
+
+    def close(self) -> None:
+        """End of input: the resampler's tail goes to the features too."""
+        if not self.closed:
+            self.closed = True
+            self._resampled(self.resampler.finish())
+
+    def _resampled(self, y: np.ndarray) -> None:
+        if len(y):
+            self.model_chunks.append(y)
+            self.model_n += len(y)
 
     def samples(self, a: int, b: int, like: np.ndarray) -> np.ndarray:
         """Samples ``[a, b)``; zeros past the end (the last frame of a flushed utterance)."""
@@ -104,8 +113,8 @@ class Utterance:
             del self.pushes[:i]
 
     def release(self) -> None:
-        """Drop chunks that neither planning nor the features need any more."""
-        keep = min(self.bound(self.planned), self.fed)
+        """Drop chunks that planning no longer needs (the features get their own resampled copy)."""
+        keep = self.bound(self.planned)
         while self.chunks and self.chunk_starts[0] + len(self.chunks[0]) <= keep:
             self.chunks.pop(0)
             self.chunk_starts.pop(0)
