@@ -73,7 +73,7 @@ def as_pcm(pcm: object, sample_rate: int) -> np.ndarray:
                 else f"{arr.shape[1]} channels (at most {MAX_CHANNELS})"
             ),
             stage="stream",
-            remedy="push interleaved (samples, channels): chunk.T for a planar array",
+            remedy="push interleaved (samples, channels): chunk.T for a planar array, chunk[0] for planar mono",
         )
     if arr.dtype == np.float32 and arr.size:
         if not np.isfinite(arr).all():

@@ -52,8 +52,9 @@ class StreamOptions(BaseModel):
         ge=40.0,
         le=10000.0,
         description="realtime: how far video may fall behind its audio. A speech frame not rendered by "
-        "max(its tick + one frame, its push + this) is dropped (the last rendered face repeats) and the "
-        "renderer skips frames it cannot finish in time, so latency returns under this after a stall",
+        "max(its tick + one frame, its push + 3/4 of this) is dropped (the last rendered face repeats; "
+        "the last quarter is headroom to emit it) and the renderer skips frames it cannot finish in "
+        "time, so latency returns under this after a stall",
     )
     history_s: float | None = Field(
         default=None,

@@ -83,7 +83,9 @@ class StreamSession:
         self._waiting: PlannedFrame | None = None  # the frame the pacer waits on (woken by close)
         self._last_image: tuple[int, np.ndarray] | None = None  # (utterance, picture) last shown
         self.stats = StreamStats()
-        self._latency_s = options.max_latency_ms / 1000.0
+        # a frame is waited for until a quarter of the budget before it runs out: emitting a dropped
+        # frame (waking the pacer on a loaded machine) then still lands within max_latency_ms
+        self._wait_s = 0.75 * options.max_latency_ms / 1000.0
         shared = shared_scheduler(model, options.batch_size)
         scheduler = shared.__enter__()
         try:
@@ -331,7 +333,7 @@ class StreamSession:
                 pushed_at = u.push_time(min(u.bound(j + 1), u.n))
                 deadline = math.inf
                 if self.options.realtime:
-                    deadline = max(self._t0 + (k + 1) / self.fps, pushed_at + self._latency_s)
+                    deadline = max(self._t0 + (k + 1) / self.fps, pushed_at + self._wait_s)
                 pf = PlannedFrame(
                     tick=k,
                     utt=u,

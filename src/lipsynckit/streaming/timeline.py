@@ -7,7 +7,8 @@ first frame of an utterance (and the first after an underrun) is planned ``rende
 was committed, so it has time to render and push jitter does not starve the next frames.
 
 Audio is the master clock: ticks are never moved once planned. Each real-time frame also gets a
-*deadline* (its tick plus one frame, or its push plus ``max_latency_ms``, whichever is later); a frame
+*deadline* (its tick plus one frame, or its push plus 3/4 of ``max_latency_ms``, whichever is later);
+a frame
 not rendered by then plays its audio with a stand-in picture, so a slow render costs pictures, not
 a delay that the rest of the utterance would keep.
 """
