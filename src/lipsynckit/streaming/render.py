@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lipsynckit.streaming.avatar import StreamAvatar
+from lipsynckit.streaming.clock import MonotonicClock
 from lipsynckit.streaming.timeline import PlannedFrame
 from lipsynckit.types import WorkItem
 
@@ -37,7 +38,11 @@ class Renderer:
         self.avatar = avatar
         self.clock = clock
         self._lock = lock  # the session's condition: guards utterance audio
-        self.expected_s = 0.0  # recent submit-to-result time by the session's clock (moving average)
+        # recent submit-to-result time (moving average), measured on the wall clock only: under a
+        # ManualClock it would depend on how far the consumer's thread had moved the time, so there
+        # only frames whose deadline has already passed are skipped (deterministic)
+        self.expected_s = 0.0
+        self._timed = isinstance(clock, MonotonicClock)
         self.skipped = 0
         self._job = scheduler.open_job()
         self._queue: deque[PlannedFrame] = deque()
@@ -133,8 +138,8 @@ class Renderer:
             for _index, generated in self._job.results():
                 with self._cv:
                     pf, submitted = self._inflight.popleft()
-                took = self.clock.now() - submitted
-                self.expected_s = 0.7 * self.expected_s + 0.3 * took
+                if self._timed:
+                    self.expected_s = 0.7 * self.expected_s + 0.3 * (self.clock.now() - submitted)
                 t0 = time.perf_counter()
                 try:
                     if not pf.cancelled:
