@@ -138,7 +138,9 @@ class _Peer:
                 pcm = (resample(x, frame.sample_rate, self.rate)[0].numpy() * 32767).astype(np.int16)
             try:
                 self.session.push_audio(pcm, self.rate)
-            except LipSyncError:  # closed: the connection is going away
+            except LipSyncError as exc:
+                if not self.session.closed:  # closed: the connection is going away (not news)
+                    log.warning("serve: session %s: the microphone stopped: %s", self.id, exc)
                 return
 
     def push_file(self, path: Path) -> None:
@@ -325,6 +327,13 @@ def create_app(
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
         pc = RTCPeerConnection()
+        microphones: list[Any] = []  # tracks arrive during setRemoteDescription, before the session
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio":
+                microphones.append(track)
+
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         except Exception as exc:  # noqa: BLE001 - the client's SDP: a 400, and nothing left running
@@ -333,11 +342,8 @@ def create_app(
         session = stream(template, model=model, realtime=True, **stream_options)
         peer = _Peer(session, asyncio.get_running_loop())
         peers[peer.id] = (peer, pc)
-
-        @pc.on("track")
-        def on_track(track: Any) -> None:
-            if track.kind == "audio":
-                asyncio.ensure_future(peer.pump_microphone(track))
+        for track in microphones:
+            asyncio.ensure_future(peer.pump_microphone(track))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

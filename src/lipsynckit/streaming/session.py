@@ -190,6 +190,9 @@ class StreamSession:
             self._closed = True
             for pf in self._plan:
                 pf.cancelled = True
+            self._plan.clear()
+            self._utts.clear()  # their audio and resampler states go now, not at interpreter exit
+            self._playing = None
             waiting = self._waiting
             self._cv.notify_all()
         if waiting is not None:  # the pacer waits on this frame's render: let it go
