@@ -148,3 +148,37 @@ def test_a_session_dropped_without_close_stops_rendering(
         t.join(timeout=60)
     assert not renderer._submit_t.is_alive() and not renderer._collect_t.is_alive()
     assert not any(k[0] == id(gated_viseme) for k in _SHARED)
+
+
+def test_a_cancelled_job_is_not_generated(astronaut_png: Path) -> None:
+    """What a closed session relies on: frames still queued in the shared scheduler are withdrawn."""
+    import cv2
+    import torch
+
+    from lipsynckit.errors import SchedulerClosedError
+    from lipsynckit.scheduler import BatchScheduler, SchedulerOptions
+    from lipsynckit.types import PreparedFace, WorkItem
+
+    crop = cv2.resize(cv2.imread(str(astronaut_png))[100:260, 180:340], (96, 96))
+    entered, gate, generated = threading.Event(), threading.Event(), []
+
+    def generate(batch: Any) -> list:
+        entered.set()
+        gate.wait()
+        generated.extend(it.index for it in batch.items)
+        return [it.face.crop for it in batch.items]
+
+    with BatchScheduler(generate, SchedulerOptions(max_batch=1, max_wait_ms=0)) as sched:
+        job = sched.open_job()
+        for i in range(5):
+            face = PreparedFace(box=(0, 0, 96, 96), crop=crop)
+            job.submit(WorkItem(job_id=job.id, index=i, face=face, audio=torch.zeros(1, 80, 16)))
+        assert entered.wait(60)  # frame 0 is in generate; 1-4 wait in the queue
+        assert job.cancel() == 4
+        gate.set()
+        got = []
+        with pytest.raises(SchedulerClosedError, match="cancelled"):
+            for index, _out in job.results():
+                got.append(index)
+    assert generated == [0]  # the frame in flight ran; the four withdrawn never reached the model
+    assert got == []  # a cancelled job reports its error from then on (the frame in flight included)

@@ -75,7 +75,7 @@ class Renderer:
         def finish() -> None:
             try:
                 self._submit_t.join()
-                self._job.close()
+                self._job.cancel()  # frames not yet in a batch are not generated for nobody
                 self._collect_t.join()
             finally:
                 if release is not None:
@@ -154,7 +154,8 @@ class Renderer:
                     self.render_s += time.perf_counter() - t0
                     pf.done.set()
         except BaseException as exc:  # noqa: BLE001 - a failed batch fails the frames waiting on it
-            log.error("stream: the model failed: %s", exc)
+            if not self._stop:  # after shutdown the job was cancelled on purpose
+                log.error("stream: the model failed: %s", exc)
             with self._cv:
                 left = list(self._inflight)
                 self._inflight.clear()
