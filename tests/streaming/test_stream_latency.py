@@ -187,3 +187,26 @@ def test_latency_summary_reports_a_session_pushed_in_one_piece(
     # frame j plays at its tick, about j frames after the one push
     assert summary["max_ms"] == pytest.approx(1000 * (spoken[-1].index + 0) / FPS, abs=1000 / FPS + 1)
     assert len(s.stats.latencies) == 38
+
+
+def test_latency_summary_reports_a_session_cut_by_an_interrupt(
+    gated_viseme: Any, astronaut_png: Path, avatar_dir: Path, speech_wav: Path
+) -> None:
+    """The issue's ``{}`` after 38 speaking frames: latency was kept per pushed chunk and recorded only
+    when the chunk's last sample played, so one 3 s push cut by ``interrupt()`` recorded nothing."""
+    x, _ = speech(speech_wav, 3.0)
+    clock = ManualClock()
+    with _open(gated_viseme, astronaut_png, avatar_dir, clock) as s:
+        s.push_audio(x, SR)
+        it = s.frames()
+        frames: list = []
+        while sum(f.speaking for f in frames) < 38:
+            frames.append(next(it))
+        s.interrupt()
+    assert len(s.stats.latencies) == 38
+    lat = np.asarray(s.stats.latencies)
+    ticks = np.asarray([f.index for f in frames if f.speaking]) / FPS
+    np.testing.assert_allclose(
+        lat, ticks - ticks[0] + lat[0], atol=1e-9
+    )  # one push: latency grows with the tick
+    assert s.stats.latency_summary()["max_ms"] == pytest.approx(1000 * lat.max())
