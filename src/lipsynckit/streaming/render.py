@@ -12,9 +12,11 @@ back, so they are generated in one batch (the scheduler batches whatever is queu
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
@@ -26,6 +28,18 @@ from lipsynckit.streaming.timeline import PlannedFrame
 from lipsynckit.types import WorkItem
 
 log = logging.getLogger(__name__)
+
+
+_CLOSING: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # shutdowns still under way
+
+
+@atexit.register
+def _finish_closing(limit_s: float = 30.0) -> None:
+    """At exit, let closed sessions' last batch finish: a model still running in a daemon thread when
+    the interpreter goes away aborts the process ("terminate called without an active exception")."""
+    end = time.monotonic() + limit_s
+    for t in list(_CLOSING):
+        t.join(max(0.0, end - time.monotonic()))
 
 
 class Renderer:
@@ -81,7 +95,9 @@ class Renderer:
                 if release is not None:
                     release()
 
-        threading.Thread(target=finish, name="lsk-stream-close", daemon=True).start()
+        t = threading.Thread(target=finish, name="lsk-stream-close", daemon=True)
+        _CLOSING.add(t)
+        t.start()
 
     def _feed(self, pf: PlannedFrame) -> None:
         """Hand the utterance's new resampled samples to its features (outside the session lock)."""

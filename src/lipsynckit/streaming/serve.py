@@ -115,7 +115,8 @@ class _Peer:
             log.error("serve: session %s failed: %s", self.id, exc)
 
     async def pump_microphone(self, track: Any) -> None:
-        """Push the browser's microphone into the session (int16 mono at the track's rate)."""
+        """Push the browser's microphone into the session (int16 mono at the session's rate)."""
+        resampler: Any = None
         while True:
             try:
                 frame = await track.recv()
@@ -129,13 +130,13 @@ class _Peer:
                 else arr.reshape(-1)
             )
             pcm = pcm.astype(np.int16) if pcm.dtype != np.int16 else pcm
-            if frame.sample_rate != self.rate:
-                import torch
+            if frame.sample_rate != self.rate:  # one stream resampler per track (soxr, no torch)
+                if resampler is None or resampler.orig_sr != frame.sample_rate:
+                    from lipsynckit.streaming.audio import StreamResampler
 
-                from lipsynckit.media.resample import resample
-
-                x = torch.from_numpy(pcm.astype(np.float32) / 32768.0)[None]
-                pcm = (resample(x, frame.sample_rate, self.rate)[0].numpy() * 32767).astype(np.int16)
+                    resampler = StreamResampler(frame.sample_rate, self.rate)
+                y = resampler.push(pcm.astype(np.float32) / 32768.0)
+                pcm = (np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
             try:
                 self.session.push_audio(pcm, self.rate)
             except LipSyncError as exc:
