@@ -104,6 +104,20 @@ class Job:
             self._closed = True
             s._cv.notify_all()
 
+    def cancel(self) -> int:
+        """Withdraw the frames still queued (not yet in a batch) and close the job: ``results()`` raises
+        :class:`SchedulerClosedError` for them. Returns how many were withdrawn. For a consumer that
+        stopped wanting them (a closed streaming session), so the device does not generate them."""
+        s = self._s
+        with s._cv:
+            left = self.take_queued(with_partial=True)
+            n = sum(len(u.items) for u in left)
+            if left:
+                self.fail_units(left, SchedulerClosedError(f"job {self.id} cancelled", stage="model"))
+            self._closed = True
+            s._cv.notify_all()
+            return n
+
     def __enter__(self) -> Job:
         return self
 

@@ -23,6 +23,7 @@ _LAZY = {
     "StreamClosedError": ".session",
     "StreamSession": ".session",
     "StreamStats": ".stats",
+    "set_stream_threads": ".threads",
 }
 
 
@@ -40,5 +41,6 @@ __all__ = [
     "StreamStats",
     "StreamingUnsupportedError",
     "WindowedFeatures",
+    "set_stream_threads",
     "stream",
 ]

@@ -8,11 +8,29 @@ from typing import Any
 
 import torch
 
+from lipsynckit.errors import LipSyncError
 from lipsynckit.streaming.clock import Clock
 from lipsynckit.streaming.options import StreamOptions
 from lipsynckit.streaming.session import StreamSession
 
 log = logging.getLogger(__name__)
+
+
+def _validated(cls: Any, values: dict[str, Any], what: str) -> Any:
+    """``cls(**values)``, or one :class:`LipSyncError` line naming each bad option (no pydantic dump)."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+        raise LipSyncError(
+            f"invalid {what} options: {problems}",
+            stage="options",
+            remedy="see lipsynckit.streaming.StreamOptions (and SyncOptions for the face pass) for valid names",
+        ) from exc
 
 
 def stream(
@@ -47,8 +65,8 @@ def stream(
     sync_fields = {k: v for k, v in overrides.items() if k not in StreamOptions.model_fields}
     base = options.model_dump() if options is not None else {}
     base.update({"fps": fps, "realtime": realtime, **stream_fields})
-    opts = StreamOptions(**base)
-    sync_opts = SyncOptions(**{"progress": False, **sync_fields})
+    opts = _validated(StreamOptions, base, "stream")
+    sync_opts = _validated(SyncOptions, {"progress": False, **sync_fields}, "stream face-pass")
     if isinstance(model, str):
         if model != "auto":
             from lipsynckit.registry import get_plugin

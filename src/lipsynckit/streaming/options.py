@@ -44,7 +44,17 @@ class StreamOptions(BaseModel):
     max_lag_s: float = Field(
         default=0.3,
         gt=0.0,
-        description="realtime: a consumer this far behind the frame clock re-anchors it instead of bursting",
+        description="realtime: a consumer this far behind the frame clock while nothing is being said "
+        "re-anchors it (skips idle frames); behind during speech it catches up instead (never shifts speech)",
+    )
+    max_latency_ms: float = Field(
+        default=400.0,
+        ge=40.0,
+        le=10000.0,
+        description="realtime: how far video may fall behind its audio. A speech frame not rendered by "
+        "max(its tick + one frame, its push + 3/4 of this) is dropped (the last rendered face repeats; "
+        "the last quarter is headroom to emit it) and the renderer skips frames it cannot finish in "
+        "time, so latency returns under this after a stall",
     )
     history_s: float | None = Field(
         default=None,

@@ -3,37 +3,64 @@
 Two threads per session: one computes features and submits work items to the session's job on the
 model's scheduler (which batches them with every other session's), the other reads the job's results
 in order and pastes each face back. Frames are rendered in tick order as soon as they are planned,
-so a frame is usually ready before its tick; the pacer waits on the frame's event, never on time.
+so a frame is usually ready before its tick; the pacer waits on the frame's event until the frame's
+deadline. When rendering falls behind, the submit thread skips frames it cannot finish by their
+deadline (judged by the recent submit-to-result time) and hands the rest to the scheduler back to
+back, so they are generated in one batch (the scheduler batches whatever is queued, up to its
+``max_batch``): the renderer catches up instead of making every later frame late.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
 import numpy as np
 
-from lipsynckit.streaming.audio import to_mono_float
 from lipsynckit.streaming.avatar import StreamAvatar
+from lipsynckit.streaming.clock import MonotonicClock
 from lipsynckit.streaming.timeline import PlannedFrame
 from lipsynckit.types import WorkItem
 
 log = logging.getLogger(__name__)
 
 
+_CLOSING: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # shutdowns still under way
+
+
+@atexit.register
+def _finish_closing(limit_s: float = 30.0) -> None:
+    """At exit, let closed sessions' last batch finish: a model still running in a daemon thread when
+    the interpreter goes away aborts the process ("terminate called without an active exception")."""
+    end = time.monotonic() + limit_s
+    for t in list(_CLOSING):
+        t.join(max(0.0, end - time.monotonic()))
+
+
 class Renderer:
     """Renders :class:`PlannedFrame` s queued with :meth:`put`; sets each frame's ``done`` event."""
 
-    def __init__(self, model: Any, avatar: StreamAvatar, scheduler: Any, lock: threading.Condition) -> None:
+    def __init__(
+        self, model: Any, avatar: StreamAvatar, scheduler: Any, lock: threading.Condition, clock: Any
+    ) -> None:
         self.model = model
         self.avatar = avatar
+        self.clock = clock
         self._lock = lock  # the session's condition: guards utterance audio
+        # recent submit-to-result time (moving average), measured on the wall clock only: under a
+        # ManualClock it would depend on how far the consumer's thread had moved the time, so there
+        # only frames whose deadline has already passed are skipped (deterministic)
+        self.expected_s = 0.0
+        self._timed = isinstance(clock, MonotonicClock)
+        self.skipped = 0
         self._job = scheduler.open_job()
         self._queue: deque[PlannedFrame] = deque()
-        self._inflight: deque[PlannedFrame] = deque()
+        self._inflight: deque[tuple[PlannedFrame, float]] = deque()  # (frame, clock time submitted)
         self._cv = threading.Condition()
         self._stop = False
         self.render_s = 0.0
@@ -48,7 +75,9 @@ class Renderer:
             self._queue.append(frame)
             self._cv.notify_all()
 
-    def close(self) -> None:
+    def shutdown(self, release: Any = None) -> None:
+        """Stop without waiting: queued frames are cancelled now; a background thread lets the frames
+        already with the scheduler come back, then calls ``release`` (the scheduler's reference)."""
         with self._cv:
             self._stop = True
             for pf in self._queue:
@@ -56,25 +85,29 @@ class Renderer:
                 pf.done.set()
             self._queue.clear()
             self._cv.notify_all()
-        self._submit_t.join()
-        self._job.close()
-        self._collect_t.join()
+
+        def finish() -> None:
+            try:
+                self._submit_t.join()
+                self._job.cancel()  # frames not yet in a batch are not generated for nobody
+                self._collect_t.join()
+            finally:
+                if release is not None:
+                    release()
+
+        t = threading.Thread(target=finish, name="lsk-stream-close", daemon=True)
+        _CLOSING.add(t)
+        t.start()
 
     def _feed(self, pf: PlannedFrame) -> None:
-        """Hand the utterance's new samples to its features (outside the session lock)."""
+        """Hand the utterance's new resampled samples to its features (outside the session lock)."""
         utt = pf.utt
         with self._lock:
-            a, b, closed = utt.fed, utt.n, utt.closed
-            new = [
-                c[max(0, a - s) : b - s]
-                for s, c in zip(utt.chunk_starts, utt.chunks, strict=True)
-                if s + len(c) > a and s < b
-            ]
-            utt.fed = b
+            new, utt.model_chunks = utt.model_chunks, []  # handed over: the features keep what they need
+            closed = utt.closed
         for c in new:
-            utt.feats.push(utt.resampler.push(to_mono_float(c)))
+            utt.feats.push(c)
         if closed and not utt.finished:
-            utt.feats.push(utt.resampler.finish())
             utt.feats.finish()
             utt.finished = True
 
@@ -89,6 +122,12 @@ class Renderer:
             if pf.cancelled:
                 pf.done.set()
                 continue
+            if self.clock.now() + self.expected_s > pf.deadline:  # cannot be ready in time: skip it
+                pf.dropped = True
+                self.skipped += 1
+                self.expected_s *= 0.5  # the estimate must come down again, or it would skip forever
+                pf.done.set()
+                continue
             t0 = time.perf_counter()
             try:
                 self._feed(pf)
@@ -99,15 +138,14 @@ class Renderer:
                     pf.done.set()
                     continue
                 with self._cv:
-                    self._inflight.append(pf)
+                    self._inflight.append((pf, self.clock.now()))
                 self._job.submit(WorkItem(job_id=self._job.id, index=pf.tick, face=face, audio=row))
             except BaseException as exc:  # noqa: BLE001 - reported by the frame, raised by the pacer
                 log.error("stream: frame %d of utterance %d failed: %s", pf.j, pf.utt.id, exc)
                 pf.error = exc
                 pf.done.set()
                 with self._cv:
-                    if pf in self._inflight:
-                        self._inflight.remove(pf)
+                    self._inflight = deque(e for e in self._inflight if e[0] is not pf)
             finally:
                 self.render_s += time.perf_counter() - t0
 
@@ -115,7 +153,9 @@ class Renderer:
         try:
             for _index, generated in self._job.results():
                 with self._cv:
-                    pf = self._inflight.popleft()
+                    pf, submitted = self._inflight.popleft()
+                if self._timed:
+                    self.expected_s = 0.7 * self.expected_s + 0.3 * (self.clock.now() - submitted)
                 t0 = time.perf_counter()
                 try:
                     if not pf.cancelled:
@@ -130,10 +170,11 @@ class Renderer:
                     self.render_s += time.perf_counter() - t0
                     pf.done.set()
         except BaseException as exc:  # noqa: BLE001 - a failed batch fails the frames waiting on it
-            log.error("stream: the model failed: %s", exc)
+            if not self._stop:  # after shutdown the job was cancelled on purpose
+                log.error("stream: the model failed: %s", exc)
             with self._cv:
                 left = list(self._inflight)
                 self._inflight.clear()
-            for pf in left:
+            for pf, _t in left:
                 pf.error = exc
                 pf.done.set()

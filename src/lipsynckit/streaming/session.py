@@ -8,14 +8,17 @@ Threads: the caller pushes (``push_audio``/``flush``/``interrupt``: cheap, under
 renderer (two threads) makes planned frames; the consumer iterating ``frames()`` paces them. Every
 decision about *which* frame plays at *which* tick is made from clock timestamps under the lock
 (:mod:`lipsynckit.streaming.timeline`), so with a :class:`~lipsynckit.streaming.clock.ManualClock`
-a session is deterministic; rendering speed only decides whether a frame is late.
+a session is deterministic; rendering speed only decides whether a frame's picture is rendered or
+dropped (its audio always plays, on its tick: audio is the master clock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ import numpy as np
 from lipsynckit.errors import AudioError, LipSyncError, StreamClosedError
 from lipsynckit.streaming.audio import StreamResampler, as_pcm
 from lipsynckit.streaming.avatar import StreamAvatar
-from lipsynckit.streaming.clock import Clock, MonotonicClock
+from lipsynckit.streaming.clock import Clock, MonotonicClock, wait_until
 from lipsynckit.streaming.features import features_for
 from lipsynckit.streaming.options import StreamOptions
 from lipsynckit.streaming.render import Renderer
@@ -77,14 +80,24 @@ class StreamSession:
         self._playing: Utterance | None = None
         self._closed = False
         self._error: BaseException | None = None
+        self._waiting: PlannedFrame | None = None  # the frame the pacer waits on (woken by close)
+        self._last_image: tuple[int, np.ndarray] | None = None  # (utterance, picture) last shown
         self.stats = StreamStats()
-        self._shared = shared_scheduler(model, options.batch_size)
-        scheduler = self._shared.__enter__()
+        # a frame is waited for until a quarter of the budget before it runs out: emitting a dropped
+        # frame (waking the pacer on a loaded machine) then still lands within max_latency_ms
+        self._wait_s = 0.75 * options.max_latency_ms / 1000.0
+        shared = shared_scheduler(model, options.batch_size)
+        scheduler = shared.__enter__()
         try:
-            self._renderer = Renderer(model, avatar, scheduler, self._cv)
+            self._renderer = Renderer(model, avatar, scheduler, self._cv, self.clock)
         except BaseException:
-            self._shared.__exit__(None, None, None)
+            shared.__exit__(None, None, None)
             raise
+        # close() or, for a session dropped without it, garbage collection stops the renderer and
+        # releases the scheduler (the renderer's threads hold no reference to the session)
+        self._finalizer = weakref.finalize(
+            self, self._renderer.shutdown, lambda: shared.__exit__(None, None, None)
+        )
         self._t0 = self.clock.now()
 
     # -- input ----------------------------------------------------------------------------------------
@@ -142,22 +155,23 @@ class StreamSession:
         with self._cv:
             self._check_open()
             if self._utts and not self._utts[-1].closed:
-                self._utts[-1].closed = True
+                self._utts[-1].close()
                 self._plan_frames(self.clock.now())
             self._cv.notify_all()
 
     def interrupt(self) -> float:
-        """Barge-in: drop every queued sample and unplayed frame; returns the seconds of the interrupted
-        utterance that played (or are playing). At most one more speech frame follows."""
+        """Barge-in: drop every queued sample and unplayed frame; returns the seconds of the current
+        utterance (the one last pushed to) that played or are playing: 0.0 if it had not started or had
+        already played to its end. At most one more speech frame follows."""
         with self._cv:
             self._check_open()
             for pf in self._plan:
                 pf.cancelled = True
             self._plan.clear()
             played = 0.0
-            u = self._playing
+            u = self._utts[-1] if self._utts else self._playing
             nf = u.n_frames if u is not None else None
-            if u is not None and (nf is None or u.emitted < nf):  # cut while it was playing
+            if u is not None and (nf is None or u.emitted < nf):  # cut while it was playing (or queued)
                 played = min(u.bound(u.emitted), u.n) / u.sample_rate
             self._utts.clear()
             self._playing = None
@@ -168,18 +182,27 @@ class StreamSession:
         return played
 
     def close(self) -> None:
-        """Stop: iteration ends, the renderer stops, the model's scheduler is released."""
+        """Stop at once (whatever is backed up): iteration ends, the renderer stops, and the model's
+        scheduler is released once frames already handed to it come back (on a background thread)."""
         with self._cv:
             if self._closed:
                 return
             self._closed = True
             for pf in self._plan:
                 pf.cancelled = True
+            self._plan.clear()
+            self._utts.clear()  # their audio and resampler states go now, not at interpreter exit
+            self._playing = None
+            waiting = self._waiting
             self._cv.notify_all()
-        try:
-            self._renderer.close()
-        finally:
-            self._shared.__exit__(None, None, None)
+        if waiting is not None:  # the pacer waits on this frame's render: let it go
+            waiting.cancelled = True
+            waiting.done.set()
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def __enter__(self) -> StreamSession:
         return self
@@ -190,12 +213,14 @@ class StreamSession:
     # -- output ---------------------------------------------------------------------------------------
 
     def frames(self, stop_when_drained: bool | None = None) -> Iterator[Frame]:
-        """Frames in order. Real time: one per ``1/fps`` of the clock, forever (until ``close``).
+        """Frames in order. Real time: one per ``1/fps`` of the clock, until ``close`` (or, with
+        ``stop_when_drained=True``, until everything pushed has played: the first idle tick with no
+        audio left; unflushed audio is auto-flushed after ``auto_flush_s``).
         Otherwise: one per ``1/fps`` of pushed audio, as fast as made; with ``stop_when_drained``
         (the default off real time) the iteration ends once everything pushed has played (unflushed
         audio at that point is flushed)."""
         if self.options.realtime:
-            return self._frames_realtime()
+            return self._frames_realtime(bool(stop_when_drained))
         return self._frames_offline(True if stop_when_drained is None else stop_when_drained)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -212,7 +237,7 @@ class StreamSession:
                 return
             yield frame  # type: ignore[misc]
 
-    def _frames_realtime(self) -> Iterator[Frame]:
+    def _frames_realtime(self, stop: bool = False) -> Iterator[Frame]:
         while True:
             with self._cv:
                 if self._closed:
@@ -224,13 +249,25 @@ class StreamSession:
                 if self._closed:
                     return
                 now = self.clock.now()
-                if now - t > self.options.max_lag_s:  # far behind: re-anchor instead of bursting
+                if now - t > self.options.max_lag_s and not self._plan and not self._utts:
+                    # far behind with nothing to say: skip idle frames. Behind during speech, the
+                    # frames are emitted as fast as they come (no tick moves): latency returns.
                     self._t0 = now - k / self.fps
+                    t = now
                     self.stats.reanchors += 1
                 self._auto_flush(now)
                 pf = self._take(k)
+                if pf is None and stop and self.stats.pushed_samples and not self._plan and not self._utts:
+                    return  # everything pushed has played
                 self._next_emit = k + 1
-            yield self._emit(pf, k, t)
+                self._waiting = pf
+            try:
+                frame = self._emit(pf, k, t)
+            finally:
+                self._waiting = None
+            if self._closed:
+                return
+            yield frame
 
     def _frames_offline(self, stop: bool) -> Iterator[Frame]:
         while True:
@@ -241,7 +278,7 @@ class StreamSession:
                     if stop:
                         if not self._utts:
                             return
-                        self._utts[-1].closed = True  # nothing more can be rendered: end of input
+                        self._utts[-1].close()  # nothing more can be rendered: end of input
                         self._plan_frames(self.clock.now())
                         if self._plan:
                             break
@@ -296,6 +333,10 @@ class StreamSession:
                 if new_run and j > 0:
                     self.stats.underruns += 1
                 nf = u.n_frames
+                pushed_at = u.push_time(min(u.bound(j + 1), u.n))
+                deadline = math.inf
+                if self.options.realtime:
+                    deadline = max(self._t0 + (k + 1) / self.fps, pushed_at + self._wait_s)
                 pf = PlannedFrame(
                     tick=k,
                     utt=u,
@@ -303,6 +344,8 @@ class StreamSession:
                     template_index=self.avatar.index(k),
                     audio=u.samples(u.bound(j), u.bound(j + 1), self._like),
                     last=nf is not None and j == nf - 1,
+                    pushed_at=pushed_at,
+                    deadline=deadline,
                 )
                 self._plan.append(pf)
                 self._renderer.put(pf)
@@ -320,7 +363,7 @@ class StreamSession:
             return
         u = self._utts[-1]
         if not u.closed and u.n > 0 and now - u.last_push >= limit:
-            u.closed = True
+            u.close()
             self.stats.auto_flushes += 1
             self._plan_frames(now)
 
@@ -342,7 +385,9 @@ class StreamSession:
     def _emit(self, pf: PlannedFrame | None, k: int, tick_time: float | None) -> Frame:
         pts = k / self.fps
         if pf is not None:
-            pf.done.wait()
+            if not wait_until(self.clock, pf.done, pf.deadline):  # audio is the master: drop the picture
+                pf.cancelled = True
+                pf.dropped = True
             if pf.error is not None:
                 with self._cv:
                     self._error = pf.error
@@ -351,19 +396,28 @@ class StreamSession:
                 ) from pf.error
         now = self.clock.now()
         late = tick_time is not None and now - tick_time > 1.0 / self.fps
-        if pf is None or pf.image is None:
+        u = pf.utt if pf is not None else None
+        if (
+            pf is None
+            or u is None
+            or (pf.image is None and not pf.dropped)
+            or (pf.cancelled and not pf.dropped)
+        ):
             image, audio = self._idle(k)
             if pf is not None:  # cancelled by an interrupt after the pacer took it: its audio is dropped
                 audio = np.zeros_like(pf.audio)
             self.stats.record_idle(late)
             return Frame(image=image, audio=audio, index=k, pts=pts, speaking=False)
-        image = self._fade(pf)
-        u = pf.utt
-        a, b = u.bound(pf.j), u.bound(pf.j + 1)
-        lat = [now - t for end, t in u.pushes if a < end <= b]
-        if len(u.pushes) > 64:
-            u.pushes = [(e, t) for e, t in u.pushes if e > b]
-        self.stats.record_speech(late, lat)
+        repeated = False
+        if pf.dropped or pf.image is None:  # not rendered in time: the last face of this utterance
+            last = self._last_image
+            repeated = last is not None and last[0] == u.id
+            image = last[1] if repeated and last is not None else self.avatar.frames[pf.template_index]
+        else:
+            image = self._fade(pf)
+            self._last_image = (u.id, image)
+        u.forget_pushes(u.bound(pf.j))
+        self.stats.record_speech(late, now - pf.pushed_at, dropped=pf.dropped, repeated=repeated)
         return Frame(
             image=image,
             audio=pf.audio,

@@ -1,4 +1,4 @@
-"""What a session measured: frames by kind, late frames, underruns, and push-to-play latency."""
+"""What a session measured: frames by kind, late and dropped frames, underruns, push-to-play latency."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class StreamStats(BaseModel):
-    """Counters of one session. ``latency`` is, for each pushed chunk, the time from its push to the
-    emission of the frame that plays its last sample (the most recent 10 000 chunks)."""
+    """Counters of one session. ``latencies`` holds, for each speech frame emitted, the time from the
+    push that brought the frame's last sample to the frame's emission (the most recent 10 000 frames),
+    so every session that spoke has a summary, however its audio was chunked."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -20,7 +21,14 @@ class StreamStats(BaseModel):
     late_frames: int = Field(default=0, description="emitted more than one frame period after their tick")
     underruns: int = Field(default=0, description="speech paused because its audio (or look-ahead) came late")
     reanchors: int = Field(
-        default=0, description="the consumer fell behind by max_lag_s; the clock was reset"
+        default=0, description="the consumer fell behind by max_lag_s while idle; idle frames were skipped"
+    )
+    dropped_frames: int = Field(
+        default=0,
+        description="speech frames not rendered within max_latency_ms: their audio played with a stand-in",
+    )
+    repeated_frames: int = Field(
+        default=0, description="dropped frames shown as the utterance's last rendered face (a subset)"
     )
     interrupts: int = 0
     auto_flushes: int = 0
@@ -32,11 +40,16 @@ class StreamStats(BaseModel):
         self.idle_frames += 1
         self.late_frames += int(late)
 
-    def record_speech(self, late: bool, latencies: list[float]) -> None:
+    def record_speech(
+        self, late: bool, latency: float | None, dropped: bool = False, repeated: bool = False
+    ) -> None:
         self.frames += 1
         self.speech_frames += 1
         self.late_frames += int(late)
-        self._latency.extend(latencies)
+        self.dropped_frames += int(dropped)
+        self.repeated_frames += int(repeated)
+        if latency is not None:
+            self._latency.append(latency)
 
     @property
     def latencies(self) -> list[float]:

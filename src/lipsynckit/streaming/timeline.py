@@ -5,6 +5,12 @@ Frame ``j`` of an utterance is *committed* once its audio and its model's look-a
 (or the utterance is flushed). In real time it is planned at the tick after the previous one; the
 first frame of an utterance (and the first after an underrun) is planned ``render_budget_s`` after it
 was committed, so it has time to render and push jitter does not starve the next frames.
+
+Audio is the master clock: ticks are never moved once planned. Each real-time frame also gets a
+*deadline* (its tick plus one frame, or its push plus 3/4 of ``max_latency_ms``, whichever is later);
+a frame
+not rendered by then plays its audio with a stand-in picture, so a slow render costs pictures, not
+a delay that the rest of the utterance would keep.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from lipsynckit.streaming.audio import to_mono_float
 
 
 def frame_bound(j: int, sample_rate: int, fps: float) -> int:
@@ -39,10 +47,11 @@ class Utterance:
     closed: bool = False
     planned: int = 0  # frames planned so far
     emitted: int = 0  # frames emitted so far
-    fed: int = 0  # samples handed to the features (renderer thread)
     finished: bool = False  # the features were told the utterance ended (renderer thread)
     pushes: list[tuple[int, float]] = field(default_factory=list)  # (end sample, push time) for latency
     last_push: float = 0.0
+    model_chunks: list[np.ndarray] = field(default_factory=list)  # mono float32 at the features' rate
+    model_n: int = 0  # samples resampled so far (all of model_chunks, fed or not)
 
     @property
     def n_frames(self) -> int | None:
@@ -58,13 +67,7 @@ class Utterance:
         nf = self.n_frames
         if nf is not None:
             return j < nf
-        need_model = int(self.needed_model(j))
-        lookahead = self.resampler.lookahead
-        need = max(
-            self.bound(j + 1),
-            int(math.ceil(need_model * self.sample_rate / self.feats.sample_rate)) + lookahead,
-        )
-        return self.n >= need
+        return self.n >= self.bound(j + 1) and self.model_n >= int(self.needed_model(j))
 
     def append(self, arr: np.ndarray, now: float) -> None:
         self.chunks.append(arr)
@@ -72,6 +75,18 @@ class Utterance:
         self.n += len(arr)
         self.pushes.append((self.n, now))
         self.last_push = now
+        self._resampled(self.resampler.push(to_mono_float(arr)))
+
+    def close(self) -> None:
+        """End of input: the resampler's tail goes to the features too."""
+        if not self.closed:
+            self.closed = True
+            self._resampled(self.resampler.finish())
+
+    def _resampled(self, y: np.ndarray) -> None:
+        if len(y):
+            self.model_chunks.append(y)
+            self.model_n += len(y)
 
     def samples(self, a: int, b: int, like: np.ndarray) -> np.ndarray:
         """Samples ``[a, b)``; zeros past the end (the last frame of a flushed utterance)."""
@@ -83,9 +98,24 @@ class Utterance:
                 out[lo - a : hi - a] = c[lo - start : hi - start]
         return out
 
+    def push_time(self, end: int) -> float:
+        """Clock time of the push that brought sample ``end - 1`` (the last push if beyond)."""
+        for e, t in self.pushes:
+            if e >= end:
+                return t
+        return self.last_push
+
+    def forget_pushes(self, before: int) -> None:
+        """Drop push stamps of samples before ``before`` (already played)."""
+        i = 0
+        while i < len(self.pushes) - 1 and self.pushes[i][0] < before:
+            i += 1
+        if i:
+            del self.pushes[:i]
+
     def release(self) -> None:
-        """Drop chunks that neither planning nor the features need any more."""
-        keep = min(self.bound(self.planned), self.fed)
+        """Drop chunks that planning no longer needs (the features get their own resampled copy)."""
+        keep = self.bound(self.planned)
         while self.chunks and self.chunk_starts[0] + len(self.chunks[0]) <= keep:
             self.chunks.pop(0)
             self.chunk_starts.pop(0)
@@ -101,9 +131,12 @@ class PlannedFrame:
     template_index: int
     audio: np.ndarray
     last: bool  # the utterance's last frame (known when it was planned)
+    pushed_at: float = 0.0  # clock time of the push that brought its last sample (for latency)
+    deadline: float = math.inf  # clock time after which it is not worth rendering (real time)
     image: np.ndarray | None = None
     error: BaseException | None = None
     cancelled: bool = False
+    dropped: bool = False  # not rendered by its deadline: plays with a stand-in picture
     done: threading.Event = field(default_factory=threading.Event)
 
 
