@@ -1,0 +1,207 @@
+"""Issue 19: the LiveKit Agents ``VideoGenerator`` with LiveKit's real ``rtc`` frames and real speech.
+
+No server: the first test drives the generator directly on a ManualClock (each pull is one tick, so
+every assertion is about what the session decided); the second runs AvatarRunner's two loops over
+LiveKit's in-process ``QueueAudioOutput`` on the real clock, waiting on events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from avatar_helpers import padded, speech_int16, tts_chunks
+
+pytest.importorskip("livekit.agents")
+
+from livekit import rtc  # noqa: E402
+from livekit.agents.voice.avatar import AudioSegmentEnd, QueueAudioOutput  # noqa: E402
+
+import lipsynckit as lsk  # noqa: E402
+from lipsynckit.integrations.livekit import LipSyncVideoGenerator  # noqa: E402
+from lipsynckit.streaming import ManualClock  # noqa: E402
+
+FPS = 25.0
+SPF = 640  # samples per frame at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def viseme():  # noqa: ANN201
+    return lsk.load_model("viseme")
+
+
+@pytest.fixture(scope="module")
+def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("livekit_avatar")
+
+
+def _generator(viseme, astronaut_png: Path, avatar_dir: Path, **kw) -> LipSyncVideoGenerator:  # noqa: ANN001
+    fmt = kw.pop("video_format", "rgb24")
+    s = lsk.stream(astronaut_png, model=viseme, fps=FPS, avatar_dir=avatar_dir, detector="opencv", **kw)
+    return LipSyncVideoGenerator(s, video_format=fmt)
+
+
+def _frames(x: np.ndarray, sr: int) -> list[rtc.AudioFrame]:
+    return [rtc.AudioFrame(c.tobytes(), sr, 1, len(c)) for c in tts_chunks(x, sr)]
+
+
+def _pcm(frames: list[object]) -> np.ndarray:
+    return np.concatenate(
+        [np.frombuffer(f.data, np.int16) for f in frames if isinstance(f, rtc.AudioFrame)]
+        or [np.zeros(0, np.int16)]
+    )
+
+
+def test_generator_yields_rtc_frames_sample_exact_and_clears_on_interruption(
+    viseme,
+    astronaut_png: Path,
+    avatar_dir: Path,
+    speech_wavs: list[Path],  # noqa: ANN001
+) -> None:
+    a, sr = speech_int16(speech_wavs[0], 1.5)
+    b, _ = speech_int16(speech_wavs[1], 3.0)
+    c, _ = speech_int16(speech_wavs[2], 0.9)
+    template = lsk.read_video(str(astronaut_png))[0]
+    gen = _generator(viseme, astronaut_png, avatar_dir, clock=ManualClock(), realtime=True)
+    assert gen.video_size == (512, 512)
+
+    async def scenario() -> dict[str, list[object]]:
+        it = gen.__aiter__()
+
+        async def until(pred) -> list[object]:  # noqa: ANN001
+            out: list[object] = []
+            while not pred(out):
+                out.append(await it.__anext__())
+            return out
+
+        got: dict[str, list[object]] = {}
+        got["idle"] = await until(lambda o: len(o) == 3)
+        for f in _frames(a, sr):
+            await gen.push_audio(f)
+        await gen.push_audio(AudioSegmentEnd())
+        got["a"] = await until(lambda o: o and isinstance(o[-1], AudioSegmentEnd))
+        for f in _frames(b, sr):
+            await gen.push_audio(f)
+        got["b"] = await until(lambda o: sum(isinstance(f, rtc.AudioFrame) for f in o) == 5)
+        gen.clear_buffer()  # the runner's clear_buffer on barge-in
+        got["cleared"] = await until(lambda o: len(o) == 4)
+        for f in _frames(c, sr):
+            await gen.push_audio(f)
+        await gen.push_audio(AudioSegmentEnd())
+        got["c"] = await until(lambda o: o and isinstance(o[-1], AudioSegmentEnd))
+        await gen.aclose()
+        with pytest.raises(StopAsyncIteration):
+            while True:  # at most the frame being made when it closed, then the end
+                await it.__anext__()
+        return got
+
+    got = asyncio.run(scenario())
+    # idle: the template, video only
+    assert all(isinstance(f, rtc.VideoFrame) for f in got["idle"])
+    v = got["idle"][0]
+    assert (v.width, v.height, v.type) == (512, 512, rtc.VideoBufferType.RGB24)
+    np.testing.assert_array_equal(np.frombuffer(v.data, np.uint8).reshape(512, 512, 3), template)
+    # speech: each audio frame follows its video frame and holds one frame of the pushed samples
+    for seg in (got["a"], got["c"]):
+        for i, f in enumerate(seg):
+            if isinstance(f, rtc.AudioFrame):
+                assert isinstance(seg[i - 1], rtc.VideoFrame)
+                assert (f.sample_rate, f.num_channels, f.samples_per_channel) == (sr, 1, SPF)
+        assert sum(isinstance(f, AudioSegmentEnd) for f in seg) == 1
+    np.testing.assert_array_equal(_pcm(got["a"]), padded(a, sr))
+    np.testing.assert_array_equal(_pcm(got["c"]), padded(c, sr))
+    assert sum(isinstance(f, rtc.AudioFrame) for f in got["a"]) == int(np.ceil(len(a) / SPF))
+    # the mouth moves while speaking
+    moved = [
+        np.abs(np.frombuffer(f.data, np.uint8).reshape(512, 512, 3).astype(int) - template).max()
+        for f in got["a"]
+        if isinstance(f, rtc.VideoFrame)
+    ]
+    assert max(moved) > 20
+    # interrupted: what played is B's beginning; after clear_buffer, video only (idle), no segment end
+    np.testing.assert_array_equal(_pcm(got["b"]), b[: 5 * SPF])
+    assert all(isinstance(f, rtc.VideoFrame) for f in got["cleared"])
+    idle = [np.frombuffer(f.data, np.uint8).reshape(512, 512, 3) for f in got["cleared"][1:]]
+    assert all(np.abs(im.astype(int) - template).max() == 0 for im in idle[-1:])
+
+
+def test_avatar_runner_loop_over_queue_audio_output(
+    viseme,
+    astronaut_png: Path,
+    avatar_dir: Path,
+    speech_wavs: list[Path],  # noqa: ANN001
+) -> None:
+    """AvatarRunner's ``_read_audio`` and ``_forward_video`` loops, with the AVSynchronizer replaced by a
+    list: playback is reported finished at the utterance's length, and ``clear_buffer`` interrupts."""
+    a, sr = speech_int16(speech_wavs[3], 1.2)
+    b, _ = speech_int16(speech_wavs[4], 4.0)
+    gen = _generator(viseme, astronaut_png, avatar_dir, realtime=True, video_format="rgba")
+
+    async def scenario() -> tuple[list[object], list[dict]]:
+        audio_out = QueueAudioOutput(sample_rate=sr)
+        finished: list[dict] = []
+        done = asyncio.Event()
+        out: list[object] = []
+        speaking = asyncio.Event()
+        position = [0.0]
+
+        audio_out.on("playback_finished", lambda ev: (finished.append(vars(ev)), done.set()))
+
+        def on_clear() -> None:
+            gen.clear_buffer()
+            audio_out.notify_playback_finished(playback_position=position[0], interrupted=True)
+            position[0] = 0.0
+
+        audio_out.on("clear_buffer", on_clear)
+
+        async def read_audio() -> None:
+            async for f in audio_out:
+                await gen.push_audio(f)
+
+        async def forward_video() -> None:
+            async for f in gen:
+                if isinstance(f, AudioSegmentEnd):
+                    audio_out.notify_playback_finished(playback_position=position[0], interrupted=False)
+                    position[0] = 0.0
+                    out.append(f)
+                elif isinstance(f, rtc.AudioFrame):
+                    position[0] += f.duration
+                    out.append(f)
+                    if position[0] >= 0.2:
+                        speaking.set()
+                elif any(isinstance(x, rtc.AudioFrame) for x in out[-1:]) or not out:
+                    out.append(f)  # keep the frames around speech, not the whole idle stream
+
+        tasks = [asyncio.create_task(read_audio()), asyncio.create_task(forward_video())]
+        for f in _frames(a, sr):
+            await audio_out.capture_frame(f)
+        audio_out.flush()  # AudioSegmentEnd
+        await asyncio.wait_for(done.wait(), 60)
+        done.clear()
+        speaking.clear()
+        for f in _frames(b, sr):
+            await audio_out.capture_frame(f)
+        await asyncio.wait_for(speaking.wait(), 60)
+        audio_out.clear_buffer()
+        await asyncio.wait_for(done.wait(), 60)
+        await gen.aclose()
+        await asyncio.wait_for(tasks[1], 60)  # the generator ends with its session
+        tasks[0].cancel()
+        return out, finished
+
+    out, finished = asyncio.run(scenario())
+    first = padded(a, sr)
+    assert finished[0]["interrupted"] is False
+    assert finished[0]["playback_position"] == pytest.approx(len(first) / sr)
+    assert finished[1]["interrupted"] is True
+    assert 0.2 <= finished[1]["playback_position"] < len(b) / sr
+    heard = _pcm(out)
+    np.testing.assert_array_equal(heard[: len(first)], first)
+    rest = heard[len(first) :]
+    np.testing.assert_array_equal(rest, b[: len(rest)])  # the interrupted reply's beginning, no more
+    assert len(rest) / sr == pytest.approx(finished[1]["playback_position"], abs=1 / FPS + 1e-9)
+    assert sum(isinstance(f, AudioSegmentEnd) for f in out) == 1
+    v = next(f for f in out if isinstance(f, rtc.VideoFrame))
+    assert v.type == rtc.VideoBufferType.RGBA and len(v.data) == 512 * 512 * 4
