@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,12 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 log = logging.getLogger(__name__)
 
 _END = object()
+
+
+def _close_opened(opening: asyncio.Future[Any]) -> None:
+    """Close a session whose opening finished after its pipeline was cancelled (off the event loop)."""
+    if not opening.cancelled() and opening.exception() is None:
+        threading.Thread(target=opening.result().close, name="lipsynckit-close", daemon=True).start()
 
 
 class LipSyncVideoService(FrameProcessor):
@@ -113,14 +121,22 @@ class LipSyncVideoService(FrameProcessor):
         from lipsynckit.streaming.api import stream
 
         # loading the model and preparing the avatar block: keep the event loop free
-        self.session = await asyncio.to_thread(
-            stream,
-            self._template,
-            model=self._model,
-            fps=self._fps,
-            realtime=self._realtime,
-            **self._stream_options,
+        opening = asyncio.get_running_loop().run_in_executor(
+            None,
+            partial(
+                stream,
+                self._template,
+                model=self._model,
+                fps=self._fps,
+                realtime=self._realtime,
+                **self._stream_options,
+            ),
         )
+        try:
+            self.session = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # the pipeline was cancelled while loading: close what it opens
+            opening.add_done_callback(_close_opened)
+            raise
         self._consumer = self.create_task(self._consume(), name="frames")
 
     def _push_audio(self, frame: TTSAudioRawFrame) -> None:
