@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soxr
 from avatar_helpers import padded, speech_int16, tts_chunks
 
 pytest.importorskip("pipecat")
 
 from pipecat.frames.frames import (  # noqa: E402
+    CancelFrame,
     EndFrame,
     Frame,
     InterruptionFrame,
@@ -70,19 +72,31 @@ def _audio(frames: list[Frame]) -> np.ndarray:
     )
 
 
+def _at(x: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    """Real speech at the rate a TTS service sends (24 kHz is common), still int16."""
+    if rate == sr:
+        return x
+    y = soxr.resample(x.astype(np.float32) / 32768.0, sr, rate)
+    return np.clip(np.rint(y * 32768.0), -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("rate", [16000, 24000])
 def test_pipeline_emits_image_frames_at_the_session_fps_with_their_audio_sample_exact(
     viseme,
     astronaut_png: Path,
     avatar_dir: Path,
     speech_wavs: list[Path],  # noqa: ANN001
+    rate: int,
 ) -> None:
     a, sr = speech_int16(speech_wavs[0], 2.3)
     b, _ = speech_int16(speech_wavs[1], 1.07)
+    a, b, sr = _at(a, sr, rate), _at(b, sr, rate), rate
+    spf = int(sr / FPS)
     svc = _service(viseme, astronaut_png, avatar_dir, realtime=False)
     down, _ = asyncio.run(run_test(svc, frames_to_send=_tts(a, sr) + _tts(b, sr), start_timeout=300))
 
     images = [f for f in down if isinstance(f, OutputImageRawFrame)]
-    n_a, n_b = int(np.ceil(len(a) / SPF)), int(np.ceil(len(b) / SPF))
+    n_a, n_b = int(np.ceil(len(a) / spf)), int(np.ceil(len(b) / spf))
     assert len(images) == n_a + n_b
     assert all(
         im.size == (512, 512) and im.format == "RGB" and len(im.image) == 512 * 512 * 3 for im in images
@@ -96,7 +110,7 @@ def test_pipeline_emits_image_frames_at_the_session_fps_with_their_audio_sample_
     for i, f in enumerate(down):
         if isinstance(f, OutputImageRawFrame):
             nxt = down[i + 1]
-            assert isinstance(nxt, TTSAudioRawFrame) and nxt.pts == f.pts and nxt.num_frames == SPF
+            assert isinstance(nxt, TTSAudioRawFrame) and nxt.pts == f.pts and nxt.num_frames == spf
             assert nxt.sample_rate == sr and nxt.num_channels == 1
     # the re-timed audio is the TTS audio, sample for sample (silence only to the end of a last frame)
     np.testing.assert_array_equal(_audio(down), np.concatenate([padded(a, sr), padded(b, sr)]))
@@ -114,6 +128,20 @@ def test_pipeline_emits_image_frames_at_the_session_fps_with_their_audio_sample_
     ]
     assert max(moved) > 20
     # EndFrame closed the session
+    with pytest.raises(StreamClosedError):
+        svc.session.push_audio(a[:spf], sr)
+
+
+def test_cancel_frame_closes_the_session_without_waiting_for_speech(
+    viseme,
+    astronaut_png: Path,
+    avatar_dir: Path,
+    speech_wavs: list[Path],  # noqa: ANN001
+) -> None:
+    a, sr = speech_int16(speech_wavs[0], 3.0)
+    svc = _service(viseme, astronaut_png, avatar_dir, realtime=True)
+    frames = _tts(a, sr)[:-1] + [CancelFrame()]  # a reply still streaming when the call is dropped
+    asyncio.run(run_test(svc, frames_to_send=frames, send_end_frame=False, start_timeout=300))
     with pytest.raises(StreamClosedError):
         svc.session.push_audio(a[:SPF], sr)
 
