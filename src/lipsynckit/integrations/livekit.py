@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -25,9 +25,10 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise missing_extra("LiveKit Agents", "livekit", e) from e
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from lipsynckit.streaming.session import StreamSession
 
-_END = object()
+log = logging.getLogger(__name__)
 
 
 class LipSyncVideoGenerator(VideoGenerator):
@@ -38,7 +39,7 @@ class LipSyncVideoGenerator(VideoGenerator):
     or ``"rgba"`` (what ``rtc.VideoSource`` converts from without a copy in native code).
     """
 
-    def __init__(self, session: Any, *, video_format: Literal["rgb24", "rgba"] = "rgb24") -> None:
+    def __init__(self, session: StreamSession, *, video_format: Literal["rgb24", "rgba"] = "rgb24") -> None:
         if video_format not in ("rgb24", "rgba"):
             raise ValueError(f"video_format must be 'rgb24' or 'rgba', not {video_format!r}")
         self.session = session
@@ -78,8 +79,8 @@ class LipSyncVideoGenerator(VideoGenerator):
         it = self.session.frames(stop_when_drained=False)
         loop = asyncio.get_running_loop()
         while True:
-            f = await loop.run_in_executor(None, next, it, _END)
-            if f is _END:
+            f = await loop.run_in_executor(None, next, it, None)
+            if f is None:
                 return
             yield self._video(f.image)
             if not f.speaking or f.utterance is None or f.utterance < self._cut_below:

@@ -19,7 +19,7 @@ import logging
 import threading
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,9 +40,11 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise missing_extra("Pipecat", "pipecat", e) from e
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from lipsynckit.streaming.session import Frame as SessionFrame
+    from lipsynckit.streaming.session import StreamSession
 
-_END = object()
+log = logging.getLogger(__name__)
 
 
 def _close_opened(opening: asyncio.Future[Any]) -> None:
@@ -77,7 +79,7 @@ class LipSyncVideoService(FrameProcessor):
         self._realtime = realtime
         self._stream_options = stream_options
         self._end_drain_timeout_s = end_drain_timeout_s
-        self.session: Any = None  # the StreamSession, once the pipeline has started
+        self.session: StreamSession | None = None  # the StreamSession, once the pipeline has started
         self._consumer: asyncio.Task[None] | None = None
         self._open_utt: int | None = None  # the utterance being pushed (not flushed yet)
         self._unfinished: set[int] = set()  # pushed utterances whose last frame has not gone out
@@ -95,7 +97,7 @@ class LipSyncVideoService(FrameProcessor):
             await self.push_frame(frame, direction)
         elif isinstance(frame, TTSAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
             self._push_audio(frame)
-        elif isinstance(frame, TTSStoppedFrame) and self._open_utt is not None:
+        elif isinstance(frame, TTSStoppedFrame) and self.session and self._open_utt is not None:
             self.session.flush()
             self._stops[self._open_utt] = frame
             self._open_utt = None
@@ -189,20 +191,23 @@ class LipSyncVideoService(FrameProcessor):
 
     async def _consume(self) -> None:
         """Iterate the session's frames on a worker thread and push each one downstream."""
-        it = self.session.frames(stop_when_drained=False)
+        session = self.session
+        assert session is not None
+        it = session.frames(stop_when_drained=False)
         loop = asyncio.get_running_loop()
         try:
             while True:
-                f = await loop.run_in_executor(None, next, it, _END)
-                if f is _END:
+                f = await loop.run_in_executor(None, next, it, None)
+                if f is None:
                     return
-                await self._emit(f)
+                await self._emit(f, session.sample_rate)
         except Exception as e:  # a failed frame ends the avatar; say so upstream
             log.exception("%s: the lip-sync session failed", self.name)
             await self.push_error(error_msg=f"lip-sync session failed: {e}", exception=e)
 
-    async def _emit(self, f: Any) -> None:
-        live = f.speaking and f.utterance is not None and f.utterance >= self._cut_below
+    async def _emit(self, f: SessionFrame, sample_rate: int) -> None:
+        u = f.utterance if f.speaking else None
+        live = u is not None and u >= self._cut_below
         h, w = f.image.shape[:2]
         image = OutputImageRawFrame(image=f.image.tobytes(), size=(w, h), format="RGB")
         image.sync_with_audio = True  # shown once the audio before it has been sent
@@ -210,20 +215,18 @@ class LipSyncVideoService(FrameProcessor):
         image.metadata["lipsynckit"] = {
             "index": f.index,
             "speaking": bool(live),
-            "utterance": f.utterance if live else None,
+            "utterance": u if live else None,
         }
         await self.push_frame(image)
-        if not live or f.utterance < self._cut_below:  # interrupted while the image went out
+        if u is None or u < self._cut_below:  # idle, cut, or interrupted while the image went out
             return
         channels = 1 if f.audio.ndim == 1 else f.audio.shape[1]
-        audio = TTSAudioRawFrame(
-            audio=pcm16(f.audio), sample_rate=self.session.sample_rate, num_channels=channels
-        )
+        audio = TTSAudioRawFrame(audio=pcm16(f.audio), sample_rate=sample_rate, num_channels=channels)
         audio.pts = image.pts
         await self.push_frame(audio)
         if f.end_of_speech:
-            self._unfinished.discard(f.utterance)
-            stop = self._stops.pop(f.utterance, None)
+            self._unfinished.discard(u)
+            stop = self._stops.pop(u, None)
             if stop is not None:
                 await self.push_frame(stop)
             if not self._unfinished:
