@@ -127,6 +127,40 @@ def test_generator_yields_rtc_frames_sample_exact_and_clears_on_interruption(
     assert all(np.abs(im.astype(int) - template).max() == 0 for im in idle[-1:])
 
 
+def test_a_pause_inside_a_segment_ends_it_once(
+    viseme,
+    astronaut_png: Path,
+    avatar_dir: Path,
+    speech_wavs: list[Path],  # noqa: ANN001
+) -> None:
+    """A TTS pause longer than auto_flush_s splits the session's utterance; LiveKit's segment still ends
+    once, after its last audio."""
+    a, sr = speech_int16(speech_wavs[0], 1.0)
+    b, _ = speech_int16(speech_wavs[1], 0.7)
+    gen = _generator(viseme, astronaut_png, avatar_dir, clock=ManualClock(), realtime=True)
+
+    async def scenario() -> list[object]:
+        it = gen.__aiter__()
+        out: list[object] = []
+        for f in _frames(a, sr):
+            await gen.push_audio(f)
+        n_a = int(np.ceil(len(a) / SPF))
+        while sum(isinstance(f, rtc.AudioFrame) for f in out) < n_a:  # plays out only once auto-flushed
+            out.append(await it.__anext__())
+        for f in _frames(b, sr):  # the same segment goes on after the pause
+            await gen.push_audio(f)
+        await gen.push_audio(AudioSegmentEnd())
+        while not out or not isinstance(out[-1], AudioSegmentEnd):
+            out.append(await it.__anext__())
+        await gen.aclose()
+        return out
+
+    out = asyncio.run(scenario())
+    assert sum(isinstance(f, AudioSegmentEnd) for f in out) == 1
+    np.testing.assert_array_equal(_pcm(out), np.concatenate([padded(a, sr), padded(b, sr)]))
+    assert gen.session.stats.auto_flushes == 1
+
+
 def test_avatar_runner_loop_over_queue_audio_output(
     viseme,
     astronaut_png: Path,

@@ -46,6 +46,9 @@ class LipSyncVideoGenerator(VideoGenerator):
         self._rgba = video_format == "rgba"
         self._open_utt: int | None = None
         self._pushed: set[int] = set()
+        # utterances that end a LiveKit segment: the one open at AudioSegmentEnd (a pause longer than
+        # the session's auto_flush_s splits a segment into several utterances, but it ends once)
+        self._segment_ends: set[int] = set()
         self._cut_below = 0  # frames of utterances below this id were cleared: no audio, no segment end
 
     @property
@@ -57,6 +60,7 @@ class LipSyncVideoGenerator(VideoGenerator):
     async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:
         if isinstance(frame, AudioSegmentEnd):
             if self._open_utt is not None:
+                self._segment_ends.add(self._open_utt)
                 self.session.flush()
                 self._open_utt = None
             return
@@ -73,6 +77,7 @@ class LipSyncVideoGenerator(VideoGenerator):
         self.session.interrupt()
         self._cut_below = max([self._cut_below, *(i + 1 for i in self._pushed)])
         self._pushed.clear()
+        self._segment_ends.clear()
         self._open_utt = None
 
     async def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
@@ -92,9 +97,11 @@ class LipSyncVideoGenerator(VideoGenerator):
                 num_channels=channels,
                 samples_per_channel=len(f.audio),
             )
-            if f.end_of_speech and f.utterance >= self._cut_below:
+            if f.end_of_speech:
                 self._pushed.discard(f.utterance)
-                yield AudioSegmentEnd()
+                if f.utterance in self._segment_ends:
+                    self._segment_ends.discard(f.utterance)
+                    yield AudioSegmentEnd()
 
     async def aclose(self) -> None:
         """Close the session (iteration ends)."""
