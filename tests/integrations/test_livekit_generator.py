@@ -239,3 +239,102 @@ def test_avatar_runner_loop_over_queue_audio_output(
     assert sum(isinstance(f, AudioSegmentEnd) for f in out) == 1
     v = next(f for f in out if isinstance(f, rtc.VideoFrame))
     assert v.type == rtc.VideoBufferType.RGBA and len(v.data) == 512 * 512 * 4
+
+
+class _Published:
+    async def wait_for_subscription(self) -> None:
+        return None
+
+
+class _LocalParticipant:
+    def __init__(self) -> None:
+        self.tracks: list[object] = []
+
+    async def publish_track(self, track: object, options: object) -> _Published:
+        self.tracks.append(track)
+        return _Published()
+
+
+class _Room(rtc.EventEmitter):
+    """Stands in for a connected ``rtc.Room``: only publishing a track is faked, not the media path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local_participant = _LocalParticipant()
+
+    def isconnected(self) -> bool:
+        return True
+
+
+class _Counting(LipSyncVideoGenerator):
+    """The generator, with an event once ``n`` audio frames have gone to the runner."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.audio_frames = 0
+        self.reached: asyncio.Event | None = None
+        self.n = 0
+
+    async def __aiter__(self):  # noqa: ANN204
+        async for f in super().__aiter__():
+            if isinstance(f, rtc.AudioFrame):
+                self.audio_frames += 1
+                if self.reached is not None and self.audio_frames >= self.n:
+                    self.reached.set()
+            yield f
+
+
+def test_real_avatar_runner_reports_playback_and_interruption(
+    viseme,
+    astronaut_png: Path,
+    avatar_dir: Path,
+    speech_wavs: list[Path],  # noqa: ANN001
+) -> None:
+    """LiveKit's own AvatarRunner, AVSynchronizer, AudioSource and VideoSource, with a room that only
+    pretends to publish: the agent's QueueAudioOutput hears when playback finished, and where."""
+    from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner
+
+    a, sr = speech_int16(speech_wavs[2], 1.3)
+    b, _ = speech_int16(speech_wavs[3], 4.0)
+    s = lsk.stream(astronaut_png, model=viseme, fps=FPS, avatar_dir=avatar_dir, detector="opencv")
+    gen = _Counting(s)
+
+    async def scenario() -> tuple[list[object], int, _Room]:
+        room = _Room()
+        audio_out = QueueAudioOutput(sample_rate=sr)
+        finished: list[object] = []
+        done = asyncio.Event()
+        audio_out.on("playback_finished", lambda ev: (finished.append(ev), done.set()))
+        w, h = gen.video_size
+        opts = AvatarOptions(
+            video_width=w, video_height=h, video_fps=FPS, audio_sample_rate=sr, audio_channels=1
+        )
+        runner = AvatarRunner(room, audio_recv=audio_out, video_gen=gen, options=opts)
+        await runner.start()
+        for f in _frames(a, sr):
+            await audio_out.capture_frame(f)
+        audio_out.flush()
+        await asyncio.wait_for(done.wait(), 120)
+        done.clear()
+        gen.reached, gen.n = asyncio.Event(), gen.audio_frames + 10
+        for f in _frames(b, sr):
+            await audio_out.capture_frame(f)
+        await asyncio.wait_for(gen.reached.wait(), 120)
+        audio_out.clear_buffer()  # barge-in: the runner clears the generator and reports the position
+        await asyncio.wait_for(done.wait(), 120)
+        heard_b = gen.audio_frames - int(np.ceil(len(a) / SPF))
+        await gen.aclose()
+        await runner.aclose()
+        return finished, heard_b, room
+
+    finished, heard_b, room = asyncio.run(scenario())
+    assert len(room.local_participant.tracks) == 2  # audio and video tracks were published
+    assert finished[0].interrupted is False
+    assert finished[0].playback_position == pytest.approx(len(padded(a, sr)) / sr)
+    assert finished[1].interrupted is True
+    # the position the runner reports is the audio it pushed of the cut reply: whole frames of B (the
+    # last one yielded may reach the synchronizer after the runner reported)
+    frames_reported = finished[1].playback_position * sr / SPF
+    assert frames_reported == pytest.approx(round(frames_reported), abs=1e-6)
+    assert heard_b - 1 <= round(frames_reported) <= heard_b
+    assert 10 * SPF / sr - 1e-9 <= finished[1].playback_position < len(b) / sr
