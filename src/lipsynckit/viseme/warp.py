@@ -97,8 +97,18 @@ def _crop_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts: VisemeOptions) -> np.ndarray:
-    """Warp ``crop`` (RGB uint8) to an opening in [0, 1]; opening 0 returns an identical copy."""
+def render(
+    crop: np.ndarray,
+    m: MouthInCrop,
+    opening: float,
+    width: float,
+    opts: VisemeOptions,
+    palette: dict[str, list[float]] | None = None,
+) -> np.ndarray:
+    """Warp ``crop`` (RGB uint8) to an opening in [0, 1]; opening 0 returns an identical copy.
+
+    ``palette`` (``cavity``, ``tongue``, ``teeth`` RGB, from the face's own lips and lighting:
+    ``source_mouth.mouth_palette``) colours the interior; without it, fixed mid-tone colours."""
     opening = float(np.clip(opening, 0.0, 1.0))
     if opening <= 0.0:
         return crop.copy()
@@ -170,11 +180,16 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
     sigma = max(0.5, 0.003 * big_h)
     cav = cv2.GaussianBlur(cav, (0, 0), sigma)
     k = (cav * (1.0 - opts.cavity_shade))[..., None]
-    interior = _CAVITY_RGB + ton[..., None] * (_TONGUE_RGB - _CAVITY_RGB)
+    cavity_rgb, tongue_rgb, teeth_rgb = _CAVITY_RGB, _TONGUE_RGB, _TEETH_RGB
+    if palette is not None:
+        cavity_rgb, tongue_rgb, teeth_rgb = (
+            np.asarray(palette[k], np.float32) for k in ("cavity", "tongue", "teeth")
+        )
+    interior = cavity_rgb + ton[..., None] * (tongue_rgb - cavity_rgb)
     outf = out.astype(np.float32) * (1.0 - k) + k * interior
     if opts.teeth > 0.0:
         tee = cv2.GaussianBlur(tee, (0, 0), sigma)
-        outf += tee[..., None] * (_TEETH_RGB - outf)
+        outf += tee[..., None] * (teeth_rgb - outf)
     result = np.clip(np.rint(outf), 0, 255).astype(np.uint8)
     xs, ys = _crop_grid(h, w)
     still = (np.abs(map_x - xs) < 1e-3) & (np.abs(map_y - ys) < 1e-3) & (cav <= 0.0) & (tee <= 0.0)
