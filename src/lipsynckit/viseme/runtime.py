@@ -25,6 +25,7 @@ from lipsynckit.viseme.source_mouth import (
     fit_source_mouth,
     lips_source_mouth,
     mouth_palette,
+    upper_lip_extent,
 )
 from lipsynckit.viseme.warp import MouthInCrop, render, smoothstep
 
@@ -153,9 +154,11 @@ class VisemeModel(BaseLipSyncModel):
         if dense is not None:
             # the inner lip contour says how far the source is open (a moustache is not an opening)
             fit = lips_source_mouth(dense, geom.cx, geom.cy, geom.roll, geom.half_width)
-            if self.options.follow_source:
-                data["source_mouth"] = asdict(fit)
+            if not self.options.follow_source:
+                fit = replace(fit, half_gap=0.0)  # where the lips meet, but no closing
+            data["source_mouth"] = asdict(fit)
             data["lips"] = dense[48:68].tolist()
+            data["upper_lip"] = upper_lip_extent(dense, geom.cx, geom.cy, geom.roll, fit.band_centre)
         elif geom.source != "box" and self.options.follow_source:
             # landmarks: measure the source's own opening (closed before the new mouth is drawn)
             # (plain floats: the avatar cache stores prepared faces with torch.save / weights_only)
@@ -213,11 +216,14 @@ class VisemeModel(BaseLipSyncModel):
             crop = pf.crop
             fit = pf.data.get("source_mouth")
             src = SourceMouth(**fit) if fit is not None else SourceMouth()
-            if src.half_gap > 0.0 and opening > 0.0:
+            lips = pf.data.get("lips")
+            if lips is not None:  # 68 points: the warp leaves everything above the upper lip alone
+                mouth = replace(mouth, upper_lip=float(pf.data["upper_lip"]))
+            if opening > 0.0 and (src.half_gap > 0.0 or lips is not None):
                 # close the source's own mouth first (fully from a small opening on), then open it
+                # where the lips meet
                 ramp = min(1.0, opening / self.options.close_ramp)
-                lips = pf.data.get("lips")
-                if lips is not None:  # 68 points: paint the source's teeth/interior over first
+                if lips is not None and src.half_gap > 0.0:  # paint its teeth/interior over first
                     x1, y1 = pf.box[0], pf.box[1]
                     inner = np.asarray(lips, np.float32)[12:20] - np.array([x1, y1], np.float32)
                     crop = fill_inner_mouth(crop, inner, ramp)

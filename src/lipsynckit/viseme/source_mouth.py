@@ -75,13 +75,17 @@ def fit_source_mouth(frame: np.ndarray, cx: float, cy: float, half_width: float,
 
 
 def close_mouth(crop: np.ndarray, m: MouthInCrop, band_centre: float, half_gap: float) -> np.ndarray:
-    """Pull the lips of ``crop`` together across the band at ``band_centre`` (``m`` = corrected line)."""
+    """Pull the lips of ``crop`` together across the band at ``band_centre`` (``m`` = corrected line).
+    With a known upper lip (``m.upper_lip``) the pull reaches no further than the lips themselves
+    (at least twice the gap, so the map stays monotonic): a moustache above them stays."""
     if half_gap <= 0.0:
         return crop
     h, w = crop.shape[:2]
     a = max(m.half_width, 2.0)
     c, s = math.cos(m.roll), math.sin(m.roll)
-    reach = max(0.7 * a, 2.0 * half_gap)  # slope of the shift <= 0.75: the map stays monotonic
+    reach = max(
+        0.7 * a if m.upper_lip <= 0.0 else m.upper_lip, 2.0 * half_gap
+    )  # slope of the shift <= 0.75: the map stays monotonic
     # only the rectangle around the moving lips is computed (the rest of the crop stays as it is)
     ext_u, ext_v = 1.15 * a, reach + 1.0
     corners = [(su * ext_u, band_centre + sv * ext_v) for su in (-1, 1) for sv in (-1, 1)]
@@ -114,7 +118,8 @@ LIPS_CLOSED_SLACK = 0.06  # inner-lip gap (half-widths) still read as closed: th
 
 def lips_source_mouth(lm: np.ndarray, cx: float, cy: float, roll: float, half_width: float) -> SourceMouth:
     """The source's opening from the 68-point inner lip contour (no image measurement: a moustache,
-    a beard or a dark lip cannot pass for an opening). Centre pair weighted double."""
+    a beard or a dark lip cannot pass for an opening), and where the lips meet (``band_centre``,
+    also for a closed mouth: a smile's centre sits below its corners). Centre pair weighted double."""
     c, s = math.cos(roll), math.sin(roll)
     v = -(lm[:, 0] - cx) * s + (lm[:, 1] - cy) * c
     up, low = v[list(_INNER_UPPER)], v[list(_INNER_LOWER)]
@@ -122,9 +127,15 @@ def lips_source_mouth(lm: np.ndarray, cx: float, cy: float, roll: float, half_wi
     gap = float(np.dot(w, low - up) / w.sum())
     centre = float(np.dot(w, (low + up) / 2.0) / w.sum())
     half_gap = max(0.0, gap - LIPS_CLOSED_SLACK * max(half_width, 2.0)) / 2.0
-    if half_gap <= 0.0:
-        return SourceMouth()
-    return SourceMouth(centre, half_gap)
+    return SourceMouth(centre, half_gap)  # a closed mouth still says where the lips meet
+
+
+def upper_lip_extent(lm: np.ndarray, cx: float, cy: float, roll: float, band_centre: float) -> float:
+    """How far above the lips' meeting line (``band_centre`` from the corner line) the outer upper
+    lip (points 49-53, cupid's bow included) reaches, in pixels."""
+    c, s = math.cos(roll), math.sin(roll)
+    v = -(lm[49:54, 0] - cx) * s + (lm[49:54, 1] - cy) * c
+    return float(max(1.0, band_centre - v.min()))
 
 
 def lip_region_mask(lm: np.ndarray, hw: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> np.ndarray:

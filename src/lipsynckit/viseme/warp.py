@@ -31,6 +31,7 @@ class MouthInCrop:
     half_width: float
     roll: float
     face_height: float
+    upper_lip: float = 0.0  # lip line to the top of the upper lip (68-point contour); 0 = unknown
 
 
 def smoothstep(t: np.ndarray) -> np.ndarray:
@@ -68,6 +69,13 @@ class _Field:
         wy = smoothstep(np.minimum(y, self.h - 1 - y) / max(ef * self.h, 1.0))
         return wx * wy
 
+    def keep_above(self, v: np.ndarray) -> np.ndarray:
+        """0 above the upper lip's outer contour (when known): the moustache and nose stay as they are."""
+        top = self.m.upper_lip
+        if top <= 0.0:
+            return np.ones_like(v)
+        return smoothstep((v + top) / (0.5 * top))
+
     def transition(self, u: np.ndarray) -> np.ndarray:
         """Width of the step at the lip line: sharp between the lips, a soft stretch beyond the corners."""
         return self.eps + (1.0 - self.lens(u)) * 0.12 * self.m.face_height
@@ -86,7 +94,7 @@ class _Field:
         above_nose = smoothstep((v + 0.14 * big_h) / (0.14 * big_h))
         down = self.drop * jaw_x * step * below_chin
         up = self.lift * lens * (1.0 - sharp) * above_nose
-        return self.window(u, v) * (down - up)
+        return self.window(u, v) * self.keep_above(v) * (down - up)
 
 
 @lru_cache(maxsize=16)
@@ -143,7 +151,7 @@ def render(
         * uu
         * np.exp(-((uu / (1.5 * f.a)) ** 2) - (vv / (0.12 * big_h)) ** 2)
     )
-    us = uu - window * spread
+    us = uu - window * f.keep_above(vv) * spread
     stretch = np.gradient(vs, axis=0) / step
     lens = f.lens(uu)
     cavity = np.clip((0.55 - stretch) / 0.35, 0.0, 1.0) * smoothstep(lens / 0.15)
