@@ -91,6 +91,7 @@ class SyncResult:
     speech_spans: list[tuple[float, float]] = field(default_factory=list)  # voice-activity gate, seconds
     gated_frames: int = 0  # frames shown as the source: nobody speaks
     model_calls_skipped: int = 0  # frames with a face the model never saw (compute saved by the gate)
+    vad: str = ""  # the voice-activity detector the gate ran ("energy" or "silero"; "" with the gate off)
 
     @property
     def duration(self) -> float:
@@ -725,4 +726,5 @@ def _result(
         speech_spans=[] if gate is None else gate.spans,
         gated_frames=0 if gate is None else gate.gated_frames,
         model_calls_skipped=skipped,
+        vad="" if gate is None else gate.vad,
     )
