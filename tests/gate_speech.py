@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+
+from lipsynckit.types import AudioClip
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
@@ -88,3 +91,43 @@ def silent_frames(words: list[tuple[float, float]], fps: float, n: int, margin_s
     for s, e in words:
         quiet &= (t1 <= s - margin_s) | (t0 >= e + margin_s)
     return quiet
+
+
+def noise_file(name: str) -> Path:
+    import livekit.agents
+
+    return Path(livekit.agents.__file__).parent / "resources" / f"{name}.ogg"
+
+
+def load_noise(name: str, n: int, offset_s: float = 1.0) -> np.ndarray:
+    """``n`` samples of the recording at 16 kHz mono (looped if short), from ``offset_s`` on."""
+    x, sr = sf.read(noise_file(name), dtype="float32", always_2d=True)
+    clip = AudioClip(torch.from_numpy(np.ascontiguousarray(x.mean(axis=1))), sr).resample(16000)
+    y = clip.numpy()[int(offset_s * 16000) :]
+    reps = int(np.ceil(n / max(1, len(y))))
+    return np.tile(y, reps)[:n]
+
+
+def mix(speech: np.ndarray, words: list[tuple[float, float]], noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``speech + g * noise`` with ``g`` set so the words' power is ``snr_db`` over the noise's."""
+    inside = np.zeros(len(speech), bool)
+    for s, e in words:
+        inside[int(s * 16000) : int(e * 16000)] = True
+    p_speech = float(np.mean(speech[inside] ** 2))
+    p_noise = float(np.mean(noise**2)) + 1e-20
+    g = np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10.0)))
+    return (speech + g * noise).astype(np.float32)
+
+
+def pause_truth(words: list[tuple[float, float]], duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per 10 ms hop: in a word; in a pause >= 1 s, 0.1 s clear of the words around it."""
+    t = (np.arange(int(duration / 0.01)) + 0.5) * 0.01
+    in_word = np.zeros(t.size, bool)
+    for s, e in words:
+        in_word |= (t >= s) & (t < e)
+    edges = [0.0] + [x for w in sorted(words) for x in w] + [duration]
+    pause = np.zeros(t.size, bool)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if b - a >= 1.0:
+            pause |= (t >= a + 0.1) & (t < b - 0.1)
+    return in_word, pause

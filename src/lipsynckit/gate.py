@@ -17,7 +17,7 @@ import numpy as np
 
 from lipsynckit.options import SyncOptions
 from lipsynckit.types import AudioClip
-from lipsynckit.vad import Span, speech_spans
+from lipsynckit.vad import Span, resolve_vad, speech_spans
 
 
 @dataclass
@@ -27,7 +27,7 @@ class GatePlan:
     spans: list[Span]
     weights: np.ndarray  # (n_out,) float32 in [0, 1]
     skip: np.ndarray  # (n_out,) bool: no model call for this frame
-    vad: str
+    vad: str  # the detector that ran ("energy" or "silero"; "auto" resolved)
 
     @property
     def gated_frames(self) -> int:
@@ -76,7 +76,8 @@ def plan_gate(
     skipped only for chunks that are silent throughout, so a chunk never reaches the model cut short;
     its silent frames are still shown as the source.
     """
-    spans = speech_spans(clip, options.vad, hangover_s=options.gate_hangover_s)
+    vad = resolve_vad(options.vad)
+    spans = speech_spans(clip, vad, hangover_s=options.gate_hangover_s)  # type: ignore[arg-type]
     # speech running to the end of the audio holds through frames past it (some models add one)
     held = [(a, b if b < clip.duration - 1e-6 else max(b, n_frames / fps)) for a, b in spans]
     weights = frame_weights(held, fps, n_frames, options.gate_fade_frames)
@@ -87,4 +88,4 @@ def plan_gate(
         skip = np.repeat(whole, chunk_frames)[:n_frames]
     else:
         skip = silent
-    return GatePlan(spans=spans, weights=weights, skip=skip, vad=options.vad)
+    return GatePlan(spans=spans, weights=weights, skip=skip, vad=vad)

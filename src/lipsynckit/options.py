@@ -71,8 +71,10 @@ class SyncOptions(BaseModel):
         description="mouth at rest where nobody speaks: outside the speech spans the output keeps the source "
         "frame and the model is not called (False = every model's official behaviour)",
     )
-    vad: Literal["energy", "silero"] = Field(
-        "energy", description="voice-activity detector for the gate (silero: pip install lipsynckit[vad])"
+    vad: Literal["auto", "energy", "silero"] = Field(
+        "auto",
+        description="voice-activity detector for the gate: auto = silero when installed (it hears pauses in "
+        "noise: docs/benchmarks.md), else energy (silero: pip install lipsynckit[vad])",
     )
     gate_hangover_s: float = Field(
         0.1, ge=0, le=2.0, description="seconds a speech span is held after the sound"

@@ -94,6 +94,7 @@ class SyncResult:
     model_calls_skipped: int = 0  # frames with a face the model never saw (compute saved by the gate)
     face_track: FaceTrack | None = field(default=None, repr=False)  # the faces used, per source frame
     frame_index: list[int] = field(default_factory=list, repr=False)  # source frame of each output frame
+    vad: str = ""  # the voice-activity detector the gate ran ("energy" or "silero"; "" with the gate off)
 
     @property
     def duration(self) -> float:
@@ -816,4 +817,5 @@ def _result(
         model_calls_skipped=skipped,
         face_track=track,
         frame_index=[int(s) for s in index],
+        vad="" if gate is None else gate.vad,
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -67,6 +68,12 @@ class WeightFreeOptions(BaseModel):
         default=-20.0,
         le=0.0,
         description="frames this far below the 95th-percentile envelope count as silent",
+    )
+    silence_vad: Literal["auto", "energy", "silero", "envelope"] = Field(
+        default="auto",
+        description="where the silences are: the gate's voice-activity detector (auto = silero when "
+        "installed), so the metric looks at the pauses the gate finds in noise too; envelope = frames "
+        "silence_db under the loud speech (blind in noise: a noisy pause is never that quiet)",
     )
     min_silence_frames: int = Field(
         default=5, ge=1, description="shortest silent stretch used (0.2 s at 25 fps)"
@@ -224,12 +231,15 @@ def _patch(grey: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(cv2.resize(grey[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA))
 
 
-def mouth_openness(patches: np.ndarray) -> np.ndarray:
+def mouth_openness(patches: np.ndarray, rest: np.ndarray | None = None) -> np.ndarray:
     """How open the mouth is per frame, from the pixels alone: the patches' first principal component.
 
-    Over a clip most of the mouth patch's variance comes from the lips parting and closing; the sign
-    is fixed so that a darker patch (an open mouth shows the cavity) scores higher. Units are
-    arbitrary (only correlations use it); all zeros for a still mouth.
+    Over a clip most of the mouth patch's variance comes from the lips parting and closing. With
+    ``rest`` (the source's mouth patches, one or per frame) the sign is fixed so that the score rises
+    with the distance from the source mouth: an opening counts whether its interior is drawn darker
+    or brighter than the skin (bright teeth on a dim, bearded face). Without it, or where the patches
+    never leave the source, a darker patch (the cavity) scores higher. Units are arbitrary (only
+    correlations use it); all zeros for a still mouth.
     """
     p = np.asarray(patches, dtype=np.float64)
     n = len(p)
@@ -239,6 +249,12 @@ def mouth_openness(patches: np.ndarray) -> np.ndarray:
         return np.zeros(n)
     _, vecs = np.linalg.eigh(x.T @ x)  # covariance eigenvectors, ascending: bounded cost for long clips
     score = x @ vecs[:, -1]
+    if rest is not None:
+        r = np.asarray(rest, dtype=np.float64).reshape(-1, x.shape[1])
+        away = np.abs(p.reshape(n, -1) - r).mean(axis=1)
+        away = away - away.mean()
+        if np.any(away):
+            return np.asarray(score if float(np.dot(score, away)) >= 0 else -score)
     brightness = x.mean(axis=1)
     if float(np.dot(score, brightness)) > 0:
         score = -score
@@ -331,12 +347,19 @@ def _lagged_correlations(video: np.ndarray, audio: np.ndarray, max_lag: int) -> 
     return out
 
 
-def _silent_mask(env: np.ndarray, options: WeightFreeOptions) -> np.ndarray:
-    """Frames inside silent stretches long enough to matter, minus their edges."""
-    ref = float(np.percentile(env, 95)) if len(env) else 0.0
-    if ref <= 0:
-        return np.zeros(len(env), dtype=bool)
-    quiet = env < ref * 10 ** (options.silence_db / 20.0)
+def _vad_frames(audio: AudioClip, fps: float, n: int, vad: str) -> np.ndarray:
+    """Per frame: does its interval meet a speech span of the voice-activity detector (the gate's)."""
+    from lipsynckit.vad import speech_spans
+
+    speech = np.zeros(n, dtype=bool)
+    for a, b in speech_spans(audio, vad, hangover_s=0.0):  # type: ignore[arg-type]
+        speech[max(0, int(np.floor(a * fps))) : min(n, int(np.ceil(b * fps)))] = True
+    return speech
+
+
+def _silent_mask(quiet: np.ndarray, options: WeightFreeOptions) -> np.ndarray:
+    """Frames inside silent stretches (``quiet``) long enough to matter, minus their edges."""
+    quiet = np.asarray(quiet, dtype=bool)
     mask = np.zeros_like(quiet)
     i = 0
     while i < len(quiet):
@@ -524,9 +547,13 @@ def weightfree_metrics(
     motion[0] = motion[1]
     env = speech_envelope(audio, fps, n)
     band = speech_band_envelope(audio, fps, n, o.speech_band_hz, o.envelope_floor_db)
-    agree = audio_mouth_agreement(mouth_openness(pg), band, o.max_lag_frames)
-    silent = _silent_mask(env, o)
-    speech = env >= (float(np.percentile(env, 95)) * 10 ** (o.silence_db / 20.0))
+    agree = audio_mouth_agreement(mouth_openness(pg, ps), band, o.max_lag_frames)
+    if o.silence_vad == "envelope":
+        quiet = env < float(np.percentile(env, 95)) * 10 ** (o.silence_db / 20.0)
+    else:
+        quiet = ~_vad_frames(audio, fps, n, o.silence_vad)
+    silent = _silent_mask(quiet, o)
+    speech = ~quiet
     silence_ratio = None
     if silent.any() and speech.any():
         silence_ratio = _ratio(float(motion[silent].mean()), float(motion[speech].mean()))

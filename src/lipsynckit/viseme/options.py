@@ -141,3 +141,8 @@ class VisemeOptions(BaseModel):
         le=1.0,
         description="the source mouth is closed fully from this opening on (less below: no pop at onsets)",
     )
+    dense_landmarks: bool = Field(
+        default=True,
+        description="with the [landmarks] extra: the 68-point lip contour (dlib, non-commercial model) "
+        "places the opening between the real lips and measures the source's own opening",
+    )

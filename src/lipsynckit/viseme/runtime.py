@@ -11,13 +11,22 @@ import numpy as np
 import torch
 
 from lipsynckit.errors import AudioError, LipSyncError, VideoError
+from lipsynckit.faces.dense_landmarks import dense_landmarks_available, with_dense_landmarks
 from lipsynckit.model import ModelInfo
 from lipsynckit.model_base import BaseLipSyncModel
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
 from lipsynckit.viseme.audio import frame_features
 from lipsynckit.viseme.geometry import mouth_geometry, region_box
 from lipsynckit.viseme.options import VisemeOptions
-from lipsynckit.viseme.source_mouth import SourceMouth, close_mouth, fit_source_mouth
+from lipsynckit.viseme.source_mouth import (
+    SourceMouth,
+    close_mouth,
+    fill_inner_mouth,
+    fit_source_mouth,
+    lips_source_mouth,
+    mouth_palette,
+    upper_lip_extent,
+)
 from lipsynckit.viseme.warp import MouthInCrop, render, smoothstep
 
 log = logging.getLogger(__name__)
@@ -128,23 +137,59 @@ class VisemeModel(BaseLipSyncModel):
                 stage="model",
                 remedy="decode frames with lipsynckit.media.VideoSource",
             )
+        face = self._densify(frame, face)
         geom = mouth_geometry(face, self.options)
         box = region_box(geom, frame.shape[:2], self.options)
         x1, y1, x2, y2 = box
         crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
+        dense = face.landmarks if geom.source == "landmarks68" else None
         data = {
             "mouth_centre": (geom.cx - x1, geom.cy - y1),
             "mouth_width": 2.0 * geom.half_width,
             "face_height": geom.face_height,
             "roll": geom.roll,
             "geometry": geom.source,
+            "palette": mouth_palette(crop, dense, (x1, y1)),
         }
-        if geom.source != "box" and self.options.follow_source:
+        if dense is not None:
+            # the inner lip contour says how far the source is open (a moustache is not an opening)
+            fit = lips_source_mouth(dense, geom.cx, geom.cy, geom.roll, geom.half_width)
+            if not self.options.follow_source:
+                fit = replace(fit, half_gap=0.0)  # where the lips meet, but no closing
+            data["source_mouth"] = asdict(fit)
+            data["lips"] = dense[48:68].tolist()
+            data["upper_lip"] = upper_lip_extent(dense, geom.cx, geom.cy, geom.roll, fit.band_centre)
+        elif geom.source != "box" and self.options.follow_source:
             # landmarks: measure the source's own opening (closed before the new mouth is drawn)
             # (plain floats: the avatar cache stores prepared faces with torch.save / weights_only)
             fit = fit_source_mouth(frame, geom.cx, geom.cy, geom.half_width, geom.roll)
             data["source_mouth"] = asdict(fit)
         return PreparedFace(box=box, crop=crop.copy(), data=data)
+
+    def _densify(self, frame: np.ndarray, face: Face) -> Face:
+        """The face with 68-point landmarks when the predictor is installed and agrees with the
+        detector's 5-point mouth corners (within a third of the mouth width); otherwise as it came.
+        A box-only face (Haar, a --face-boxes file without points) keeps the box geometry: such a box
+        may be a nose or a neck, and nothing would check the predictor's answer."""
+        lm5 = face.landmarks
+        if (
+            not self.options.dense_landmarks
+            or lm5 is None
+            or lm5.shape[0] != 5
+            or not np.isfinite(lm5).all()
+            or not dense_landmarks_available()
+        ):
+            return face
+        dense = with_dense_landmarks(frame, face)
+        width = float(np.linalg.norm(lm5[4] - lm5[3]))
+        err = max(
+            float(np.linalg.norm(dense.landmarks[48] - lm5[3])),
+            float(np.linalg.norm(dense.landmarks[54] - lm5[4])),
+        )
+        if err > max(2.0, width / 3.0):
+            log.debug("viseme: 68-point mouth corners %.1f px from the detector's: kept the detector's", err)
+            return face
+        return dense
 
     def generate(self, batch: ModelBatch) -> list[np.ndarray]:
         """Warp each crop to its frame's opening; opening 0 returns the crop unchanged."""
@@ -171,16 +216,24 @@ class VisemeModel(BaseLipSyncModel):
             crop = pf.crop
             fit = pf.data.get("source_mouth")
             src = SourceMouth(**fit) if fit is not None else SourceMouth()
-            if src.half_gap > 0.0 and opening > 0.0:
+            lips = pf.data.get("lips")
+            if lips is not None:  # 68 points: the warp leaves everything above the upper lip alone
+                mouth = replace(mouth, upper_lip=float(pf.data["upper_lip"]))
+            if opening > 0.0 and (src.half_gap > 0.0 or lips is not None):
                 # close the source's own mouth first (fully from a small opening on), then open it
+                # where the lips meet
                 ramp = min(1.0, opening / self.options.close_ramp)
+                if lips is not None and src.half_gap > 0.0:  # paint its teeth/interior over first
+                    x1, y1 = pf.box[0], pf.box[1]
+                    inner = np.asarray(lips, np.float32)[12:20] - np.array([x1, y1], np.float32)
+                    crop = fill_inner_mouth(crop, inner, ramp)
                 crop = close_mouth(crop, mouth, src.band_centre, ramp * src.half_gap)
                 mouth = replace(
                     mouth,
                     cx=mouth.cx - src.band_centre * math.sin(mouth.roll),
                     cy=mouth.cy + src.band_centre * math.cos(mouth.roll),
                 )
-            out.append(render(crop, mouth, opening, width, self.options))
+            out.append(render(crop, mouth, opening, width, self.options, pf.data.get("palette")))
         return out
 
     def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:

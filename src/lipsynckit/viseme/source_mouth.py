@@ -75,13 +75,17 @@ def fit_source_mouth(frame: np.ndarray, cx: float, cy: float, half_width: float,
 
 
 def close_mouth(crop: np.ndarray, m: MouthInCrop, band_centre: float, half_gap: float) -> np.ndarray:
-    """Pull the lips of ``crop`` together across the band at ``band_centre`` (``m`` = corrected line)."""
+    """Pull the lips of ``crop`` together across the band at ``band_centre`` (``m`` = corrected line).
+    With a known upper lip (``m.upper_lip``) the pull reaches no further than the lips themselves
+    (at least twice the gap, so the map stays monotonic): a moustache above them stays."""
     if half_gap <= 0.0:
         return crop
     h, w = crop.shape[:2]
     a = max(m.half_width, 2.0)
     c, s = math.cos(m.roll), math.sin(m.roll)
-    reach = max(0.7 * a, 2.0 * half_gap)  # slope of the shift <= 0.75: the map stays monotonic
+    reach = max(
+        0.7 * a if m.upper_lip <= 0.0 else m.upper_lip, 2.0 * half_gap
+    )  # slope of the shift <= 0.75: the map stays monotonic
     # only the rectangle around the moving lips is computed (the rest of the crop stays as it is)
     ext_u, ext_v = 1.15 * a, reach + 1.0
     corners = [(su * ext_u, band_centre + sv * ext_v) for su in (-1, 1) for sv in (-1, 1)]
@@ -103,4 +107,86 @@ def close_mouth(crop: np.ndarray, m: MouthInCrop, band_centre: float, half_gap: 
     patch[still] = crop[y0:y1, x0:x1][still]
     out = crop.copy()
     out[y0:y1, x0:x1] = patch
+    return out
+
+
+# iBUG 300-W inner lip: upper 61-63 over lower 67-65 (60 and 64 are the inner corners)
+_INNER_UPPER = (61, 62, 63)
+_INNER_LOWER = (67, 66, 65)
+LIPS_CLOSED_SLACK = 0.06  # inner-lip gap (half-widths) still read as closed: the predictor's own jitter
+
+
+def lips_source_mouth(lm: np.ndarray, cx: float, cy: float, roll: float, half_width: float) -> SourceMouth:
+    """The source's opening from the 68-point inner lip contour (no image measurement: a moustache,
+    a beard or a dark lip cannot pass for an opening), and where the lips meet (``band_centre``,
+    also for a closed mouth: a smile's centre sits below its corners). Centre pair weighted double."""
+    c, s = math.cos(roll), math.sin(roll)
+    v = -(lm[:, 0] - cx) * s + (lm[:, 1] - cy) * c
+    up, low = v[list(_INNER_UPPER)], v[list(_INNER_LOWER)]
+    w = np.array([1.0, 2.0, 1.0])
+    gap = float(np.dot(w, low - up) / w.sum())
+    centre = float(np.dot(w, (low + up) / 2.0) / w.sum())
+    half_gap = max(0.0, gap - LIPS_CLOSED_SLACK * max(half_width, 2.0)) / 2.0
+    return SourceMouth(centre, half_gap)  # a closed mouth still says where the lips meet
+
+
+def upper_lip_extent(lm: np.ndarray, cx: float, cy: float, roll: float, band_centre: float) -> float:
+    """How far above the lips' meeting line (``band_centre`` from the corner line) the outer upper
+    lip (points 49-53, cupid's bow included) reaches, in pixels."""
+    c, s = math.cos(roll), math.sin(roll)
+    v = -(lm[49:54, 0] - cx) * s + (lm[49:54, 1] - cy) * c
+    return float(max(1.0, band_centre - v.min()))
+
+
+def lip_region_mask(lm: np.ndarray, hw: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """``(h, w)`` bool: inside the outer lip contour (points 48-59), shifted by ``-offset`` (x, y)."""
+    mask = np.zeros(hw, np.uint8)
+    pts = np.rint(lm[48:60] - np.asarray(offset, np.float32)).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 1)
+    return mask.astype(bool)
+
+
+def mouth_palette(crop: np.ndarray, lm: np.ndarray | None, offset: tuple[int, int]) -> dict[str, list[float]]:
+    """Interior colours from the face's own: cavity and tongue from the lips' colour (darkened), the
+    teeth a warm white scaled to the face's lighting, so a dim photo gets dim teeth, not a grey bar."""
+    pix = crop.reshape(-1, 3).astype(np.float32)
+    luma = pix @ np.array([0.299, 0.587, 0.114], np.float32)
+    light = float(np.percentile(luma, 75))
+    lip = None
+    if lm is not None and lm.shape[0] == 68:
+        mask = lip_region_mask(lm, crop.shape[:2], offset)
+        inner = np.zeros(crop.shape[:2], np.uint8)
+        cv2.fillPoly(inner, [np.rint(lm[60:68] - np.asarray(offset, np.float32)).astype(np.int32)], 1)
+        ring = mask & ~inner.astype(bool)
+        if ring.sum() >= 8:
+            lip = np.median(crop[ring].astype(np.float32), axis=0)
+    if lip is None:
+        lip = np.median(pix, axis=0) * np.array([1.0, 0.8, 0.8], np.float32)
+    teeth = np.array([222.0, 214.0, 200.0], np.float32) * float(np.clip(light / 190.0, 0.35, 1.0))
+    return {
+        "cavity": (lip * 0.28).tolist(),
+        "tongue": (lip * 0.7).tolist(),
+        "teeth": teeth.tolist(),
+    }
+
+
+def fill_inner_mouth(crop: np.ndarray, inner: np.ndarray, amount: float) -> np.ndarray:
+    """The source's own opening (teeth, dark interior: inside the inner lip contour ``inner``, crop
+    pixels) painted over from the surrounding lips, blended in by ``amount`` in [0, 1]: the new
+    mouth is then drawn on closed lips, so the source's teeth never show beside or above it."""
+    if amount <= 0.0:
+        return crop
+    h, w = crop.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.rint(inner).astype(np.int32)], 255)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    if not mask.any():
+        return crop
+    filled = cv2.inpaint(crop, mask, 3, cv2.INPAINT_TELEA)
+    if amount >= 1.0:
+        return filled
+    sel = mask > 0
+    out = crop.copy()
+    mixed = crop[sel].astype(np.float32) + amount * (filled[sel].astype(np.float32) - crop[sel])
+    out[sel] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return out

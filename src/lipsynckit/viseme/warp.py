@@ -31,6 +31,7 @@ class MouthInCrop:
     half_width: float
     roll: float
     face_height: float
+    upper_lip: float = 0.0  # lip line to the top of the upper lip (68-point contour); 0 = unknown
 
 
 def smoothstep(t: np.ndarray) -> np.ndarray:
@@ -68,6 +69,13 @@ class _Field:
         wy = smoothstep(np.minimum(y, self.h - 1 - y) / max(ef * self.h, 1.0))
         return wx * wy
 
+    def keep_above(self, v: np.ndarray) -> np.ndarray:
+        """0 above the upper lip's outer contour (when known): the moustache and nose stay as they are."""
+        top = self.m.upper_lip
+        if top <= 0.0:
+            return np.ones_like(v)
+        return smoothstep((v + top) / (0.5 * top))
+
     def transition(self, u: np.ndarray) -> np.ndarray:
         """Width of the step at the lip line: sharp between the lips, a soft stretch beyond the corners."""
         return self.eps + (1.0 - self.lens(u)) * 0.12 * self.m.face_height
@@ -86,7 +94,7 @@ class _Field:
         above_nose = smoothstep((v + 0.14 * big_h) / (0.14 * big_h))
         down = self.drop * jaw_x * step * below_chin
         up = self.lift * lens * (1.0 - sharp) * above_nose
-        return self.window(u, v) * (down - up)
+        return self.window(u, v) * self.keep_above(v) * (down - up)
 
 
 @lru_cache(maxsize=16)
@@ -97,8 +105,18 @@ def _crop_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts: VisemeOptions) -> np.ndarray:
-    """Warp ``crop`` (RGB uint8) to an opening in [0, 1]; opening 0 returns an identical copy."""
+def render(
+    crop: np.ndarray,
+    m: MouthInCrop,
+    opening: float,
+    width: float,
+    opts: VisemeOptions,
+    palette: dict[str, list[float]] | None = None,
+) -> np.ndarray:
+    """Warp ``crop`` (RGB uint8) to an opening in [0, 1]; opening 0 returns an identical copy.
+
+    ``palette`` (``cavity``, ``tongue``, ``teeth`` RGB, from the face's own lips and lighting:
+    ``source_mouth.mouth_palette``) colours the interior; without it, fixed mid-tone colours."""
     opening = float(np.clip(opening, 0.0, 1.0))
     if opening <= 0.0:
         return crop.copy()
@@ -133,7 +151,7 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
         * uu
         * np.exp(-((uu / (1.5 * f.a)) ** 2) - (vv / (0.12 * big_h)) ** 2)
     )
-    us = uu - window * spread
+    us = uu - window * f.keep_above(vv) * spread
     stretch = np.gradient(vs, axis=0) / step
     lens = f.lens(uu)
     cavity = np.clip((0.55 - stretch) / 0.35, 0.0, 1.0) * smoothstep(lens / 0.15)
@@ -170,11 +188,16 @@ def render(crop: np.ndarray, m: MouthInCrop, opening: float, width: float, opts:
     sigma = max(0.5, 0.003 * big_h)
     cav = cv2.GaussianBlur(cav, (0, 0), sigma)
     k = (cav * (1.0 - opts.cavity_shade))[..., None]
-    interior = _CAVITY_RGB + ton[..., None] * (_TONGUE_RGB - _CAVITY_RGB)
+    cavity_rgb, tongue_rgb, teeth_rgb = _CAVITY_RGB, _TONGUE_RGB, _TEETH_RGB
+    if palette is not None:
+        cavity_rgb, tongue_rgb, teeth_rgb = (
+            np.asarray(palette[k], np.float32) for k in ("cavity", "tongue", "teeth")
+        )
+    interior = cavity_rgb + ton[..., None] * (tongue_rgb - cavity_rgb)
     outf = out.astype(np.float32) * (1.0 - k) + k * interior
     if opts.teeth > 0.0:
         tee = cv2.GaussianBlur(tee, (0, 0), sigma)
-        outf += tee[..., None] * (_TEETH_RGB - outf)
+        outf += tee[..., None] * (teeth_rgb - outf)
     result = np.clip(np.rint(outf), 0, 255).astype(np.uint8)
     xs, ys = _crop_grid(h, w)
     still = (np.abs(map_x - xs) < 1e-3) & (np.abs(map_y - ys) < 1e-3) & (cav <= 0.0) & (tee <= 0.0)
