@@ -18,14 +18,13 @@ from pathlib import Path
 import torch
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit_wav2lip.network import Wav2LipNet
+from lipsynckit_wav2lip.network import INPUT_NAMES, Wav2LipNet
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
 # bump when the export (or the quantisation recipe) changes: older cached files are then ignored
 EXPORT_VERSION = "1"
-INPUT_NAMES = ("audio", "face")
 OUTPUT_NAME = "out"
 META_SHA = "lipsynckit.source_sha256"
 META_VERSION = "lipsynckit.export_version"

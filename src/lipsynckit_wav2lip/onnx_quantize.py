@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lipsynckit_wav2lip.onnx_export import INPUT_NAMES
+from lipsynckit_wav2lip.network import INPUT_NAMES
 
 log = logging.getLogger(__name__)
 

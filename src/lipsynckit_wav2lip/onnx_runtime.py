@@ -7,7 +7,7 @@ use the runtime with no second code path. Precision: ``float32`` (the export) or
 quantisation, opt-in). Providers: the CPU one on ``cpu``; CUDA (and TensorRT with ``tensorrt=True``)
 on ``cuda``, each only when the installed ONNX Runtime has it (``onnxruntime-gpu``).
 
-Threads: one ONNX Runtime session per loaded model with ``intra_op_num_threads`` = the ``threads``
+Threads: one ONNX Runtime session per loaded model with ``intra_op_num_threads`` = the ``onnx_threads``
 option, else ``torch.get_num_threads()`` (which follows ``OMP_NUM_THREADS``), and one inter-op thread,
 so a process uses the same cores whichever runtime it picks.
 """
@@ -22,8 +22,8 @@ import torch
 
 from lipsynckit.errors import LipSyncError, ModelUnavailableError
 from lipsynckit.model import ModelInfo
-from lipsynckit_wav2lip.network import Wav2LipNet
-from lipsynckit_wav2lip.onnx_export import INPUT_NAMES, ensure_onnx
+from lipsynckit_wav2lip.network import INPUT_NAMES, Wav2LipNet
+from lipsynckit_wav2lip.onnx_export import ensure_onnx
 from lipsynckit_wav2lip.options import Wav2LipOptions
 from lipsynckit_wav2lip.runtime import Wav2LipModel
 
@@ -142,7 +142,7 @@ class Wav2LipOnnxModel(Wav2LipModel):
             assert self.weights_path is not None
             path = ensure_onnx(self.net, self.weights_path, self.precision, self.info.name)
             providers = providers_for(self.device, self.options.tensorrt)
-            self._generator = OnnxGenerator(path, providers, self.options.threads)
+            self._generator = OnnxGenerator(path, providers, self.options.onnx_threads)
             log.info(
                 "wav2lip: ONNX Runtime %s on %s with %d threads (%s)",
                 self.precision,

@@ -48,7 +48,7 @@ class Wav2LipOptions(BaseModel):
         description="generator runtime: torch, or onnx (ONNX Runtime on an export made once per "
         "checkpoint; the one that runs int8)",
     )
-    threads: int | None = Field(
+    onnx_threads: int | None = Field(
         default=None, ge=1, description="runtime=onnx: intra-op threads (default: torch's per-process count)"
     )
     tensorrt: bool = Field(

@@ -77,7 +77,7 @@ def test_fp32_pipeline_golden_through_the_protocol(onnx_fp32: Wav2LipModel) -> N
 def test_changed_or_damaged_checkpoint_exports_again(ckpt: Path, tmp_path: Path) -> None:
     mine = tmp_path / "wav2lip.pth"
     shutil.copy(ckpt, mine)
-    first = load_model(plugin, weights=mine, options={"runtime": "onnx", "threads": 1})
+    first = load_model(plugin, weights=mine, options={"runtime": "onnx", "onnx_threads": 1})
     assert isinstance(first, Wav2LipOnnxModel) and first.generator.threads == 1
     old = first.generator.path
     old.write_bytes(old.read_bytes()[:1000])  # a damaged cache file is made again, not loaded
