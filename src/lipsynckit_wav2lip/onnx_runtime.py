@@ -9,7 +9,7 @@ on ``cuda``, each only when the installed ONNX Runtime has it (``onnxruntime-gpu
 
 Threads: one ONNX Runtime session per loaded model with ``intra_op_num_threads`` = the ``onnx_threads``
 option, else ``torch.get_num_threads()`` (which follows ``OMP_NUM_THREADS``), and one inter-op thread,
-so a process uses the same cores whichever runtime it picks.
+so a process uses the same cores whichever runtime it picks; idle threads sleep rather than spin.
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ class OnnxGenerator:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle pool threads sleep instead of spinning: on shared cores the spin took CPU the crops,
+        # paste and encoder need (measured 1.4-2x faster generator calls on a loaded 2-core machine)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.threads = so.intra_op_num_threads
         self.session = ort.InferenceSession(str(path), so, providers=providers)
