@@ -37,9 +37,12 @@ def official_checkpoint(reference_dir: Path, tmp_path_factory: pytest.TempPathFa
     return path
 
 
+@pytest.mark.parametrize("runtime", [[], ["-O", "runtime=onnx"]], ids=["torch", "onnx"])
 def test_cli_reproduces_golden_pipeline(
-    golden: dict[str, np.ndarray], official_checkpoint: Path, tmp_path: Path
+    golden: dict[str, np.ndarray], official_checkpoint: Path, tmp_path: Path, runtime: list[str]
 ) -> None:
+    """Both runtimes: the ONNX one exports the checkpoint on first use and must stay within the same
+    tolerance as the torch one."""
     frames_bgr = golden["frames_in"]
     h, w = frames_bgr.shape[1:3]
     video = tmp_path / "in.mkv"
@@ -75,6 +78,7 @@ def test_cli_reproduces_golden_pipeline(
             "--device",
             "cpu",
             "--no-gate",  # the official pipeline has no voice-activity gate
+            *runtime,
         ]
     )
     assert rc == 0

@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# forward()'s arguments by name, as the ONNX export names its inputs (onnx_export, onnx_quantize)
+INPUT_NAMES = ("audio", "face")
+
 
 class ConvUnit(nn.Module):
     """Conv (with bias) → BatchNorm → optional residual add of the input → ReLU.

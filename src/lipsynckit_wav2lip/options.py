@@ -41,6 +41,19 @@ class Wav2LipOptions(BaseModel):
     compile: bool = Field(
         default=False, description="torch.compile the generator (first batch is slow; GPU speed)"
     )
+    # ONNX runtime (lipsynckit_wav2lip.onnx_runtime): "torch" stays the default because only it is the
+    # golden-exact official forward; "onnx" matches it within the goldens' tolerance (docs/benchmarks.md)
+    runtime: Literal["torch", "onnx"] = Field(
+        default="torch",
+        description="generator runtime: torch, or onnx (ONNX Runtime on an export made once per "
+        "checkpoint; the one that runs int8)",
+    )
+    onnx_threads: int | None = Field(
+        default=None, ge=1, description="runtime=onnx: intra-op threads (default: torch's per-process count)"
+    )
+    tensorrt: bool = Field(
+        default=False, description="runtime=onnx on cuda: put ONNX Runtime's TensorRT provider first"
+    )
 
     @field_validator("pads", mode="before")
     @classmethod

@@ -183,12 +183,16 @@ class Wav2LipPlugin(ModelPlugin):
         options: dict[str, Any] | BaseModel | None,
         download: bool,
     ) -> LipSyncModel:
+        from lipsynckit_wav2lip.onnx_runtime import load_onnx_model, onnx_precision
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
         opts = parse_model_options(options, Wav2LipOptions, self.info.name)
+        onnx = onnx_precision(opts.runtime, dtype)  # a bad runtime/dtype pair fails before loading
         path = self.find_generator(weights, download=download)
         log.info("loading %s generator from %s", self.info.display_name, path)
         net = load_generator(path)
+        if onnx is not None:
+            return load_onnx_model(self.info, net, opts, device, path, dtype)
         model = Wav2LipModel(self.info, net, opts, device=device, weights_path=path)
         if dtype is not None:
             model.to(device, dtype)
