@@ -17,8 +17,10 @@ SOURCE_ROOTS = [ROOT / "src", *sorted((ROOT / "plugins").glob("*/src"))]
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for root, path in ((root, path) for root in SOURCE_ROOTS for path in root.rglob("*.py")):
-        parts = list(path.relative_to(root).with_suffix("").parts)
+    for path, parts in (
+        (p, p.relative_to(r).with_suffix("").parts) for r in SOURCE_ROOTS for p in r.rglob("*.py")
+    ):
+        parts = list(parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path

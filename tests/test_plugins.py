@@ -66,8 +66,13 @@ def external_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def _with_site(site: Path) -> dict[str, str]:
+    """The environment with ``site`` first on the path (ahead of any source folders already on it)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+
 def _run_cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    env = _with_site(site)
     return subprocess.run(
         [sys.executable, "-m", "lipsynckit.cli", *args],
         env=env,
@@ -158,7 +163,7 @@ def test_a_bad_model_option_is_one_line_naming_it_before_any_weights_are_read(na
 
 def test_external_plugin_passes_the_public_contract_suite(external_plugin_path: Path, tmp_path: Path) -> None:
     """A third party's own test module inherits lipsynckit.testing.contract.ModelContract and passes."""
-    env = {**os.environ, "PYTHONPATH": str(external_plugin_path)}
+    env = _with_site(external_plugin_path)
     tests = REPO / "tests" / "external_plugin" / "tests"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tests), str(tests)],

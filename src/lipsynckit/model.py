@@ -35,6 +35,7 @@ __all__ = [
     "ModelStatus",
     "WeightFile",
     "WeightSource",
+    "dtype_name",
     "parse_model_options",
 ]
 
@@ -157,7 +158,8 @@ class ModelList(list[ModelStatus]):
 class ModelPlugin(ABC):
     """Base class for the object a ``lipsynckit.models`` entry point names.
 
-    Subclasses set :attr:`info` and implement :meth:`_load`. Heavy imports belong in ``_load``.
+    Subclasses set :attr:`info` (and :attr:`options_model`) and implement :meth:`build`; :meth:`load` is
+    the same for every plugin. Heavy imports belong in ``build``.
     """
 
     info: ModelInfo
@@ -199,6 +201,23 @@ class ModelPlugin(ABC):
                 return False, f"weights not found ({str(exc).splitlines()[0]})"
         return True, ""
 
+    def parse_options(self, options: dict[str, Any] | BaseModel | None) -> BaseModel | None:
+        """The run's options as :attr:`options_model` (one :class:`LipSyncError` line for a bad one);
+        ``None`` for a plugin without options. :meth:`option_defaults` fills fields the caller left out."""
+        if self.options_model is None:
+            if options:
+                raise LipSyncError(
+                    f"model {self.info.name!r} takes no options (got {options!r})",
+                    stage="options",
+                    remedy="leave the model options out",
+                )
+            return None
+        return parse_model_options(options, self.options_model, self.info.name, **self.option_defaults())
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Option values this plugin object implies (a variant's version, say); none by default."""
+        return {}
+
     def load(
         self,
         weights: str | Path | None = None,
@@ -207,8 +226,12 @@ class ModelPlugin(ABC):
         options: dict[str, Any] | BaseModel | None = None,
         download: bool = False,
     ) -> LipSyncModel:
+        """The one load path: check the modules, parse the options (a bad one fails before any file is
+        read), resolve the weights through :func:`lipsynckit.weights.resolve_all`, announce their
+        licence, then :meth:`build` the runtime from the resolved files. A ``dtype`` the model does not
+        list in ``info.dtypes`` is dropped with one line saying so."""
         from lipsynckit.errors import ModelUnavailableError
-        from lipsynckit.weights import announce_licences
+        from lipsynckit.weights import announce_licences, resolve_all
 
         missing = self.missing_modules()
         if missing:
@@ -218,24 +241,39 @@ class ModelPlugin(ABC):
                 stage="model",
                 remedy=hint,
             )
+        opts = self.parse_options(options)
+        if not self.info.weights and weights is not None:
+            log.info("%s needs no weights; ignoring %s", self.info.name, weights)
+        files = resolve_all(self.info, weights, download=download) if self.info.weights else {}
+        asked = dtype_name(dtype)
+        if asked is not None and asked not in self.info.dtypes:
+            log.warning(
+                "%s runs in %s only: dtype %s is ignored", self.info.name, "/".join(self.info.dtypes), asked
+            )
+            dtype = None
+        announce_licences(self.info)
         import torch
 
-        model = self._load(
-            weights=weights, device=torch.device(device), dtype=dtype, options=options, download=download
-        )
-        announce_licences(self.info)
-        return model
+        return self.build(files, opts, torch.device(device), dtype)
 
     @abstractmethod
-    def _load(
+    def build(
         self,
-        weights: str | Path | None,
+        files: dict[str, Path],
+        options: Any,
         device: torch.device,
         dtype: torch.dtype | None,
-        options: dict[str, Any] | BaseModel | None,
-        download: bool,
     ) -> LipSyncModel:
-        """Build the runtime model: resolve and verify weights, load them strictly, move to device."""
+        """The runtime from the resolved weight files (keyed by ``WeightFile.key``) and the parsed options
+        (an instance of :attr:`options_model`, or None): load the state dicts (the plugin's remap), move
+        to ``device`` and ``dtype`` (already checked against ``info.dtypes``). Heavy imports belong here."""
+
+
+def dtype_name(dtype: Any) -> str | None:
+    """``torch.float16`` (or ``"float16"``) → ``"float16"``: the spelling ``ModelInfo.dtypes`` uses."""
+    if dtype is None:
+        return None
+    return str(dtype).removeprefix("torch.")
 
 
 def __getattr__(name: str) -> object:  # PEP 562: the torch-based runtime bases, imported on first use

@@ -64,6 +64,8 @@ class ModelInfo(BaseModel):
     extra: str | None = None  # pip extra that installs its dependencies
     requires: list[str] = Field(default_factory=list)  # importable modules it needs
     default_detector: str = "auto"
+    # the dtypes ``load(dtype=...)`` / ``--dtype`` it honours; any other is ignored with one line saying so
+    dtypes: tuple[str, ...] = ("float32",)
     needs_weights: bool = True
     # data for `--model auto`: higher quality wins among the models the hardware can run
     quality: float = 0.0  # relative lip-sync/visual quality the plugin claims (0 = weight-free fallback)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import BaseModel
 
 from lipsynckit.errors import WeightsError
 
@@ -107,16 +106,11 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None) -> Any:
     return load_sd_vae(path, dict(config or VAE_CONFIG))
 
 
-def parse_options(
-    options: dict[str, Any] | BaseModel | None, model: str, dtype: torch.dtype | None
-) -> LatentSyncOptions:
-    """The run's options (before any weights are read); an explicit ``dtype`` sets ``fp16``."""
-    from lipsynckit.model import parse_model_options
-
-    opts = parse_model_options(options, LatentSyncOptions, model)
-    if dtype is not None:
-        opts = opts.model_copy(update={"fp16": dtype == torch.float16})
-    return opts
+def with_dtype(opts: LatentSyncOptions, dtype: torch.dtype | None) -> LatentSyncOptions:
+    """An explicit ``dtype`` (``load(dtype=...)``, ``--dtype``) sets ``fp16``; None keeps the option."""
+    if dtype is None:
+        return opts
+    return opts.model_copy(update={"fp16": dtype == torch.float16})
 
 
 def read_unet_config(path: str | Path) -> tuple[UNet3DConfig, int | None]:

@@ -1,17 +1,16 @@
 """Entry points ``wav2lip`` and ``wav2lip_gan``: what the models are, in data.
 
-Imports nothing heavy: the network and runtime are imported in :meth:`Wav2LipPlugin._load`.
+Imports nothing heavy: the network and runtime are imported in :meth:`Wav2LipPlugin.build`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
-from pydantic import BaseModel
 
 from lipsynckit.model import (
     LipSyncModel,
@@ -19,7 +18,6 @@ from lipsynckit.model import (
     ModelPlugin,
     WeightFile,
     WeightSource,
-    parse_model_options,
 )
 from lipsynckit_wav2lip.options import Wav2LipOptions
 
@@ -133,7 +131,6 @@ def _info(
         weights_license=LICENSE_TEXT,
         non_commercial=True,
         weights=[generator, torchscript, S3FD_WEIGHTS],
-        extra="wav2lip",
         requires=["cv2"],
         default_detector="s3fd",
         needs_weights=True,
@@ -175,21 +172,19 @@ class Wav2LipPlugin(ModelPlugin):
         """Resolve locally (no download); the TorchScript archive counts as the generator."""
         return {"generator": self.find_generator(weights)}
 
-    def _load(
+    def build(
         self,
-        weights: str | Path | None,
+        files: dict[str, Path],
+        options: Wav2LipOptions,
         device: torch.device,
         dtype: torch.dtype | None,
-        options: dict[str, Any] | BaseModel | None,
-        download: bool,
     ) -> LipSyncModel:
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
-        opts = parse_model_options(options, Wav2LipOptions, self.info.name)
-        path = self.find_generator(weights, download=download)
+        path = files.get("generator") or files["generator_torchscript"]
         log.info("loading %s generator from %s", self.info.display_name, path)
         net = load_generator(path)
-        model = Wav2LipModel(self.info, net, opts, device=device, weights_path=path)
+        model = Wav2LipModel(self.info, net, options, device=device, weights_path=path)
         if dtype is not None:
             model.to(device, dtype)
         return model
