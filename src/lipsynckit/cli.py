@@ -45,9 +45,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", "-m", default="auto", help="model name (see list-models); auto = best usable")
     g.add_argument("--weights", "-w", help="weight file, or a folder in the model's official layout")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    from lipsynckit.cli_options import DTYPE_CHOICES
+
     g.add_argument(
-        "--fp16", action="store_true", help="half precision (dtype float16) where the model and device allow"
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        help="the one precision knob: each model lists the dtypes it honours (--model-help) and says in one "
+        "line when it ignores the one asked (default: the model's own)",
     )
+    g.add_argument("--fp16", dest="dtype", action="store_const", const="float16", help="--dtype float16")
     g.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="any model option")
     g.add_argument(
         "--model-help", metavar="MODEL", help="the options of MODEL (with --model MODEL they are flags)"

@@ -4,9 +4,9 @@ A plugin declares ``options_model`` (a pydantic model) on its :class:`~lipsyncki
 with ``--model NAME`` the ``sync``, ``batch`` and ``bench`` commands gain one flag per field of that
 model (``Literal`` → choices, ``bool`` → ``--x/--no-x``, the field's description → help, its default
 shown but kept in one place: the model). ``--model-help NAME`` prints the same page. ``-O key=value``
-sets any option, and ``--fp16`` is the one precision switch: it asks for ``dtype=float16``, which every
-plugin honours its own way (or ignores, like the weight-free viseme), so ``--model auto`` may always
-fall back. A third-party plugin gets its flags without touching core.
+sets any option, and ``--dtype`` (``--fp16`` = ``--dtype float16``) is the one precision switch: a
+model honours the dtypes its ``ModelInfo.dtypes`` lists and ignores any other with one line saying so
+(the weight-free viseme runs float32 only), so ``--model auto`` may always fall back. A third-party plugin gets its flags without touching core.
 
 The run's own options (:class:`~lipsynckit.options.SyncOptions`) become flags the same way
 (:func:`add_sync_flags`), grouped for ``--help``; the few spellings older than the fields are kept.
@@ -60,11 +60,25 @@ def _flag_kwargs(annotation: Any) -> dict[str, Any]:
     return {"type": str, "metavar": "VALUE"}  # tuples, lists: pydantic parses the text
 
 
+def bounds(info: Any) -> str:
+    """A field's ``ge``/``gt``/``le``/``lt`` bounds as text (``>= 1, <= 4``); empty when unbounded."""
+    out = []
+    for meta in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                out.append(f"{sign} {value}")
+    return ", ".join(out)
+
+
 def _help(info: Any, show_none: bool = True) -> str:
-    """A flag's help: the field's description and its default (kept in the model, shown here)."""
+    """A flag's help: the field's description, its default (kept in the model, shown here) and bounds."""
     default = info.get_default(call_default_factory=True)
     text = (info.description or "").replace("%", "%%")
-    return f"{text} (default: {default!r})".strip() if show_none or default is not None else text
+    limits = bounds(info)
+    if show_none or default is not None:
+        return f"{text} (default: {default!r}{'; ' + limits if limits else ''})".strip()
+    return f"{text} ({limits})" if limits else text
 
 
 def _taken(parser: argparse.ArgumentParser) -> set[str]:
@@ -77,7 +91,12 @@ def add_model_flags(parser: argparse.ArgumentParser, name: str, model: type[Base
     skipped = [f for f in model.model_fields if f"--{f.replace('_', '-')}" in taken]
     group = parser.add_argument_group(
         f"{name} options (from {model.__name__})",
-        f"also settable with -O KEY=VALUE: {', '.join(skipped)}" if skipped else None,
+        "also settable with -O KEY=VALUE: "
+        + ", ".join(
+            f"{f} ({bounds(model.model_fields[f])})" if bounds(model.model_fields[f]) else f for f in skipped
+        )
+        if skipped
+        else None,
     )
     for field, info in model.model_fields.items():
         flag = f"--{field.replace('_', '-')}"
@@ -220,18 +239,23 @@ def add_flags_for_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
 
 
 def model_help(name: str) -> str:
-    """The options page of one model: its flags, choices, defaults and descriptions."""
+    """The options page of one model: its flags, choices, defaults, bounds and descriptions, and the
+    dtypes it honours."""
+    from lipsynckit.registry import get_plugin
+
+    info = get_plugin(name).info
+    dtypes = f"dtypes (--dtype): {', '.join(info.dtypes)}; any other is ignored with one line saying so\n"
     model = options_model(name)
     if model is None:
-        return f"{name} takes no options"
+        return f"{name} takes no options\n{dtypes}"
     parser = argparse.ArgumentParser(
         prog=f"lipsynckit sync --model {name}", add_help=False, usage=argparse.SUPPRESS
     )
     sync_flags = [sync_flag(f) for names in SYNC_GROUPS.values() for f in names]
-    for core in ("--fp16", *sync_flags):  # the command's own flags win; such fields stay -O only
+    for core in ("--fp16", "--dtype", *sync_flags):  # the command's own flags win; such fields stay -O only
         parser.add_argument(core, help=argparse.SUPPRESS)
     add_model_flags(parser, name, model)
-    return parser.format_help()
+    return parser.format_help() + dtypes
 
 
 def handle_model_help(argv: Sequence[str]) -> str | None:
@@ -256,10 +280,15 @@ def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+#: ``--dtype``: the one precision knob (``--fp16`` = float16); each model honours its ``ModelInfo.dtypes``
+DTYPE_CHOICES = ("float32", "float16", "bfloat16", "int8")
+
+
 def dtype_from_args(args: argparse.Namespace) -> Any:
-    """``--fp16`` → ``torch.float16`` (the precision knob every plugin honours), else None."""
-    if not getattr(args, "fp16", False):
+    """``--dtype NAME`` (``--fp16``: float16) → ``torch.NAME``; None when not given (the model's own)."""
+    name = getattr(args, "dtype", None)
+    if not name:
         return None
     import torch
 
-    return torch.float16
+    return getattr(torch, name)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit.model_info import ModelInfo, WeightFile, WeightSource
+from lipsynckit.model_info import QUALITY_SCALE, ModelInfo, WeightFile, WeightSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "ModelInfo",
     "ModelPlugin",
     "ModelStatus",
+    "QUALITY_SCALE",
     "WeightFile",
     "WeightSource",
     "dtype_name",
@@ -68,6 +69,8 @@ class LipSyncModel(Protocol):
 
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+#: option names plugins once used for precision; ``dtype`` replaced them (one line says so)
+RETIRED_PRECISION_OPTIONS = ("fp16", "precision")
 
 
 def parse_model_options(
@@ -212,6 +215,15 @@ class ModelPlugin(ABC):
                     remedy="leave the model options out",
                 )
             return None
+        given = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
+        for old in RETIRED_PRECISION_OPTIONS:
+            if old in given and old not in self.options_model.model_fields:
+                raise LipSyncError(
+                    f"{self.info.name} option {old!r} is gone: precision is the dtype everywhere",
+                    stage="options",
+                    remedy="pass dtype=torch.float16 (CLI: --dtype float16); "
+                    f"{self.info.name} honours {', '.join(self.info.dtypes)}",
+                )
         return parse_model_options(options, self.options_model, self.info.name, **self.option_defaults())
 
     def option_defaults(self) -> dict[str, Any]:

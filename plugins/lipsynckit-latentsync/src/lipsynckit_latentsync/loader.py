@@ -106,13 +106,6 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None) -> Any:
     return load_sd_vae(path, dict(config or VAE_CONFIG))
 
 
-def with_dtype(opts: LatentSyncOptions, dtype: torch.dtype | None) -> LatentSyncOptions:
-    """An explicit ``dtype`` (``load(dtype=...)``, ``--dtype``) sets ``fp16``; None keeps the option."""
-    if dtype is None:
-        return opts
-    return opts.model_copy(update={"fp16": dtype == torch.float16})
-
-
 def read_unet_config(path: str | Path) -> tuple[UNet3DConfig, int | None]:
     """The ``model:`` section and ``data.resolution`` of an official ``configs/unet/stage2*.yaml``
     (YAML or JSON, the same structure); other sections and keys are ignored."""
@@ -188,8 +181,10 @@ def build_runtime(
     files: Mapping[str, Path],
     device: torch.device,
     opts: LatentSyncOptions,
+    dtype: torch.dtype | None = None,
 ) -> LatentSyncRuntime:
-    """Load the resolved (and, in the cache, verified) files of one LatentSync version into a runtime."""
+    """Load the resolved (and, in the cache, verified) files of one LatentSync version into a runtime
+    (``dtype`` None: the official choice, float16 on CUDA GPUs with compute capability > 7)."""
     from .audio import load_whisper_encoder
     from .runtime import LatentSyncRuntime
 
@@ -204,4 +199,4 @@ def build_runtime(
     unet = load_unet(files["unet"], unet_cfg)
     vae = load_vae(vae_file, read_vae_config(vae_file))
     encoder = load_whisper_encoder(files["whisper"])
-    return LatentSyncRuntime(info, unet, vae, encoder, resolution, opts, device=device)
+    return LatentSyncRuntime(info, unet, vae, encoder, resolution, opts, device=device, dtype=dtype)

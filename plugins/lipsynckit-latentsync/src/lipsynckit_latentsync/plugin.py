@@ -111,12 +111,14 @@ def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
         # `--model auto`: the newest diffusion model ranks first; CPU cost at 20 steps, 2-core CPU
         # (1.5 measured 17.6 CPU s/frame at 2 steps; 1.6 has 4x the latent pixels)
         quality=0.9 if resolution >= 512 else 0.85,
+        quality_basis="an anchor of lipsynckit's quality scale (QUALITY_SCALE)",
         cpu_seconds_per_frame=176.0 if resolution < 512 else 700.0,
         license="Apache-2.0",
         weights_license=_WEIGHTS_LICENSE,
         non_commercial=False,
         weights=[_unet(version), _whisper(version), *_VAE, _unet_config(version)],
         requires=["diffusers", "safetensors"],
+        dtypes=("float32", "float16"),
         default_detector="insightface",
         needs_weights=True,
     )
@@ -144,9 +146,9 @@ class LatentSyncPlugin(ModelPlugin):
         device: torch.device,
         dtype: torch.dtype | None,
     ) -> LipSyncModel:
-        from .loader import build_runtime, with_dtype
+        from .loader import build_runtime
 
-        return build_runtime(self.info, self.resolution, files, device, with_dtype(options, dtype))
+        return build_runtime(self.info, self.resolution, files, device, options, dtype)
 
 
 plugin = LatentSyncPlugin("latentsync", "1.6", 512, 18.0)

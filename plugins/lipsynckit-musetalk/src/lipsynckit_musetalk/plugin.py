@@ -160,12 +160,14 @@ def _info(version: str) -> ModelInfo:
         supports_cpu=True,
         # `--model auto`: between LatentSync and Wav2Lip; 6.8 CPU s/frame measured at batch 4 (2-core CPU)
         quality=0.8 if v15 else 0.7,
+        quality_basis="an anchor of lipsynckit's quality scale (QUALITY_SCALE)",
         cpu_seconds_per_frame=6.8,
         license="MIT",
         weights_license=_UNET_LICENSE,
         non_commercial=False,
         weights=[*_unet(version), *_VAE, *_WHISPER, *_PARSING],
         requires=["diffusers", "cv2", "PIL"],
+        dtypes=("float32", "float16"),  # float16 on CUDA only (the official --use_float16)
         default_detector="auto",
     )
 

@@ -126,12 +126,14 @@ def _info(
         supports_cpu=True,
         # `--model auto`: strong sync, blurry 96 px mouth; the GAN variant looks better. 24.9 fps at batch 16
         quality=0.6 if "gan" in name else 0.5,
+        quality_basis="an anchor of lipsynckit's quality scale (QUALITY_SCALE)",
         cpu_seconds_per_frame=0.04,
         license="none stated (README: non-commercial only)",
         weights_license=LICENSE_TEXT,
         non_commercial=True,
         weights=[generator, torchscript, S3FD_WEIGHTS],
         requires=["cv2"],
+        dtypes=("float32", "float16", "bfloat16"),  # fp16/bf16: the generator under autocast
         default_detector="s3fd",
         needs_weights=True,
     )

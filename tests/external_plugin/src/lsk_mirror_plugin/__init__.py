@@ -30,6 +30,7 @@ class MirrorPlugin(ModelPlugin):
         self.info = ModelInfo(
             name=name,
             display_name=f"Mirror ({name}, test plugin)",
+            description="mirrors the lower half of the face left-right while the audio is loud",
             face_size=0,
             needs_weights=False,
             license="MIT",
