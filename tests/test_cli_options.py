@@ -120,3 +120,28 @@ def test_fp16_with_model_auto_and_no_weights_falls_back_to_viseme(
     # viseme cannot honour float16 and says so in one line
     said = [r.getMessage() for r in caplog.records if "dtype float16 is ignored" in r.getMessage()]
     assert said == ["viseme runs in float32 only: dtype float16 is ignored"], said
+
+
+def test_official_is_what_the_model_declares_and_given_flags_win() -> None:
+    from lipsynckit.cli_options import official_settings, sync_options_from_args
+    from lipsynckit.errors import LipSyncError
+
+    def settings(argv: list[str]) -> tuple[dict, dict]:
+        args = _parse(argv)
+        return official_settings(args, sync_options_from_args(args), model_options_from_args(args))
+
+    # Wav2Lip's inference.py: the whole box pasted, the mouth moving in pauses, the video looped
+    sync, opts = settings(["sync", "v.mp4", "a.wav", "--model", "wav2lip", "--official"])
+    assert (sync, opts) == ({"gate": False, "length_mode": "loop"}, {"paste": "official"})
+    sync, opts = settings(
+        ["sync", "v.mp4", "a.wav", "-m", "wav2lip", "--official", "--gate", "--paste", "feathered"]
+    )
+    assert (sync["gate"], sync["length_mode"], opts["paste"]) == (True, "loop", "feathered")
+    assert (
+        settings(["sync", "v.mp4", "a.wav", "-m", "latentsync", "--official"])[0]["length_mode"] == "pingpong"
+    )
+    assert settings(["sync", "v.mp4", "a.wav", "-m", "wav2lip"]) == ({}, {})  # without --official: nothing
+    with pytest.raises(LipSyncError, match="--official needs a model"):
+        settings(["sync", "v.mp4", "a.wav", "--official"])
+    with pytest.raises(LipSyncError, match="declares no official pipeline"):
+        settings(["sync", "v.mp4", "a.wav", "-m", "viseme", "--official"])

@@ -54,6 +54,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "line when it ignores the one asked (default: the model's own)",
     )
     g.add_argument("--fp16", dest="dtype", action="store_const", const="float16", help="--dtype float16")
+    g.add_argument(
+        "--official",
+        action="store_true",
+        help="the model's official pipeline (what it means per model: its docs page; flags given win)",
+    )
     g.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="any model option")
     g.add_argument(
         "--model-help", metavar="MODEL", help="the options of MODEL (with --model MODEL they are flags)"
@@ -65,9 +70,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync
-    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args, official_settings
 
-    overrides = _sync_overrides(args)
+    overrides, model_options = official_settings(args, _sync_overrides(args), model_options_from_args(args))
     out = args.output
     if out is None:
         lossless = overrides.get("output_mode") == "ffv1"
@@ -80,7 +85,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         dtype=dtype_from_args(args),
-        model_options=model_options_from_args(args),
+        model_options=model_options,
         **overrides,
     )
     print(result.summary())
@@ -99,12 +104,13 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from lipsynckit.api import sync_batch
-    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args, official_settings
 
+    overrides, model_options = official_settings(args, _sync_overrides(args), model_options_from_args(args))
     if args.manifest:
         from lipsynckit.jobs.cli import run_manifest_command
 
-        return run_manifest_command(args, model_options_from_args(args), _sync_overrides(args))
+        return run_manifest_command(args, model_options, overrides)
     if not args.template or not args.audios or not args.out_dir:
         raise LipSyncError("batch needs TEMPLATE AUDIO... -o OUT_DIR, or --manifest", stage="options")
 
@@ -116,9 +122,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         dtype=dtype_from_args(args),
-        model_options=model_options_from_args(args),
+        model_options=model_options,
         concurrency=args.concurrency,
-        **_sync_overrides(args),
+        **overrides,
     )
     for r in results:
         print(r.summary())

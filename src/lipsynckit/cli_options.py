@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from pydantic import BaseModel
 
 from lipsynckit.errors import LipSyncError
 from lipsynckit.options import SyncOptions
+
+log = logging.getLogger(__name__)
 
 DEST_PREFIX = "model_option__"
 MODEL_COMMANDS = ("sync", "batch")  # bench takes --models a,b: its options go by -O
@@ -252,7 +255,12 @@ def model_help(name: str) -> str:
         prog=f"lipsynckit sync --model {name}", add_help=False, usage=argparse.SUPPRESS
     )
     sync_flags = [sync_flag(f) for names in SYNC_GROUPS.values() for f in names]
-    for core in ("--fp16", "--dtype", *sync_flags):  # the command's own flags win; such fields stay -O only
+    for core in (
+        "--fp16",
+        "--dtype",
+        "--official",
+        *sync_flags,
+    ):  # the command's own flags win; such fields stay -O only
         parser.add_argument(core, help=argparse.SUPPRESS)
     add_model_flags(parser, name, model)
     return parser.format_help() + dtypes
@@ -262,6 +270,36 @@ def handle_model_help(argv: Sequence[str]) -> str | None:
     """The page ``--model-help NAME`` asks for, if it does."""
     name = _prescan(argv).model_help
     return model_help(name) if name else None
+
+
+def official_settings(
+    args: argparse.Namespace, sync: dict[str, Any], model_options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """With ``--official``: the run's settings and model options the model declares as its official
+    pipeline (``ModelPlugin.official_sync`` / ``official_options``) under the ones given on the command
+    line; without it, both unchanged."""
+    if not getattr(args, "official", False):
+        return sync, model_options
+    from lipsynckit.registry import get_plugin
+
+    name = getattr(args, "model", None)
+    if not name or name == "auto":
+        raise LipSyncError(
+            "--official needs a model: each model has its own official pipeline",
+            stage="options",
+            remedy="add --model NAME (list-models names them)",
+        )
+    plugin = get_plugin(name)
+    if not plugin.official_sync and not plugin.official_options:
+        raise LipSyncError(
+            f"model {name!r} declares no official pipeline to reproduce",
+            stage="options",
+            remedy="leave --official out",
+        )
+    merged = {**plugin.official_sync, **sync}, {**plugin.official_options, **model_options}
+    said = ", ".join(f"{k}={v}" for k, v in sorted({**merged[0], **merged[1]}.items()))
+    log.info("--official: %s as its official pipeline (%s)", name, said)
+    return merged
 
 
 def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -170,6 +170,10 @@ class ModelPlugin(ABC):
     install_hint: str = ""
     #: the pydantic model of its options: the CLI makes its flags and ``--model-help`` page from it
     options_model: type[BaseModel] | None = None
+    #: what ``--official`` means for this model: the run's settings (SyncOptions fields: gate,
+    #: length_mode, ...) and the model options (paste, ...) that reproduce its official pipeline
+    official_sync: dict[str, Any] = {}
+    official_options: dict[str, Any] = {}
 
     @property
     def name(self) -> str:

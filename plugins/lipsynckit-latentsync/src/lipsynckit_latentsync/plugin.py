@@ -128,6 +128,8 @@ class LatentSyncPlugin(ModelPlugin):
     """Loads one LatentSync version (the UNet config is the same; the face resolution differs)."""
 
     options_model = LatentSyncOptions
+    # --official: the mouth moves in pauses too; the video is looped forward then backward (loop_video)
+    official_sync = {"gate": False, "length_mode": "pingpong"}
     #: why ``lsk.stream`` refuses it (read by lipsynckit.streaming before anything loads)
     stream_refusal = (
         "LatentSync denoises 16-frame chunks (640 ms of video, plus audio context) over 20 DDIM steps, "

@@ -177,6 +177,8 @@ class MuseTalkPlugin(ModelPlugin):
     resolver from the records above); it keeps only its state-dict remaps (in ``networks``)."""
 
     options_model = MuseTalkOptions
+    # --official: the mouth moves in pauses too; the frames cycle forward then backward (frame_list_cycle)
+    official_sync = {"gate": False, "length_mode": "pingpong"}
 
     def __init__(self, version: str) -> None:
         self.version = version

@@ -159,6 +159,9 @@ class Wav2LipPlugin(ModelPlugin):
     """Loads the Wav2Lip generator from any form users hold (see :func:`runtime.load_generator`)."""
 
     options_model = Wav2LipOptions
+    # --official: inference.py pastes the whole box, moves the mouth in pauses and loops the video
+    official_sync = {"gate": False, "length_mode": "loop"}
+    official_options = {"paste": "official"}
 
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
