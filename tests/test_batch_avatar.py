@@ -148,7 +148,7 @@ def test_auto_model_choice_from_model_data(monkeypatch, caplog) -> None:  # type
         name, why = sel.choose_model(device="cpu")
     assert name == "wav2lip_gan", why
     assert why == (  # one line; the per-model figures are in the log (-v)
-        "wav2lip_gan (the best usable model on this CPU; "
+        "wav2lip_gan (quality 0.6, the highest usable on this CPU; "
         "too slow on CPU: latentsync, latentsync_15, musetalk, musetalk_v10)"
     )
     assert "musetalk: about 6.8 s per frame on CPU" in caplog.text  # the figures: -v
@@ -158,4 +158,17 @@ def test_auto_model_choice_from_model_data(monkeypatch, caplog) -> None:  # type
     with caplog.at_level("DEBUG", logger="lipsynckit.selection"):
         name, why = sel.choose_model(device="cuda")
     assert name == "musetalk" and why.endswith("too little VRAM: latentsync, latentsync_15)")
+    # a third party's model that claims more is chosen, and named as third-party
+    toy = rows[0].model_copy(
+        update={
+            "name": "toy",
+            "distribution": "lsk-toy",
+            "info": rows[0].info.model_copy(update={"name": "toy", "quality": 0.95, "min_vram_gb": 0.0}),
+        }
+    )
+    monkeypatch.setattr(sel, "list_models", lambda weights=None: [*rows, toy])
+    name, why = sel.choose_model(device="cuda")
+    assert name == "toy" and why.startswith(
+        "toy (quality 0.95, the highest usable on this GPU, a third-party plugin from lsk-toy;"
+    )
     assert "latentsync: needs " in caplog.text and "this GPU has 6 GB" in caplog.text

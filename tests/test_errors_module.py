@@ -8,19 +8,20 @@ from pathlib import Path
 
 import lipsynckit.errors as errors
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOTS = [ROOT / "src", *sorted((ROOT / "plugins").glob("*/src"))]  # the core and the plugins
 
 
 def test_no_error_class_is_defined_outside_errors_py() -> None:
     outside = []
-    for path in SRC.rglob("*.py"):
+    for path in (path for root in SOURCE_ROOTS for path in root.rglob("*.py")):
         if path == Path(errors.__file__).resolve():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and (
                 node.name.endswith("Error") or node.name.endswith("Exception")
             ):
-                outside.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}")
+                outside.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert not outside, outside
 
 

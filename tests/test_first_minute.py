@@ -19,10 +19,10 @@ from lipsynckit.viseme.plugin import VisemePlugin
 def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading the viseme model fails loudly: an input error must come first."""
 
-    def _load(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def build(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("the model was loaded before the inputs were checked")
 
-    monkeypatch.setattr(VisemePlugin, "_load", _load)
+    monkeypatch.setattr(VisemePlugin, "build", build)
 
 
 @pytest.fixture

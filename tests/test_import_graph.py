@@ -1,4 +1,5 @@
-"""The import graph of src/ has no cycles (built with ``ast``, nothing is imported).
+"""The import graph of src/ and plugins/*/src has no cycles (built with ``ast``, nothing is imported), the
+core imports no plugin and no plugin imports another (each ships as its own distribution).
 
 Every import counts, wherever it stands: at module level, inside a function (a deferred import is still
 a dependency, only a later one) and under ``if TYPE_CHECKING:`` (the type checker follows it). A
@@ -10,13 +11,16 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOTS = [ROOT / "src", *sorted((ROOT / "plugins").glob("*/src"))]
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for path in SRC.rglob("*.py"):
-        parts = list(path.relative_to(SRC).with_suffix("").parts)
+    for path, parts in (
+        (p, p.relative_to(r).with_suffix("").parts) for r in SOURCE_ROOTS for p in r.rglob("*.py")
+    ):
+        parts = list(parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path
@@ -104,3 +108,17 @@ def test_no_import_cycles_in_src() -> None:
         for c in found
     ]
     assert not found, "import cycles:\n  " + "\n  ".join(detail)
+
+
+def test_each_distribution_imports_only_the_core_and_itself() -> None:
+    """The core wheel holds no plugin and a plugin may be installed alone: no cross-distribution edge."""
+    top = {root: {p.name for p in root.iterdir() if (p / "__init__.py").exists()} for root in SOURCE_ROOTS}
+    assert top[ROOT / "src"] == {"lipsynckit"}
+    assert len(SOURCE_ROOTS) == 4 and all(len(names) == 1 for names in top.values()), top
+    crossing = [
+        f"{a} -> {b}"
+        for a, targets in import_graph().items()
+        for b in targets
+        if b.split(".")[0] not in {a.split(".")[0], "lipsynckit"}
+    ]
+    assert not crossing, crossing

@@ -22,7 +22,7 @@ class Model(ModelPlugin):
         self.info = ModelInfo(name=name, display_name=name, face_size=0, needs_weights=False,
                               license="MIT", weights_license="none", requires=["cv2"])
 
-    def _load(self, weights, device, dtype, options, download):
+    def build(self, files, options, device, dtype):
         raise NotImplementedError
 
 
@@ -103,6 +103,10 @@ def test_each_plugin_is_checked_at_discovery(site: Path) -> None:
     assert models["two_broken"].install_hint == 'pip install "lskt-two[gpu]"'  # its own distribution
     rows = {r.name: r for r in registry.list_models()}
     assert not rows["two_misnamed"].usable and "two_something_else" in rows["two_misnamed"].reason
+    # installing cannot fix a misnamed plugin: list-models says what can (as loading it does)
+    assert rows["two_misnamed"].install_hint == "uninstall or fix that plugin (lskt-two)"
+    assert "pip install" not in rows["two_object"].install_hint
+    assert rows["two_broken"].install_hint == 'pip install "lskt-two[gpu]"'
     # detectors are declared and checked the same way
     dets = registry.face_detector_plugins()
     assert dets["two_det"].plugin is sys.modules["lskt_two"].detector
@@ -121,23 +125,29 @@ def test_a_name_two_distributions_claim_names_both(site: Path, caplog: pytest.Lo
     assert "lskt-alpha" in caplog.text and "lskt-beta" in caplog.text
     from lipsynckit.errors import ModelUnavailableError
 
-    with pytest.raises(ModelUnavailableError, match="lskt-beta"):
+    with pytest.raises(ModelUnavailableError, match="lskt-beta") as info:
         registry.get_plugin("clash_good")
+    assert "uninstall or fix" in info.value.remedy
+    row = next(r for r in registry.list_models() if r.name == "clash_good")
+    assert row.install_hint.startswith("uninstall or fix") and "pip install" not in row.install_hint
+
+
+OURS = ("lipsynckit", "lipsynckit-wav2lip", "lipsynckit-musetalk", "lipsynckit-latentsync")
 
 
 def test_builtin_plugins_pass_discovery_and_hints_name_extras_that_exist() -> None:
     registry.refresh()
-    provided = set(importlib.metadata.metadata("lipsynckit").get_all("Provides-Extra") or [])
     for group in registry.GROUPS:
         for entry in registry.discover(group).values():
-            if entry.distribution != "lipsynckit":
+            if entry.distribution not in OURS:
                 continue
             assert entry.plugin is not None, entry.error
             hint = entry.install_hint
+            provided = set(importlib.metadata.metadata(entry.distribution).get_all("Provides-Extra") or [])
             if "[" in hint:
                 assert hint.split("[")[1].rstrip(']"') in provided, hint
     s3fd = registry.face_detector_plugins()["s3fd"]
-    assert s3fd.install_hint == 'pip install "lipsynckit[wav2lip]"'
+    assert s3fd.install_hint == "pip install lipsynckit-wav2lip"  # the detector ships with Wav2Lip
     assert set(registry.plugin_packages()) >= {"lipsynckit", "lipsynckit_wav2lip", "lipsynckit_musetalk"}
 
 

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 class BenchRow(BaseModel):
     model: str
     device: str
-    options: dict[str, Any] = Field(default_factory=dict)  # model options of this row (fp16, steps, ...)
+    options: dict[str, Any] = Field(default_factory=dict)  # model options of this row (steps, paste, ...)
+    dtype: str = ""  # the dtype asked (--dtype); "" = the model's own
     usable: bool = True
     error: str = ""
     init_seconds: float = 0.0
@@ -53,9 +54,8 @@ class BenchRow(BaseModel):
     @property
     def label(self) -> str:
         """The model name, with its options when any (one model may be measured several ways)."""
-        if not self.options:
-            return self.model
-        return f"{self.model} ({', '.join(f'{k}={v}' for k, v in sorted(self.options.items()))})"
+        parts = [f"{k}={v}" for k, v in sorted(self.options.items())] + ([self.dtype] if self.dtype else [])
+        return f"{self.model} ({', '.join(parts)})" if parts else self.model
 
 
 class BenchReport(BaseModel):
@@ -155,6 +155,7 @@ def bench_model(
     quality: bool = True,
     syncnet: Any | None = None,
     lossless: bool = False,
+    dtype: str | None = None,
 ) -> BenchRow:
     """Measure one model; a failure is recorded in the row, never raised.
 
@@ -170,13 +171,19 @@ def bench_model(
     from lipsynckit.pipeline import sync_file
     from lipsynckit.registry import load_model
 
-    row = BenchRow(model=name, device=device, options=dict(model_options or {}))
+    row = BenchRow(model=name, device=device, options=dict(model_options or {}), dtype=dtype or "")
     try:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         with _PeakRSS() as rss:
             t0 = time.perf_counter()
-            model = load_model(name, weights=weights, device=device, options=model_options)
+            model = load_model(
+                name,
+                weights=weights,
+                device=device,
+                options=model_options,
+                dtype=getattr(torch, dtype) if dtype else None,
+            )
             row.init_seconds = time.perf_counter() - t0
             row.face_size = model.info.face_size
             row.non_commercial = model.info.non_commercial
@@ -345,6 +352,7 @@ def run_bench(
     syncnet: str | None = None,
     model_options: dict[str, Any] | None = None,
     lossless: bool = False,
+    dtype: str | None = None,
 ) -> BenchReport:
     import torch
 
@@ -375,6 +383,7 @@ def run_bench(
                 model_options=model_options,
                 syncnet=scorer,
                 lossless=lossless,
+                dtype=dtype,
             )
         )
     return report
@@ -405,8 +414,11 @@ def add_bench_parser(sub: Any) -> None:
         "-O",
         action="append",
         metavar="KEY=VALUE",
-        help="model option for every model (fp16=true)",
+        help="model option for every model (steps=3)",
     )
+    from lipsynckit.cli_options import DTYPE_CHOICES
+
+    b.add_argument("--dtype", choices=DTYPE_CHOICES, help="the dtype every model is asked to run in")
     from lipsynckit.streaming.bench import add_stream_args
 
     add_stream_args(b)
@@ -440,6 +452,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.syncnet,
         model_options=model_options_from_args(args) or None,
         lossless=args.lossless,
+        dtype=args.dtype,
     )
     paths = write_report(report, out_dir)
     print(paths["markdown"].read_text())

@@ -46,8 +46,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", "-m", default="auto", help="model name (see list-models); auto = best usable")
     g.add_argument("--weights", "-w", help="weight file, or a folder in the model's official layout")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    from lipsynckit.cli_options import DTYPE_CHOICES
+
     g.add_argument(
-        "--fp16", action="store_true", help="half precision (dtype float16) where the model and device allow"
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        help="the one precision knob: each model lists the dtypes it honours (--model-help) and says in one "
+        "line when it ignores the one asked (default: the model's own)",
+    )
+    g.add_argument("--fp16", dest="dtype", action="store_const", const="float16", help="--dtype float16")
+    g.add_argument(
+        "--official",
+        action="store_true",
+        help="the model's official pipeline (what it means per model: its docs page; flags given win)",
     )
     g.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="any model option")
     g.add_argument(
@@ -59,19 +70,26 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args, official_settings
     from lipsynckit.inputs import check_run
+    from lipsynckit.limits import DEFAULT_MAX_PIXELS
 
-    overrides = _sync_overrides(args)
+    overrides, model_options = official_settings(args, _sync_overrides(args), model_options_from_args(args))
     out = args.output
     if out is None:
         lossless = overrides.get("output_mode") == "ffv1"
         out = str(Path(args.video).with_suffix("").name + ".lipsync" + (".mkv" if lossless else ".mp4"))
     # a mistyped path, an empty file or an output that would destroy something costs a fraction of a
     # second: all checked before torch and the model load
-    check_run(args.video, args.audio, out, overrides.get("output_mode", "auto"))
+    check_run(
+        args.video,
+        args.audio,
+        out,
+        overrides.get("output_mode", "auto"),
+        overrides.get("max_pixels", DEFAULT_MAX_PIXELS),
+    )
 
     from lipsynckit.api import sync
-    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
 
     result = sync(
         args.video,
@@ -81,7 +99,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         dtype=dtype_from_args(args),
-        model_options=model_options_from_args(args),
+        model_options=model_options,
         **overrides,
     )
     print(result.summary())
@@ -102,18 +120,20 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from lipsynckit.cli_options import dtype_from_args, model_options_from_args
+    from lipsynckit.cli_options import dtype_from_args, model_options_from_args, official_settings
+    from lipsynckit.limits import DEFAULT_MAX_PIXELS
 
+    overrides, model_options = official_settings(args, _sync_overrides(args), model_options_from_args(args))
     if args.manifest:
         from lipsynckit.jobs.cli import run_manifest_command
 
-        return run_manifest_command(args, model_options_from_args(args), _sync_overrides(args))
+        return run_manifest_command(args, model_options, overrides)
     if not args.template or not args.audios or not args.out_dir:
         raise LipSyncError("batch needs TEMPLATE AUDIO... -o OUT_DIR, or --manifest", stage="options")
     from lipsynckit.inputs import check_run
 
     for a in args.audios:  # before torch and the model load
-        check_run(args.template, a, None)
+        check_run(args.template, a, None, max_pixels=overrides.get("max_pixels", DEFAULT_MAX_PIXELS))
     from lipsynckit.api import sync_batch
 
     results = sync_batch(
@@ -124,9 +144,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         dtype=dtype_from_args(args),
-        model_options=model_options_from_args(args),
+        model_options=model_options,
         concurrency=args.concurrency,
-        **_sync_overrides(args),
+        **overrides,
     )
     for r in results:
         print(r.summary())

@@ -4,9 +4,9 @@ A plugin declares ``options_model`` (a pydantic model) on its :class:`~lipsyncki
 with ``--model NAME`` the ``sync``, ``batch`` and ``bench`` commands gain one flag per field of that
 model (``Literal`` → choices, ``bool`` → ``--x/--no-x``, the field's description → help, its default
 shown but kept in one place: the model). ``--model-help NAME`` prints the same page. ``-O key=value``
-sets any option, and ``--fp16`` is the one precision switch: it asks for ``dtype=float16``, which every
-plugin honours its own way (or ignores, like the weight-free viseme), so ``--model auto`` may always
-fall back. A third-party plugin gets its flags without touching core.
+sets any option, and ``--dtype`` (``--fp16`` = ``--dtype float16``) is the one precision switch: a
+model honours the dtypes its ``ModelInfo.dtypes`` lists and ignores any other with one line saying so
+(the weight-free viseme runs float32 only), so ``--model auto`` may always fall back. A third-party plugin gets its flags without touching core.
 
 The run's own options (:class:`~lipsynckit.options.SyncOptions`) become flags the same way
 (:func:`add_sync_flags`), grouped for ``--help``; the few spellings older than the fields are kept.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from pydantic import BaseModel
 
 from lipsynckit.errors import LipSyncError
 from lipsynckit.options import SyncOptions
+
+log = logging.getLogger(__name__)
 
 DEST_PREFIX = "model_option__"
 MODEL_COMMANDS = ("sync", "batch")  # bench takes --models a,b: its options go by -O
@@ -60,11 +63,25 @@ def _flag_kwargs(annotation: Any) -> dict[str, Any]:
     return {"type": str, "metavar": "VALUE"}  # tuples, lists: pydantic parses the text
 
 
+def bounds(info: Any) -> str:
+    """A field's ``ge``/``gt``/``le``/``lt`` bounds as text (``>= 1, <= 4``); empty when unbounded."""
+    out = []
+    for meta in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                out.append(f"{sign} {value}")
+    return ", ".join(out)
+
+
 def _help(info: Any, show_none: bool = True) -> str:
-    """A flag's help: the field's description and its default (kept in the model, shown here)."""
+    """A flag's help: the field's description, its default (kept in the model, shown here) and bounds."""
     default = info.get_default(call_default_factory=True)
     text = (info.description or "").replace("%", "%%")
-    return f"{text} (default: {default!r})".strip() if show_none or default is not None else text
+    limits = bounds(info)
+    if show_none or default is not None:
+        return f"{text} (default: {default!r}{'; ' + limits if limits else ''})".strip()
+    return f"{text} ({limits})" if limits else text
 
 
 def _taken(parser: argparse.ArgumentParser) -> set[str]:
@@ -77,7 +94,12 @@ def add_model_flags(parser: argparse.ArgumentParser, name: str, model: type[Base
     skipped = [f for f in model.model_fields if f"--{f.replace('_', '-')}" in taken]
     group = parser.add_argument_group(
         f"{name} options (from {model.__name__})",
-        f"also settable with -O KEY=VALUE: {', '.join(skipped)}" if skipped else None,
+        "also settable with -O KEY=VALUE: "
+        + ", ".join(
+            f"{f} ({bounds(model.model_fields[f])})" if bounds(model.model_fields[f]) else f for f in skipped
+        )
+        if skipped
+        else None,
     )
     for field, info in model.model_fields.items():
         flag = f"--{field.replace('_', '-')}"
@@ -222,24 +244,64 @@ def add_flags_for_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
 
 
 def model_help(name: str) -> str:
-    """The options page of one model: its flags, choices, defaults and descriptions."""
+    """The options page of one model: its flags, choices, defaults, bounds and descriptions, and the
+    dtypes it honours."""
+    from lipsynckit.registry import get_plugin
+
+    info = get_plugin(name).info
+    dtypes = f"dtypes (--dtype): {', '.join(info.dtypes)}; any other is ignored with one line saying so\n"
     model = options_model(name)
     if model is None:
-        return f"{name} takes no options"
+        return f"{name} takes no options\n{dtypes}"
     parser = argparse.ArgumentParser(
         prog=f"lipsynckit sync --model {name}", add_help=False, usage=argparse.SUPPRESS
     )
     sync_flags = [sync_flag(f) for names in SYNC_GROUPS.values() for f in names]
-    for core in ("--fp16", *sync_flags):  # the command's own flags win; such fields stay -O only
+    for core in (
+        "--fp16",
+        "--dtype",
+        "--official",
+        *sync_flags,
+    ):  # the command's own flags win; such fields stay -O only
         parser.add_argument(core, help=argparse.SUPPRESS)
     add_model_flags(parser, name, model)
-    return parser.format_help()
+    return parser.format_help() + dtypes
 
 
 def handle_model_help(argv: Sequence[str]) -> str | None:
     """The page ``--model-help NAME`` asks for, if it does."""
     name = _prescan(argv).model_help
     return model_help(name) if name else None
+
+
+def official_settings(
+    args: argparse.Namespace, sync: dict[str, Any], model_options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """With ``--official``: the run's settings and model options the model declares as its official
+    pipeline (``ModelPlugin.official_sync`` / ``official_options``) under the ones given on the command
+    line; without it, both unchanged."""
+    if not getattr(args, "official", False):
+        return sync, model_options
+    from lipsynckit.registry import get_plugin
+
+    name = getattr(args, "model", None)
+    if not name or name == "auto":
+        raise LipSyncError(
+            "--official needs a model: each model has its own official pipeline",
+            stage="options",
+            remedy="add --model NAME (list-models names them)",
+        )
+    plugin = get_plugin(name)
+    if not plugin.official_sync and not plugin.official_options:
+        raise LipSyncError(
+            f"model {name!r} declares no official pipeline to reproduce",
+            stage="options",
+            remedy="leave --official out",
+        )
+    merged = {**plugin.official_sync, **sync}, {**plugin.official_options, **model_options}
+    said = ", ".join(f"{k}={v}" for k, v in sorted({**merged[0], **merged[1]}.items()))
+    log.info("--official: %s as its official pipeline (%s)", name, said)
+    return merged
 
 
 def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -258,10 +320,15 @@ def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+#: ``--dtype``: the one precision knob (``--fp16`` = float16); each model honours its ``ModelInfo.dtypes``
+DTYPE_CHOICES = ("float32", "float16", "bfloat16", "int8")
+
+
 def dtype_from_args(args: argparse.Namespace) -> Any:
-    """``--fp16`` → ``torch.float16`` (the precision knob every plugin honours), else None."""
-    if not getattr(args, "fp16", False):
+    """``--dtype NAME`` (``--fp16``: float16) → ``torch.NAME``; None when not given (the model's own)."""
+    name = getattr(args, "dtype", None)
+    if not name:
         return None
     import torch
 
-    return torch.float16
+    return getattr(torch, name)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit.model_info import ModelInfo, WeightFile, WeightSource
+from lipsynckit.model_info import QUALITY_SCALE, ModelInfo, WeightFile, WeightSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,8 +33,10 @@ __all__ = [
     "ModelInfo",
     "ModelPlugin",
     "ModelStatus",
+    "QUALITY_SCALE",
     "WeightFile",
     "WeightSource",
+    "dtype_name",
     "parse_model_options",
 ]
 
@@ -67,6 +69,8 @@ class LipSyncModel(Protocol):
 
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+#: option names plugins once used for precision; ``dtype`` replaced them (one line says so)
+RETIRED_PRECISION_OPTIONS = ("fp16", "precision")
 
 
 def parse_model_options(
@@ -157,7 +161,8 @@ class ModelList(list[ModelStatus]):
 class ModelPlugin(ABC):
     """Base class for the object a ``lipsynckit.models`` entry point names.
 
-    Subclasses set :attr:`info` and implement :meth:`_load`. Heavy imports belong in ``_load``.
+    Subclasses set :attr:`info` (and :attr:`options_model`) and implement :meth:`build`; :meth:`load` is
+    the same for every plugin. Heavy imports belong in ``build``.
     """
 
     info: ModelInfo
@@ -165,6 +170,10 @@ class ModelPlugin(ABC):
     install_hint: str = ""
     #: the pydantic model of its options: the CLI makes its flags and ``--model-help`` page from it
     options_model: type[BaseModel] | None = None
+    #: what ``--official`` means for this model: the run's settings (SyncOptions fields: gate,
+    #: length_mode, ...) and the model options (paste, ...) that reproduce its official pipeline
+    official_sync: dict[str, Any] = {}
+    official_options: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -199,6 +208,32 @@ class ModelPlugin(ABC):
                 return False, f"weights not found ({str(exc).splitlines()[0]})"
         return True, ""
 
+    def parse_options(self, options: dict[str, Any] | BaseModel | None) -> BaseModel | None:
+        """The run's options as :attr:`options_model` (one :class:`LipSyncError` line for a bad one);
+        ``None`` for a plugin without options. :meth:`option_defaults` fills fields the caller left out."""
+        if self.options_model is None:
+            if options:
+                raise LipSyncError(
+                    f"model {self.info.name!r} takes no options (got {options!r})",
+                    stage="options",
+                    remedy="leave the model options out",
+                )
+            return None
+        given = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
+        for old in RETIRED_PRECISION_OPTIONS:
+            if old in given and old not in self.options_model.model_fields:
+                raise LipSyncError(
+                    f"{self.info.name} option {old!r} is gone: precision is the dtype everywhere",
+                    stage="options",
+                    remedy="pass dtype=torch.float16 (CLI: --dtype float16); "
+                    f"{self.info.name} honours {', '.join(self.info.dtypes)}",
+                )
+        return parse_model_options(options, self.options_model, self.info.name, **self.option_defaults())
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Option values this plugin object implies (a variant's version, say); none by default."""
+        return {}
+
     def load(
         self,
         weights: str | Path | None = None,
@@ -207,8 +242,12 @@ class ModelPlugin(ABC):
         options: dict[str, Any] | BaseModel | None = None,
         download: bool = False,
     ) -> LipSyncModel:
+        """The one load path: check the modules, parse the options (a bad one fails before any file is
+        read), resolve the weights through :func:`lipsynckit.weights.resolve_all`, announce their
+        licence, then :meth:`build` the runtime from the resolved files. A ``dtype`` the model does not
+        list in ``info.dtypes`` is dropped with one line saying so."""
         from lipsynckit.errors import ModelUnavailableError
-        from lipsynckit.weights import announce_licences
+        from lipsynckit.weights import announce_licences, resolve_all
 
         missing = self.missing_modules()
         if missing:
@@ -218,24 +257,39 @@ class ModelPlugin(ABC):
                 stage="model",
                 remedy=hint,
             )
+        opts = self.parse_options(options)
+        if not self.info.weights and weights is not None:
+            log.info("%s needs no weights; ignoring %s", self.info.name, weights)
+        files = resolve_all(self.info, weights, download=download) if self.info.weights else {}
+        asked = dtype_name(dtype)
+        if asked is not None and asked not in self.info.dtypes:
+            log.warning(
+                "%s runs in %s only: dtype %s is ignored", self.info.name, "/".join(self.info.dtypes), asked
+            )
+            dtype = None
+        announce_licences(self.info)
         import torch
 
-        model = self._load(
-            weights=weights, device=torch.device(device), dtype=dtype, options=options, download=download
-        )
-        announce_licences(self.info)
-        return model
+        return self.build(files, opts, torch.device(device), dtype)
 
     @abstractmethod
-    def _load(
+    def build(
         self,
-        weights: str | Path | None,
+        files: dict[str, Path],
+        options: Any,
         device: torch.device,
         dtype: torch.dtype | None,
-        options: dict[str, Any] | BaseModel | None,
-        download: bool,
     ) -> LipSyncModel:
-        """Build the runtime model: resolve and verify weights, load them strictly, move to device."""
+        """The runtime from the resolved weight files (keyed by ``WeightFile.key``) and the parsed options
+        (an instance of :attr:`options_model`, or None): load the state dicts (the plugin's remap), move
+        to ``device`` and ``dtype`` (already checked against ``info.dtypes``). Heavy imports belong here."""
+
+
+def dtype_name(dtype: Any) -> str | None:
+    """``torch.float16`` (or ``"float16"``) → ``"float16"``: the spelling ``ModelInfo.dtypes`` uses."""
+    if dtype is None:
+        return None
+    return str(dtype).removeprefix("torch.")
 
 
 def __getattr__(name: str) -> object:  # PEP 562: the torch-based runtime bases, imported on first use

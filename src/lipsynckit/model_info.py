@@ -42,6 +42,19 @@ class WeightFile(BaseModel):
     also_in: list[str] = Field(default_factory=list)  # other models' cache folders that may hold it
 
 
+#: ``ModelInfo.quality``: lip-sync and visual quality on 0..1, anchored to named models. A plugin places
+#: itself among the anchors (and says why in ``quality_basis``); ``--model auto`` picks the highest usable.
+QUALITY_SCALE: dict[float, str] = {
+    0.0: "viseme: the weight-free fallback (mouth shapes from audio energy, no learned sync)",
+    0.5: "Wav2Lip: strong sync, blurry 96 px mouth",
+    0.6: "Wav2Lip + GAN: the same sync, sharper mouth",
+    0.7: "MuseTalk v1.0: 256 px latent inpainting",
+    0.8: "MuseTalk v1.5: sharper, better sync than v1.0",
+    0.85: "LatentSync 1.5: 256 px latent diffusion",
+    0.9: "LatentSync 1.6: 512 px latent diffusion",
+}
+
+
 class ModelInfo(BaseModel):
     """What a model is, in data (the role of torchvision's ``Weights`` meta / timm's ``PretrainedCfg``)."""
 
@@ -64,9 +77,14 @@ class ModelInfo(BaseModel):
     extra: str | None = None  # pip extra that installs its dependencies
     requires: list[str] = Field(default_factory=list)  # importable modules it needs
     default_detector: str = "auto"
+    # the dtypes ``load(dtype=...)`` / ``--dtype`` it honours; any other is ignored with one line saying so
+    dtypes: tuple[str, ...] = ("float32",)
     needs_weights: bool = True
-    # data for `--model auto`: higher quality wins among the models the hardware can run
-    quality: float = 0.0  # relative lip-sync/visual quality the plugin claims (0 = weight-free fallback)
+    # data for `--model auto`: higher quality wins among the models the hardware can run. The scale is
+    # QUALITY_SCALE below (0..1, anchored to named models); a claim above 0 says what it rests on in
+    # ``quality_basis`` (lipsynckit.testing.meta checks both)
+    quality: float = 0.0
+    quality_basis: str = ""
     cpu_seconds_per_frame: float | None = (
         None  # measured on a 2-core CPU at default settings (None = unknown)
     )

@@ -69,6 +69,14 @@ class PluginEntry:
         dist = self.distribution or "lipsynckit"
         return f'pip install "{dist}[{",".join(extras)}]"' if extras else f"pip install {dist}"
 
+    @property
+    def fix(self) -> str:
+        """What to do about an unusable entry: install what an unimportable one lacks; a misnamed,
+        mistyped or doubly registered one is not fixed by installing anything."""
+        if self.error.startswith("cannot import"):
+            return self.install_hint
+        return f"uninstall or fix that plugin ({self.distribution or 'its distribution'})"
+
 
 _cache: dict[str, dict[str, PluginEntry]] = {}
 _lock = threading.Lock()
@@ -162,7 +170,7 @@ def list_models(weights: str | Path | None = None) -> ModelList:
                     name=name,
                     usable=False,
                     reason=entry.error,
-                    install_hint=entry.install_hint,
+                    install_hint=entry.fix,
                     distribution=dist,
                 )
             )
@@ -200,9 +208,7 @@ def get_plugin(name: str) -> ModelPlugin:
         raise ModelUnavailableError(
             f"model {name!r} is installed but cannot be used: {entry.error}",
             stage="model",
-            remedy=entry.install_hint
-            if entry.error.startswith("cannot import")
-            else "uninstall or fix that plugin",
+            remedy=entry.fix,
         )
     plugin: ModelPlugin = entry.plugin
     return plugin

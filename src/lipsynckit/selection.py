@@ -11,6 +11,8 @@ from lipsynckit.registry import DEFAULT_MODEL, list_models
 log = logging.getLogger(__name__)
 
 CPU_SECONDS_PER_FRAME_LIMIT = 2.0  # slower than this on CPU is not a sensible automatic choice
+#: the distributions of this repository; a model from any other is named as third-party when chosen
+OUR_DISTRIBUTIONS = ("lipsynckit", "lipsynckit-wav2lip", "lipsynckit-musetalk", "lipsynckit-latentsync")
 
 
 def _gpu_memory_gb() -> float:
@@ -25,7 +27,7 @@ def choose_model(weights: str | None = None, device: str | None = None) -> tuple
     from ModelInfo data."""
     on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     vram = _gpu_memory_gb() if on_gpu else 0.0
-    candidates = []
+    candidates: list[tuple[float, str, str]] = []
     skipped: list[str] = []
     groups: dict[str, list[str]] = {}  # short reason -> model names
 
@@ -55,14 +57,15 @@ def choose_model(weights: str | None = None, device: str | None = None) -> tuple
             if spf is not None and spf > CPU_SECONDS_PER_FRAME_LIMIT:
                 skip(row.name, "too slow on CPU", f"about {spf:g} s per frame on CPU")
                 continue
-        candidates.append((info.quality, row.name))
+        candidates.append((info.quality, row.name, row.distribution))
     if skipped:
         log.debug("model auto, not chosen: %s", "; ".join(skipped))
     where = "GPU" if on_gpu else "CPU"
     if not candidates:
         return DEFAULT_MODEL, f"{DEFAULT_MODEL} (no usable model found; -v says why)"
     candidates.sort(reverse=True)
-    name = candidates[0][1]
+    quality, name, dist = candidates[0]
+    origin = "" if dist in OUR_DISTRIBUTIONS or not dist else f", a third-party plugin from {dist}"
     if candidates[0][0] <= 0 and "no weights installed" in groups:
         missing = ", ".join(groups["no weights installed"])
         return (
@@ -70,4 +73,4 @@ def choose_model(weights: str | None = None, device: str | None = None) -> tuple
             f"{name} (no weights installed for {missing}; `lipsynckit weights list` says where to get them)",
         )
     others = "".join(f"; {group}: {', '.join(names)}" for group, names in groups.items())
-    return name, f"{name} (the best usable model on this {where}{others})"
+    return name, f"{name} (quality {quality:g}, the highest usable on this {where}{origin}{others})"

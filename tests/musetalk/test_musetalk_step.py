@@ -201,7 +201,7 @@ def test_feathered_fallback_without_parsing(
 @pytest.mark.gpu
 def test_step_golden_fp16_cuda(small_models: Path, golden: dict[str, np.ndarray]) -> None:
     """fp16 on CUDA (--use_float16): same step within fp16 tolerance."""
-    m = plugin.load(weights=small_models, device="cuda", options={"fp16": True})
+    m = plugin.load(weights=small_models, device="cuda", dtype=torch.float16)
     assert isinstance(m, MuseTalkModel) and m.dtype == torch.float16
     out = m.step(torch.from_numpy(golden["unet_input_latents"]), torch.from_numpy(golden["whisper_batch"]))
     ref = golden["unet_output_latents"]

@@ -199,7 +199,7 @@ def test_reduced_precision_and_channels_last_on_cpu(ckpt: Path, gp: dict[str, np
     assert got.dtype == torch.float32
     err = float((got - torch.from_numpy(gp["pred"][:2])).abs().max())
     assert 0.0 < err < 0.05, err  # bf16 really ran, and stays close to fp32
-    half = load_model(plugin, weights=ckpt, options={"fp16": True})
+    half = load_model(plugin, weights=ckpt, dtype=torch.float16)
     assert half.precision == "fp16"
     # fp16 autocast is ~5x slower than fp32 on a CPU: the CPU keeps fp32 (and says so)
     np.testing.assert_allclose(half.predict(mels, faces).numpy(), gp["pred"][:2], atol=1e-5, rtol=0)
@@ -212,7 +212,11 @@ def test_cuda_fp16_channels_last_compile(ckpt: Path, gp: dict[str, np.ndarray]) 
     fp32 = load_model(plugin, weights=ckpt, device="cuda")
     np.testing.assert_allclose(fp32.predict(mels, faces).numpy(), gp["pred"][:16], atol=1e-4, rtol=0)
     fast = load_model(
-        plugin, weights=ckpt, device="cuda", options={"fp16": True, "channels_last": True, "compile": True}
+        plugin,
+        weights=ckpt,
+        device="cuda",
+        dtype=torch.float16,
+        options={"channels_last": True, "compile": True},
     )
     assert fast.precision == "fp16"
     np.testing.assert_allclose(fast.predict(mels, faces).numpy(), gp["pred"][:16], atol=2e-2, rtol=0)
@@ -220,15 +224,8 @@ def test_cuda_fp16_channels_last_compile(ckpt: Path, gp: dict[str, np.ndarray]) 
 
 def test_options_are_validated_and_default_to_official() -> None:
     d = Wav2LipOptions()
-    assert (d.pads, d.smooth, d.smooth_window, d.paste, d.precision) == (
-        (0, 10, 0, 0),
-        True,
-        5,
-        "official",
-        "fp32",
-    )
+    assert (d.pads, d.smooth, d.smooth_window, d.paste) == ((0, 10, 0, 0), True, 5, "official")
     assert Wav2LipOptions(pads="0 0 0 0").pads == (0, 0, 0, 0)  # type: ignore[arg-type]
-    assert Wav2LipOptions(fp16=True).precision == "fp16"
     with pytest.raises(LipSyncError, match="steps"):
         load_model(plugin, weights="/nonexistent", options={"steps": 20})
 

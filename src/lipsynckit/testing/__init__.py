@@ -6,6 +6,9 @@
 - ``contract`` (:class:`ModelContract`, :class:`ContractSample`) is the model contract as a pytest mixin
   that any plugin's tests inherit (see docs/dev/contracts.md). It imports pytest, so it is loaded on
   first use rather than with this package.
+- ``meta`` (:class:`PluginMetaContract`) checks what a plugin says about itself (``ModelInfo`` against
+  reality, the ``quality`` scale, no torch in the entry-point module, options described with bounds),
+  without loading it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from lipsynckit.testing.detweights import deterministic_state_dict, deterministi
 __all__ = [
     "ContractSample",
     "ModelContract",
+    "PluginMetaContract",
     "deterministic_state_dict",
     "deterministic_tensor",
     "load_manifest",
@@ -28,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from lipsynckit.testing import contract
 
         return getattr(contract, name)
+    if name == "PluginMetaContract":
+        from lipsynckit.testing import meta
+
+        return meta.PluginMetaContract
     raise AttributeError(name)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
-from pydantic import BaseModel
 
-from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, parse_model_options
+from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin
 from lipsynckit.viseme.options import VisemeOptions
 
 log = logging.getLogger(__name__)
@@ -40,32 +39,24 @@ INFO = ModelInfo(
 )
 
 
-def parse_options(options: dict[str, Any] | BaseModel | None) -> VisemeOptions:
-    """Accept a dict, a VisemeOptions or any pydantic model with matching fields."""
-    return parse_model_options(options, VisemeOptions, "viseme")
-
-
 class VisemePlugin(ModelPlugin):
     """The built-in model: needs no weights, so it is always usable."""
 
     info = INFO
     options_model = VisemeOptions
 
-    def _load(
+    def build(
         self,
-        weights: str | Path | None,
+        files: dict[str, Path],
+        options: VisemeOptions,
         device: torch.device,
         dtype: torch.dtype | None,
-        options: dict[str, Any] | BaseModel | None,
-        download: bool,
     ) -> LipSyncModel:
         from lipsynckit.viseme.runtime import VisemeModel
 
-        if weights is not None:
-            log.info("viseme needs no weights; ignoring %s", weights)
         if device.type != "cpu":
             log.info("viseme runs on the CPU (image warps); ignoring device %s", device)
-        return VisemeModel(self.info, parse_options(options))
+        return VisemeModel(self.info, options)
 
 
 plugin = VisemePlugin()

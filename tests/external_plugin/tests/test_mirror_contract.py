@@ -13,9 +13,16 @@ from lsk_mirror_plugin import plugin
 from lipsynckit.media import load_audio
 from lipsynckit.model import LipSyncModel
 from lipsynckit.testing.contract import ContractSample, ModelContract
+from lipsynckit.testing.meta import PluginMetaContract
 from lipsynckit.types import Face
 
 SPEECH = Path("/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")
+
+
+class TestMirrorMeta(PluginMetaContract):
+    """What the mirror says about itself (its ModelInfo, quality, light entry-point module, options)."""
+
+    plugin = plugin
 
 
 class TestMirrorContract(ModelContract):

@@ -70,10 +70,11 @@ class MuseTalkModel(StagedLipSyncModel):
         return mods
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> MuseTalkModel:
-        """Move all networks; fp16 (``dtype=torch.float16`` or ``options.fp16``) only on CUDA."""
+        """Move all networks; float16 (``dtype=torch.float16``, the official ``--use_float16``) only on
+        CUDA; None keeps the dtype it has (float32 when built)."""
         self.device = torch.device(device)
         if dtype is None:
-            dtype = torch.float16 if (self.options.fp16 and self.device.type == "cuda") else torch.float32
+            dtype = getattr(self, "dtype", torch.float32)
         if dtype == torch.float16 and self.device.type != "cuda":
             log.warning("MuseTalk: float16 needs CUDA; staying in float32 on %s", self.device)
             dtype = torch.float32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Wav2LipOptions(BaseModel):
@@ -27,13 +27,6 @@ class Wav2LipOptions(BaseModel):
     )
     feather: float = Field(
         default=0.15, ge=0.0, le=0.5, description="feather width (fraction of the box) for paste=feathered"
-    )
-    precision: Literal["fp32", "fp16", "bf16"] = Field(
-        default="fp32", description="fp16/bf16 run the generator under autocast (official: fp32)"
-    )
-    fp16: bool = Field(
-        default=False,
-        description="shortcut for precision='fp16' (the CLI's --fp16 asks for dtype float16, the same)",
     )
     channels_last: bool = Field(
         default=False, description="NHWC memory format for the convolutions (GPU speed)"
@@ -61,9 +54,3 @@ class Wav2LipOptions(BaseModel):
         if isinstance(v, str):
             return tuple(int(x) for x in v.replace(",", " ").split())
         return v
-
-    @model_validator(mode="after")
-    def _fp16_flag(self) -> Wav2LipOptions:
-        if self.fp16 and self.precision == "fp32":
-            object.__setattr__(self, "precision", "fp16")
-        return self

@@ -1,17 +1,16 @@
 """Entry points ``wav2lip`` and ``wav2lip_gan``: what the models are, in data.
 
-Imports nothing heavy: the network and runtime are imported in :meth:`Wav2LipPlugin._load`.
+Imports nothing heavy: the network and runtime are imported in :meth:`Wav2LipPlugin.build`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
-from pydantic import BaseModel
 
 from lipsynckit.model import (
     LipSyncModel,
@@ -19,7 +18,6 @@ from lipsynckit.model import (
     ModelPlugin,
     WeightFile,
     WeightSource,
-    parse_model_options,
 )
 from lipsynckit_wav2lip.options import Wav2LipOptions
 
@@ -128,13 +126,14 @@ def _info(
         supports_cpu=True,
         # `--model auto`: strong sync, blurry 96 px mouth; the GAN variant looks better. 24.9 fps at batch 16
         quality=0.6 if "gan" in name else 0.5,
+        quality_basis="an anchor of lipsynckit's quality scale (QUALITY_SCALE)",
         cpu_seconds_per_frame=0.04,
         license="none stated (README: non-commercial only)",
         weights_license=LICENSE_TEXT,
         non_commercial=True,
         weights=[generator, torchscript, S3FD_WEIGHTS],
-        extra="wav2lip",
         requires=["cv2"],
+        dtypes=("float32", "float16", "bfloat16", "int8"),  # fp16/bf16: autocast; int8: runtime="onnx" only
         default_detector="s3fd",
         needs_weights=True,
     )
@@ -160,6 +159,9 @@ class Wav2LipPlugin(ModelPlugin):
     """Loads the Wav2Lip generator from any form users hold (see :func:`runtime.load_generator`)."""
 
     options_model = Wav2LipOptions
+    # --official: inference.py pastes the whole box, moves the mouth in pauses and loops the video
+    official_sync = {"gate": False, "length_mode": "loop"}
+    official_options = {"paste": "official"}
 
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
@@ -175,25 +177,23 @@ class Wav2LipPlugin(ModelPlugin):
         """Resolve locally (no download); the TorchScript archive counts as the generator."""
         return {"generator": self.find_generator(weights)}
 
-    def _load(
+    def build(
         self,
-        weights: str | Path | None,
+        files: dict[str, Path],
+        options: Wav2LipOptions,
         device: torch.device,
         dtype: torch.dtype | None,
-        options: dict[str, Any] | BaseModel | None,
-        download: bool,
     ) -> LipSyncModel:
         from lipsynckit_wav2lip.onnx_runtime import load_onnx_model, onnx_precision
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
-        opts = parse_model_options(options, Wav2LipOptions, self.info.name)
-        onnx = onnx_precision(opts.runtime, dtype)  # a bad runtime/dtype pair fails before loading
-        path = self.find_generator(weights, download=download)
+        path = files.get("generator") or files["generator_torchscript"]
+        onnx = onnx_precision(options.runtime, dtype)  # a bad runtime/dtype pair fails before the load
         log.info("loading %s generator from %s", self.info.display_name, path)
         net = load_generator(path)
         if onnx is not None:
-            return load_onnx_model(self.info, net, opts, device, path, dtype)
-        model = Wav2LipModel(self.info, net, opts, device=device, weights_path=path)
+            return load_onnx_model(self.info, net, options, device, path, dtype)
+        model = Wav2LipModel(self.info, net, options, device=device, weights_path=path)
         if dtype is not None:
             model.to(device, dtype)
         return model

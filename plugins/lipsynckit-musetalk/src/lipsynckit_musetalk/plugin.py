@@ -1,6 +1,6 @@
 """MuseTalk plugin objects (entry points ``musetalk`` = v1.5 and ``musetalk_v10``).
 
-Data only at import time (ModelInfo and weight records); torch/diffusers work happens in ``_load``.
+Data only at import time (ModelInfo and weight records); torch/diffusers work happens in ``build``.
 The weight folder accepted is the official ``models/`` layout written by MuseTalk's
 ``download_weights.sh`` (musetalk/, musetalkV15/, sd-vae/, whisper/, face-parse-bisent/; the 2024
 names sd-vae-ft-mse/ and whisper/tiny.pt as ``alt_relpaths`` / an any-of group); a single file given
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
-from pydantic import BaseModel
 
 from lipsynckit.model import (
     LipSyncModel,
@@ -23,7 +22,6 @@ from lipsynckit.model import (
     ModelPlugin,
     WeightFile,
     WeightSource,
-    parse_model_options,
 )
 from lipsynckit.nn.sd_vae import sd_vae_file
 from lipsynckit_musetalk.options import MuseTalkOptions
@@ -162,13 +160,14 @@ def _info(version: str) -> ModelInfo:
         supports_cpu=True,
         # `--model auto`: between LatentSync and Wav2Lip; 6.8 CPU s/frame measured at batch 4 (2-core CPU)
         quality=0.8 if v15 else 0.7,
+        quality_basis="an anchor of lipsynckit's quality scale (QUALITY_SCALE)",
         cpu_seconds_per_frame=6.8,
         license="MIT",
         weights_license=_UNET_LICENSE,
         non_commercial=False,
         weights=[*_unet(version), *_VAE, *_WHISPER, *_PARSING],
-        extra="musetalk",
         requires=["diffusers", "cv2", "PIL"],
+        dtypes=("float32", "float16"),  # float16 on CUDA only (the official --use_float16)
         default_detector="auto",
     )
 
@@ -178,35 +177,36 @@ class MuseTalkPlugin(ModelPlugin):
     resolver from the records above); it keeps only its state-dict remaps (in ``networks``)."""
 
     options_model = MuseTalkOptions
+    # --official: the mouth moves in pauses too; the frames cycle forward then backward (frame_list_cycle)
+    official_sync = {"gate": False, "length_mode": "pingpong"}
 
     def __init__(self, version: str) -> None:
         self.version = version
         self.info = _info(version)
 
-    def _load(
+    def option_defaults(self) -> dict[str, Any]:
+        return {"version": self.version}
+
+    def build(
         self,
-        weights: str | Path | None,
+        files: dict[str, Path],
+        options: MuseTalkOptions,
         device: torch.device,
         dtype: torch.dtype | None,
-        options: dict[str, Any] | BaseModel | None,
-        download: bool,
     ) -> LipSyncModel:
-        from lipsynckit.weights import resolve_all
         from lipsynckit_musetalk import networks
         from lipsynckit_musetalk.bisenet import FaceParser, load_bisenet
         from lipsynckit_musetalk.runtime import MuseTalkModel
         from lipsynckit_musetalk.whisper import load_whisper_encoder
 
-        opts = parse_model_options(options, MuseTalkOptions, self.info.name, version=self.version)
-        files = resolve_all(self.info, weights, download=download)  # cache files verified there
         unet = networks.load_unet(files["unet"], files.get("unet_config"))
         vae = networks.load_vae(files["vae"], files.get("vae_config"))
         wpath = files.get("whisper")
         whisper = load_whisper_encoder(wpath.parent if wpath is not None else files["whisper_openai"])
         parser = None
-        if "face_parse" in files and opts.face_parsing:
+        if "face_parse" in files and options.face_parsing:
             parser = FaceParser(load_bisenet(files["face_parse"]))
-        model = MuseTalkModel(self.info, unet, vae, whisper, parser, opts)
+        model = MuseTalkModel(self.info, unet, vae, whisper, parser, options)
         return model.to(device, dtype)
 
 

@@ -137,12 +137,12 @@ class Wav2LipModel(StagedLipSyncModel):
 
     @property
     def precision(self) -> str:
-        """The autocast precision in effect: the dtype given to ``to()``/``load()`` wins over options."""
+        """The autocast precision in effect: the dtype given to ``to()``/``load()`` (fp32 by default)."""
         if self.dtype == torch.float16:
             return "fp16"
         if self.dtype == torch.bfloat16:
             return "bf16"
-        return self.options.precision
+        return "fp32"
 
     def _get_forward(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if self._forward is None:

@@ -42,9 +42,6 @@ class LatentSyncOptions(BaseModel):
     )
     deepcache: bool = Field(True, description="DeepCache feature reuse (--enable_deepcache)")
     deepcache_interval: int = Field(3, ge=1, description="full UNet pass every N steps (official 3)")
-    fp16: bool | None = Field(
-        None, description="float16 UNet/VAE/Whisper; None: on CUDA with compute capability > 7, as official"
-    )
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (official 0)")
     align_dtype: Literal["float16", "float32"] = Field(
         "float16",

@@ -15,7 +15,9 @@ class MuseTalkOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: Literal["v1.5", "v1.0"] = "v1.5"
+    version: Literal["v1.5", "v1.0"] = Field(
+        "v1.5", description="model version (set by the plugin: musetalk = v1.5, musetalk_v10 = v1.0)"
+    )
     audio_frontend: Literal["head", "legacy"] = Field(
         "head", description="head = transformers Whisper path (2025+); legacy = 2024 v1.0 openai-whisper path"
     )
@@ -39,7 +41,6 @@ class MuseTalkOptions(BaseModel):
     seed: int | None = Field(
         None, description="seed for the posterior sample (None: global torch RNG, as official)"
     )
-    fp16: bool = Field(False, description="half precision on CUDA (--use_float16)")
     batch_size: int = Field(8, ge=1, description="official default batch; generate accepts any size")
 
     def resolved_parsing_mode(self) -> str:

@@ -67,6 +67,7 @@ class LatentSyncRuntime(BaseLipSyncModel):
         options: LatentSyncOptions | None = None,
         device: torch.device | str = "cpu",
         vae_scaling: float = 0.18215,
+        dtype: torch.dtype | None = None,
     ) -> None:
         from diffusers import DDIMScheduler
 
@@ -90,15 +91,15 @@ class LatentSyncRuntime(BaseLipSyncModel):
         self.last_chunk: ChunkResult | None = None
         self.device = torch.device("cpu")
         self.dtype = torch.float32
-        fp16 = self.options.fp16
         dev = torch.device(device)
-        if fp16 is None:
-            fp16 = (
+        if dtype is None:  # the official rule: float16 on CUDA GPUs with compute capability > 7
+            official_fp16 = (
                 dev.type == "cuda"
                 and torch.cuda.is_available()
                 and torch.cuda.get_device_capability(dev)[0] > 7
             )
-        self.to(dev, torch.float16 if fp16 else torch.float32)
+            dtype = torch.float16 if official_fp16 else torch.float32
+        self.to(dev, dtype)
 
     # -- protocol: housekeeping --------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import BaseModel
 
 from lipsynckit.errors import WeightsError
 
@@ -107,18 +106,6 @@ def load_vae(path: str | Path, config: dict[str, Any] | None = None) -> Any:
     return load_sd_vae(path, dict(config or VAE_CONFIG))
 
 
-def parse_options(
-    options: dict[str, Any] | BaseModel | None, model: str, dtype: torch.dtype | None
-) -> LatentSyncOptions:
-    """The run's options (before any weights are read); an explicit ``dtype`` sets ``fp16``."""
-    from lipsynckit.model import parse_model_options
-
-    opts = parse_model_options(options, LatentSyncOptions, model)
-    if dtype is not None:
-        opts = opts.model_copy(update={"fp16": dtype == torch.float16})
-    return opts
-
-
 def read_unet_config(path: str | Path) -> tuple[UNet3DConfig, int | None]:
     """The ``model:`` section and ``data.resolution`` of an official ``configs/unet/stage2*.yaml``
     (YAML or JSON, the same structure); other sections and keys are ignored."""
@@ -194,8 +181,10 @@ def build_runtime(
     files: Mapping[str, Path],
     device: torch.device,
     opts: LatentSyncOptions,
+    dtype: torch.dtype | None = None,
 ) -> LatentSyncRuntime:
-    """Load the resolved (and, in the cache, verified) files of one LatentSync version into a runtime."""
+    """Load the resolved (and, in the cache, verified) files of one LatentSync version into a runtime
+    (``dtype`` None: the official choice, float16 on CUDA GPUs with compute capability > 7)."""
     from .audio import load_whisper_encoder
     from .runtime import LatentSyncRuntime
 
@@ -210,4 +199,4 @@ def build_runtime(
     unet = load_unet(files["unet"], unet_cfg)
     vae = load_vae(vae_file, read_vae_config(vae_file))
     encoder = load_whisper_encoder(files["whisper"])
-    return LatentSyncRuntime(info, unet, vae, encoder, resolution, opts, device=device)
+    return LatentSyncRuntime(info, unet, vae, encoder, resolution, opts, device=device, dtype=dtype)

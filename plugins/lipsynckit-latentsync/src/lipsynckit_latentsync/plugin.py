@@ -1,6 +1,6 @@
 """LatentSync plugin objects: ``latentsync`` (1.6, 512 px, default) and ``latentsync_15`` (1.5, 256 px).
 
-Data only at import time (ModelInfo and weight records); torch/diffusers work happens in ``_load``.
+Data only at import time (ModelInfo and weight records); torch/diffusers work happens in ``build``.
 ``--weights DIR`` accepts the official ``checkpoints/`` layout (``latentsync_unet.pt``,
 ``whisper/tiny.pt``) plus the VAE (``sd-vae-ft-mse/``, which the official code fetches from the hub
 itself); each file may also sit in the lipsynckit cache, or be downloaded when ``download=True``.
@@ -11,11 +11,10 @@ An optional ``unet_config.yaml`` (a copy of the official ``configs/unet/stage2*.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
-from pydantic import BaseModel
 
 from lipsynckit.model import LipSyncModel, ModelInfo, ModelPlugin, WeightFile, WeightSource
 from lipsynckit.nn.sd_vae import sd_vae_file
@@ -112,13 +111,14 @@ def _info(name: str, version: str, resolution: int, vram: float) -> ModelInfo:
         # `--model auto`: the newest diffusion model ranks first; CPU cost at 20 steps, 2-core CPU
         # (1.5 measured 17.6 CPU s/frame at 2 steps; 1.6 has 4x the latent pixels)
         quality=0.9 if resolution >= 512 else 0.85,
+        quality_basis="an anchor of lipsynckit's quality scale (QUALITY_SCALE)",
         cpu_seconds_per_frame=176.0 if resolution < 512 else 700.0,
         license="Apache-2.0",
         weights_license=_WEIGHTS_LICENSE,
         non_commercial=False,
         weights=[_unet(version), _whisper(version), *_VAE, _unet_config(version)],
-        extra="latentsync",
         requires=["diffusers", "safetensors"],
+        dtypes=("float32", "float16"),
         default_detector="insightface",
         needs_weights=True,
     )
@@ -128,6 +128,8 @@ class LatentSyncPlugin(ModelPlugin):
     """Loads one LatentSync version (the UNet config is the same; the face resolution differs)."""
 
     options_model = LatentSyncOptions
+    # --official: the mouth moves in pauses too; the video is looped forward then backward (loop_video)
+    official_sync = {"gate": False, "length_mode": "pingpong"}
     #: why ``lsk.stream`` refuses it (read by lipsynckit.streaming before anything loads)
     stream_refusal = (
         "LatentSync denoises 16-frame chunks (640 ms of video, plus audio context) over 20 DDIM steps, "
@@ -139,21 +141,16 @@ class LatentSyncPlugin(ModelPlugin):
         self.info = _info(name, version, resolution, vram)
         self.resolution = resolution
 
-    def _load(
+    def build(
         self,
-        weights: str | Path | None,
+        files: dict[str, Path],
+        options: LatentSyncOptions,
         device: torch.device,
         dtype: torch.dtype | None,
-        options: dict[str, Any] | BaseModel | None,
-        download: bool,
     ) -> LipSyncModel:
-        from lipsynckit.weights import resolve_all
+        from .loader import build_runtime
 
-        from .loader import build_runtime, parse_options
-
-        opts = parse_options(options, self.info.name, dtype)
-        files = resolve_all(self.info, weights, download=download)
-        return build_runtime(self.info, self.resolution, files, device, opts)
+        return build_runtime(self.info, self.resolution, files, device, options, dtype)
 
 
 plugin = LatentSyncPlugin("latentsync", "1.6", 512, 18.0)

@@ -45,7 +45,6 @@ class S3FDPlugin(FaceDetectorPlugin):
     name = "s3fd"
     description = "S3FD (face-alignment weights), the detector of official Wav2Lip inference; boxes only"
     requires = ("torch", "cv2")
-    extra = "wav2lip"
     landmarks = 0
     offline = False  # needs s3fd.pth
     license = "BSD-3-Clause"
