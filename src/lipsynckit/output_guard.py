@@ -144,7 +144,12 @@ def claim_output(output: str | Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     p = Path(output).expanduser()
-    key = str(_lock_path(p))
+    try:
+        key = str(_lock_path(p))
+    except OSError as exc:  # no writable temporary folder: the run goes on unguarded, and says so
+        log.warning("cannot lock %s against other runs (%s); go on without the lock", p, exc)
+        yield
+        return
     with _locks_guard:
         lock = _locks.setdefault(key, FileLock(key, timeout=0))
     try:

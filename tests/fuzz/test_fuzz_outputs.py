@@ -144,7 +144,17 @@ def test_stale_partials_of_dead_runs_are_removed_and_live_ones_kept(tmp_path: Pa
 
 
 # --------------------------------------------------------------------------------- the property
-KINDS = ("absent", "regular file", "empty folder", "foreign folder", "our folder", "input", "inputs' folder")
+KINDS = (
+    "absent",
+    "regular file",
+    "empty folder",
+    "foreign folder",
+    "our folder",
+    "input",
+    "inputs' folder",
+    "link to an input",
+)
+REFUSED_ALWAYS = ("input", "inputs' folder", "foreign folder", "link to an input")
 
 
 def _make(kind: str, where: Path, inputs: list[Path]) -> Path:
@@ -152,7 +162,9 @@ def _make(kind: str, where: Path, inputs: list[Path]) -> Path:
         return inputs[0]
     if kind == "inputs' folder":
         return inputs[0].parent
-    if kind == "regular file":
+    if kind == "link to an input":
+        where.symlink_to(inputs[1] if where.suffix else inputs[0].parent)
+    elif kind == "regular file":
         where.write_bytes(b"an older result")
     elif kind == "empty folder":
         where.mkdir()
@@ -193,12 +205,12 @@ def test_whatever_is_there_only_what_the_run_may_replace_is_replaced(
     except OutputError:
         assert sha256_tree(root) == before  # refused: nothing changed anywhere
         assert (
-            kind in ("input", "inputs' folder", "foreign folder")
+            kind in REFUSED_ALWAYS
             or (kind in ("empty folder", "our folder") and mode != "png")
             or (kind == "regular file" and mode == "png")
         )
         return
-    assert kind not in ("input", "inputs' folder", "foreign folder")
+    assert kind not in REFUSED_ALWAYS
     after = sha256_tree(root)
     rel = str(target.relative_to(root))
     untouched = {k: v for k, v in before.items() if k != rel and not k.startswith(rel + "/")}
