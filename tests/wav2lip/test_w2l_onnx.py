@@ -194,3 +194,41 @@ def test_int8_fidelity_stays_within_the_recorded_figures(
     bad = [f"{k}: {b}" for k in figures for b in _within_recorded(figures[k], INT8_RECORDED[k])]
     assert not bad, (bad, figures)
     assert figures["golden"]["mean"] > 0  # int8 is lossy: equal frames would mean it ran fp32
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_stream_by_name_runs_the_onnx_runtime_and_matches_the_file_path(
+    ckpt: Path, onnx_fp32: Wav2LipModel, astronaut_png: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    """``lsk.stream(..., model="wav2lip", model_options={"runtime": "onnx"})``: the session's model is
+    the ONNX one and its frames equal the file path's (torch) within one level."""
+    import lipsynckit as lsk
+
+    data, sr = sf.read(speech_wav, dtype="float32")
+    x = data[: int(sr * 0.8)]
+    with lsk.stream(
+        astronaut_png,
+        model="wav2lip",
+        weights=ckpt,
+        model_options={"runtime": "onnx"},
+        realtime=False,
+        avatar_dir=tmp_path / "av",
+        detector="opencv",
+    ) as s:
+        assert isinstance(s.model, Wav2LipOnnxModel)
+        for i in range(0, len(x), 480):  # 30 ms chunks
+            s.push_audio(x[i : i + 480], sr)
+        s.flush()
+        got = [f.image for f in s.frames()]
+    frames = lsk.read_video(str(astronaut_png))
+    track = lsk.detect_faces(frames, "opencv")
+    torch_model = load_model(plugin, weights=ckpt)
+    clip = AudioClip(torch.from_numpy(x), sr)
+    ref = lsk.sync_frames(
+        torch_model, frames, clip, fps=25.0, track=track, length_mode="pingpong", gate=False
+    )
+    assert len(got) >= len(ref) > 10
+    d = np.abs(np.stack(got[: len(ref)]).astype(int) - ref.astype(int))
+    assert d.max() <= 1, d.max()
+    assert np.abs(ref.astype(int) - frames[0].astype(int)).max() > 20  # the model did change the face

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -112,7 +113,7 @@ def export_fp32(net: Wav2LipNet, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_exporter():  # type: ignore[no-untyped-def]
+def _quiet_exporter() -> Iterator[None]:
     import warnings
 
     with warnings.catch_warnings():
@@ -121,14 +122,14 @@ def _quiet_exporter():  # type: ignore[no-untyped-def]
         yield
 
 
-def _atomic_make(dest: Path, make: object) -> None:
+def _atomic_make(dest: Path, make: Callable[[Path], None]) -> None:
     """Run ``make(tmp_path)`` and rename the result onto ``dest``; the partial file is removed on error."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        make(tmp)  # type: ignore[operator]
+        make(tmp)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
