@@ -44,16 +44,11 @@ def status_path_for(manifest: str | Path, out_dir: str | Path | None = None) -> 
 
 
 def remove_partials(output: Path) -> int:
-    """Delete temporaries a killed attempt left beside ``output`` (VideoSink's hidden ``.partial``)."""
-    n = 0
-    if output.parent.is_dir():
-        for p in output.parent.glob(f".{output.stem}.*.partial{output.suffix}"):
-            try:
-                p.unlink()
-                n += 1
-            except OSError:
-                pass
-    return n
+    """Delete the temporaries that killed attempts (dead processes) left beside ``output``; a live run's
+    partial (another manifest run on the same folder) is left alone: :func:`~lipsynckit.output_guard.remove_stale_partials`."""
+    from lipsynckit.output_guard import remove_stale_partials
+
+    return len(remove_stale_partials(output))
 
 
 def _fault_point(output: Path, frame: int) -> None:
