@@ -94,9 +94,12 @@ def silent_frames(words: list[tuple[float, float]], fps: float, n: int, margin_s
 
 
 def noise_file(name: str) -> Path:
-    import livekit.agents
+    """A recording shipped in the livekit-agents wheel (located, not imported: the package is heavy)."""
+    import importlib.util
 
-    return Path(livekit.agents.__file__).parent / "resources" / f"{name}.ogg"
+    spec = importlib.util.find_spec("livekit.agents")
+    assert spec is not None and spec.origin is not None, "livekit-agents is part of dev"
+    return Path(spec.origin).parent / "resources" / f"{name}.ogg"
 
 
 def load_noise(name: str, n: int, offset_s: float = 1.0) -> np.ndarray:

@@ -104,8 +104,3 @@ def dense_landmarks(frame: np.ndarray, face: Face) -> np.ndarray:
     with _lock:  # one predictor object for the process; calls are ~3 ms
         shape = predictor(img, dlib.rectangle(left, top, right, bottom))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-
-
-def with_dense_landmarks(frame: np.ndarray, face: Face) -> Face:
-    """``face`` with its landmarks replaced by the 68 dense ones (box and score kept)."""
-    return Face(box=face.box, score=face.score, landmarks=dense_landmarks(frame, face))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from lipsynckit.errors import AudioError, LipSyncError, VideoError
-from lipsynckit.faces.dense_landmarks import dense_landmarks_available, with_dense_landmarks
+from lipsynckit.faces.dense_landmarks import dense_landmarks, dense_landmarks_available
 from lipsynckit.model import ModelInfo
 from lipsynckit.model_base import BaseLipSyncModel
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
@@ -180,16 +180,13 @@ class VisemeModel(BaseLipSyncModel):
             or not dense_landmarks_available()
         ):
             return face
-        dense = with_dense_landmarks(frame, face)
+        lm68 = dense_landmarks(frame, face)
         width = float(np.linalg.norm(lm5[4] - lm5[3]))
-        err = max(
-            float(np.linalg.norm(dense.landmarks[48] - lm5[3])),
-            float(np.linalg.norm(dense.landmarks[54] - lm5[4])),
-        )
+        err = max(float(np.linalg.norm(lm68[48] - lm5[3])), float(np.linalg.norm(lm68[54] - lm5[4])))
         if err > max(2.0, width / 3.0):
             log.debug("viseme: 68-point mouth corners %.1f px from the detector's: kept the detector's", err)
             return face
-        return dense
+        return Face(box=face.box, score=face.score, landmarks=lm68)
 
     def generate(self, batch: ModelBatch) -> list[np.ndarray]:
         """Warp each crop to its frame's opening; opening 0 returns the crop unchanged."""

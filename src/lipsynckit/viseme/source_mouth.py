@@ -177,9 +177,9 @@ def fill_inner_mouth(crop: np.ndarray, inner: np.ndarray, amount: float) -> np.n
     if amount <= 0.0:
         return crop
     h, w = crop.shape[:2]
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [np.rint(inner).astype(np.int32)], 255)
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    poly = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(poly, [np.rint(inner).astype(np.int32)], 255)
+    mask = np.asarray(cv2.dilate(poly, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))), np.uint8)
     if not mask.any():
         return crop
     filled = cv2.inpaint(crop, mask, 3, cv2.INPAINT_TELEA)
