@@ -31,9 +31,11 @@ def test_concurrent_jobs_write_the_same_bytes_as_sequential_ones(
     shared_avatar_dir: Path,
 ) -> None:
     rows = [
-        {"template": str(carphone_mp4), "audio": str(speech_wavs[1]), "output": "a.mp4"},
+        # FFV1 outputs: their bytes depend on the frames alone (x264's threads can vary H.264 bytes
+        # under heavy load whatever the runner does; see docs/benchmarks.md)
+        {"template": str(carphone_mp4), "audio": str(speech_wavs[1]), "output": "a.mkv"},
         {"template": str(talking_template), "audio": str(speech_wavs[2]), "output": "b.mkv"},
-        {"template": str(carphone_mp4), "audio": str(speech_wavs[3]), "output": "c.mp4"},
+        {"template": str(carphone_mp4), "audio": str(speech_wavs[3]), "output": "c.mkv"},
         {
             "template": str(talking_template),
             "audio": str(speech_wavs[4]),
