@@ -31,9 +31,11 @@ def test_concurrent_jobs_write_the_same_bytes_as_sequential_ones(
     shared_avatar_dir: Path,
 ) -> None:
     rows = [
-        {"template": str(carphone_mp4), "audio": str(speech_wavs[1]), "output": "a.mp4"},
+        # FFV1 outputs: their bytes depend on the frames alone (x264's threads can vary H.264 bytes
+        # under heavy load whatever the runner does; see docs/benchmarks.md)
+        {"template": str(carphone_mp4), "audio": str(speech_wavs[1]), "output": "a.mkv"},
         {"template": str(talking_template), "audio": str(speech_wavs[2]), "output": "b.mkv"},
-        {"template": str(carphone_mp4), "audio": str(speech_wavs[3]), "output": "c.mp4"},
+        {"template": str(carphone_mp4), "audio": str(speech_wavs[3]), "output": "c.mkv"},
         {
             "template": str(talking_template),
             "audio": str(speech_wavs[4]),
@@ -211,3 +213,23 @@ def test_positional_batch_writes_both_same_named_audio(
     outs = sorted((tmp_path / "out").glob("*.mp4"))
     assert [p.name for p in outs] == ["d1_a.mp4", "d2_a.mp4"]
     assert file_digest(outs[0]) != file_digest(outs[1])  # two different audios, two results
+
+
+def test_cli_refuses_an_escaping_row_unless_allowed(
+    tmp_path: Path, carphone_mp4: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lipsynckit.cli import main
+
+    manifest = _jsonl(tmp_path / "jobs.jsonl", [{"template": str(carphone_mp4), "output": "../../x.mp4"}])
+    rc = main(["-q", "batch", "--manifest", str(manifest), "-o", str(tmp_path / "o"), "--model", "viseme"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "row 1 failed: [manifest] column output: output ../../x.mp4 is outside the output folder" in out
+    assert "--allow-outside" in out and "1 jobs: 0 ok, 0 skipped (already done), 1 failed" in out
+    rc = main(
+        ["-q", "batch", "--manifest", str(manifest), "-o", str(tmp_path / "o"), "--model", "viseme"]
+        + ["--allow-outside", "--concurrency", "3", "--ray-workers", "2"]
+    )
+    out = capsys.readouterr().out
+    assert rc == 1 and "outside" not in out and "audio" in out  # now it fails for its missing audio
+    assert not (tmp_path.parent / "x.mp4").exists()

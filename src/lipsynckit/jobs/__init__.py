@@ -1,7 +1,9 @@
 """Jobs at scale: manifests of (template, audio, output) rows run locally or on a Ray cluster.
 
-``run_manifest("jobs.csv")`` runs every row, writes a status manifest beside the outputs and skips, on
-a re-run, the jobs whose outputs still verify. Ray is optional (``pip install "lipsynckit[ray]"``).
+``run_manifest("jobs.csv")`` runs every row (several in flight on one loaded model), writes the
+manifest's own status file beside the outputs and skips, on a re-run, the rows whose outputs still
+verify; it returns a :class:`ManifestResult` (a table in notebooks). Ray is optional
+(``pip install "lipsynckit[ray]"``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ _LAZY = {
     "RunDefaults": ".runner",
     "status_path_for": ".runner",
     "run_manifest": ".run",
+    "ManifestResult": ".results",
+    "default_concurrency": ".concurrency",
     "splice_audio": ".segments",
     "sync_segments": ".segments",
     "JobFailure": ".status",
@@ -35,9 +39,11 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "BadRow",
+    "ManifestResult",
     "RunDefaults",
     "Segment",
     "StatusLog",
+    "default_concurrency",
     "read_manifest",
     "run_manifest",
     "splice_audio",

@@ -301,6 +301,7 @@ class VideoSink:
                 format=self._pix_fmt,
                 dst_colorspace=Colorspace.ITU709,
                 dst_color_range=ColorRange.MPEG,
+                threads=1,  # swscale's automatic slice threads gave other bytes under load (not repeatable)
             )
         vf.pts = self.frames_written
         vf.time_base = 1 / self.fps

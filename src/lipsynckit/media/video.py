@@ -83,7 +83,7 @@ def _rgb(frame: av.VideoFrame, rot90_ccw: int, converter: VideoReformatter) -> n
             .reshape(h, w, 4)[..., 2::-1]
         )
     else:
-        arr = converter.reformat(frame, format="rgb24").to_ndarray()
+        arr = converter.reformat(frame, format="rgb24", threads=1).to_ndarray()  # repeatable bytes
     if rot90_ccw:
         arr = np.rot90(arr, rot90_ccw)
     return np.ascontiguousarray(arr)
