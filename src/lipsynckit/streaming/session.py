@@ -107,6 +107,13 @@ class StreamSession:
         """The rate of ``frame.audio``: the first push's, ``options.sample_rate`` before it."""
         return self._rate or self.options.sample_rate
 
+    @property
+    def queued_seconds(self) -> float:
+        """Pushed audio not yet played (seconds). A live source that cannot pause (a microphone) can
+        trim its quiet input while this stays above the latency it wants (``serve`` does)."""
+        with self._cv:
+            return self._queued_s()
+
     def push_audio(self, pcm: Any, sample_rate: int) -> int | None:
         """Queue a chunk of any size: float32 in [-1, 1] or int16, ``(n,)`` or ``(n, channels)``, or
         int16 bytes. The first push fixes the session's rate, dtype and channels. Returns the id of the
