@@ -395,7 +395,7 @@ class StreamSession:
             if not wait_until(self.clock, pf.done, pf.deadline):  # audio is the master: drop the picture
                 pf.cancelled = True
                 pf.dropped = True
-            if pf.error is not None:
+            if pf.error is not None and not (self._closed or pf.cancelled):  # after close: just end
                 with self._cv:
                     self._error = pf.error
                 raise LipSyncError(
