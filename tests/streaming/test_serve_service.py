@@ -185,3 +185,55 @@ def test_serve_port_0_prints_the_real_port(
     assert main(["serve", "--host", "0.0.0.0", "--port", "0", "--video", str(astronaut_png)]) == 0
     out = capsys.readouterr().out
     assert f"open http://0.0.0.0:{seen[1]}/?token=" in out and len(out.split("token=")[1].strip()) >= 16
+
+
+def test_a_microphone_burst_is_trimmed_so_latency_cannot_stay_high(
+    viseme: Any, astronaut_png: Path, tmp_path: Path, speech_wav: Path
+) -> None:
+    """Microphone audio that arrives in a burst (the event loop stalled) would stay queued for the rest
+    of the connection: past 0.4 s queued, quiet packets are not pushed; past 1 s, none are."""
+    import types
+
+    import av
+    import numpy as np
+    from stream_helpers import speech
+
+    from lipsynckit.streaming import ManualClock
+    from lipsynckit.streaming.serve import MIC_HARD_QUEUE_S, MIC_QUIET_QUEUE_S, _Peer, _quiet
+
+    x, _ = speech(speech_wav, 3.0)
+    x48 = np.repeat((x * 20000).astype(np.int16), 3)  # 48 kHz int16 (a browser's rate; exactness not needed)
+    packets = [x48[i : i + 960] for i in range(0, len(x48) - 959, 960)]
+
+    class Track:  # every packet at once: the burst after a stall (nobody reads frames meanwhile)
+        def __init__(self) -> None:
+            self.left = list(packets)
+
+        async def recv(self) -> Any:
+            if not self.left:
+                raise EOFError
+            f = av.AudioFrame.from_ndarray(self.left.pop(0)[None], format="s16", layout="mono")
+            f.sample_rate = 48000
+            return f
+
+    s = lsk.stream(
+        astronaut_png, model=viseme, avatar_dir=tmp_path / "av", detector="opencv", clock=ManualClock()
+    )
+    peer = types.SimpleNamespace(session=s, rate=48000, mic_trimmed_s=0.0, id="t")
+    try:
+        asyncio.run(_Peer.pump_microphone(peer, Track()))  # type: ignore[arg-type]
+        pushed = s.stats.pushed_samples / 48000
+    finally:
+        s.close()
+    assert pushed + peer.mic_trimmed_s == pytest.approx(len(packets) * 960 / 48000)
+    assert MIC_HARD_QUEUE_S <= pushed <= MIC_HARD_QUEUE_S + 960 / 48000  # bounded
+    # nobody plays anything meanwhile, so the queue is what was pushed: the rule, packet by packet
+    expected, quiet_trimmed = 0, 0
+    for p in packets:
+        queued = expected / 48000
+        if queued > MIC_HARD_QUEUE_S or (queued > MIC_QUIET_QUEUE_S and _quiet(p)):
+            quiet_trimmed += queued <= MIC_HARD_QUEUE_S
+            continue
+        expected += len(p)
+    assert s.stats.pushed_samples == expected
+    assert quiet_trimmed > 0  # pauses were shortened before the hard bound was reached

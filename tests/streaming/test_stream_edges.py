@@ -64,10 +64,17 @@ def test_bad_pushes_are_refused_in_one_line(
         for rate in (1, 10_000_000):
             with pytest.raises(AudioError, match=f"sample_rate {rate} Hz is outside 8000-192000 Hz"):
                 s.push_audio(x, rate)
-        with pytest.raises(AudioError, match="peaks at 5, beyond") as loud:
+        with pytest.raises(AudioError, match="peaks at 5, far beyond") as loud:
             s.push_audio(x * 0 + np.float32(5.0), SR)
         _one_line(loud.value)
+        with pytest.raises(AudioError, match="peaks at 3.28e[+]04"):
+            s.push_audio(x * np.float32(32767 / np.abs(x).max()), SR)  # int16 values as float
         assert s.stats.pushed_samples == 0  # nothing refused got in
+        over = np.clip(x * 3, -1.5, 1.5).astype(np.float32)  # a TTS overshoot: taken, played as pushed
+        assert s.push_audio(over, SR) == 0
+        with pytest.raises(AudioError, match="one format per session"):
+            s.push_audio(stereo, SR)
+    with _open(gated_viseme, astronaut_png, avatar_dir, clock=ManualClock()) as s:
         assert s.push_audio(stereo, SR) == 0  # interleaved (samples, channels) is the format
 
 

@@ -16,14 +16,16 @@ from lipsynckit.errors import AudioError
 MIN_RATE = 8000
 MAX_RATE = 192000
 MAX_CHANNELS = 8
+MAX_FLOAT_PEAK = 2.0  # float samples up to this are an overshoot (clipped for the model); beyond, refused
 
 
 def as_pcm(pcm: object, sample_rate: int) -> np.ndarray:
     """A pushed chunk as an array ``(n,)`` or ``(n, channels)``: float32 in [-1, 1] or int16.
 
     ``bytes`` are read as little-endian int16 mono (what TTS engines and WebRTC hand out). Refused,
-    each in one line: rates outside 8-192 kHz, float samples beyond [-1, 1] (never clipped: a frame
-    hands its samples back as pushed), more than 8 channels, and planar ``(channels, samples)`` arrays.
+    each in one line: rates outside 8-192 kHz, float samples beyond +-2 (the wrong scale: int16 values
+    as float, say), more than 8 channels, and planar ``(channels, samples)`` arrays. A float overshoot
+    up to +-2 is taken: frames hand it back as pushed, the model's copy is clipped to [-1, 1].
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise AudioError(
@@ -79,10 +81,10 @@ def as_pcm(pcm: object, sample_rate: int) -> np.ndarray:
         if not np.isfinite(arr).all():
             raise AudioError("pushed audio contains NaN or infinite samples", stage="stream")
         peak = float(np.abs(arr).max())
-        if peak > 1.0:
+        if peak > MAX_FLOAT_PEAK:
             raise AudioError(
-                f"pushed float audio peaks at {peak:.3g}, beyond [-1, 1] (not clipped: frames carry "
-                "the samples as pushed)",
+                f"pushed float audio peaks at {peak:.3g}, far beyond [-1, 1] (the wrong scale, not "
+                f"an overshoot: up to {MAX_FLOAT_PEAK:g} is taken, the model's copy clipped)",
                 stage="stream",
                 remedy="scale it into [-1, 1] (int16 values as float: divide by 32768) or push int16",
             )
@@ -90,8 +92,11 @@ def as_pcm(pcm: object, sample_rate: int) -> np.ndarray:
 
 
 def to_mono_float(arr: np.ndarray) -> np.ndarray:
-    """Mono float32 in [-1, 1] (channels averaged, int16 scaled by 1/32768)."""
-    x = arr.astype(np.float32) / 32768.0 if arr.dtype == np.int16 else arr.astype(np.float32, copy=False)
+    """Mono float32 in [-1, 1] (channels averaged, int16 scaled by 1/32768, float overshoot clipped)."""
+    if arr.dtype == np.int16:
+        x = arr.astype(np.float32) / 32768.0
+    else:
+        x = np.clip(arr.astype(np.float32, copy=False), -1.0, 1.0)
     return x.mean(axis=1) if x.ndim == 2 else x
 
 

@@ -37,6 +37,19 @@ VIDEO_CLOCK = 90000
 AUDIO_PTIME = 0.02  # seconds per outgoing audio frame (what WebRTC Opus encoders expect)
 
 
+# A microphone cannot pause: audio that reaches the session in a burst (after the event loop stalled)
+# would stay queued for the rest of the connection. So, while more than MIC_QUIET_QUEUE_S is queued,
+# quiet packets are not pushed (pauses get shorter), and beyond MIC_HARD_QUEUE_S none are. The session
+# itself still plays every sample it is given; this is the transport's choice of what to give it.
+MIC_QUIET_QUEUE_S = 0.4
+MIC_HARD_QUEUE_S = 1.0
+MIC_QUIET_RMS = 0.01 * 32768  # about -40 dBFS in int16
+
+
+def _quiet(pcm: np.ndarray) -> bool:
+    return bool(pcm.size == 0 or np.sqrt(np.mean(pcm.astype(np.float32) ** 2)) < MIC_QUIET_RMS)
+
+
 def _int16(audio: np.ndarray) -> np.ndarray:
     x = audio.astype(np.float32) / 32768.0 if audio.dtype == np.int16 else audio.astype(np.float32)
     if x.ndim == 2:
@@ -58,6 +71,7 @@ class _Peer:
         self.rate = session.sample_rate
         self.last_seen = time.monotonic()  # the page's last /ping (or the offer)
         self.uploading = False  # one uploaded file at a time
+        self.mic_trimmed_s = 0.0  # microphone audio not pushed to catch up after a burst
         peer = self
 
         class VideoTrack(MediaStreamTrack):
@@ -137,6 +151,10 @@ class _Peer:
                     resampler = StreamResampler(frame.sample_rate, self.rate)
                 y = resampler.push(pcm.astype(np.float32) / 32768.0)
                 pcm = (np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
+            queued = self.session.queued_seconds
+            if queued > MIC_HARD_QUEUE_S or (queued > MIC_QUIET_QUEUE_S and _quiet(pcm)):
+                self.mic_trimmed_s += len(pcm) / self.rate  # a burst after a stall: catch up
+                continue
             try:
                 self.session.push_audio(pcm, self.rate)
             except LipSyncError as exc:

@@ -86,6 +86,8 @@ class StreamSession:
         # a frame is waited for until a quarter of the budget before it runs out: emitting a dropped
         # frame (waking the pacer on a loaded machine) then still lands within max_latency_ms
         self._wait_s = 0.75 * options.max_latency_ms / 1000.0
+        self._timed = isinstance(self.clock, MonotonicClock)
+        self._wake_late = 0.0  # how late waits that ran out woke up (moving average; wall clock only)
         shared = shared_scheduler(model, options.batch_size)
         scheduler = shared.__enter__()
         try:
@@ -106,6 +108,13 @@ class StreamSession:
     def sample_rate(self) -> int:
         """The rate of ``frame.audio``: the first push's, ``options.sample_rate`` before it."""
         return self._rate or self.options.sample_rate
+
+    @property
+    def queued_seconds(self) -> float:
+        """Pushed audio not yet played (seconds). A live source that cannot pause (a microphone) can
+        trim its quiet input while this stays above the latency it wants (``serve`` does)."""
+        with self._cv:
+            return self._queued_s()
 
     def push_audio(self, pcm: Any, sample_rate: int) -> int | None:
         """Queue a chunk of any size: float32 in [-1, 1] or int16, ``(n,)`` or ``(n, channels)``, or
@@ -385,10 +394,16 @@ class StreamSession:
     def _emit(self, pf: PlannedFrame | None, k: int, tick_time: float | None) -> Frame:
         pts = k / self.fps
         if pf is not None:
-            if not wait_until(self.clock, pf.done, pf.deadline):  # audio is the master: drop the picture
+            # stop waiting early by how late this thread has been waking up (wall clock only), so a
+            # dropped frame still goes out within the budget when the machine is starved
+            give_up = pf.deadline - self._wake_late
+            if not wait_until(self.clock, pf.done, give_up):  # audio is the master: drop the picture
                 pf.cancelled = True
                 pf.dropped = True
-            if pf.error is not None:
+                if self._timed:
+                    late = max(0.0, self.clock.now() - give_up)
+                    self._wake_late = min(self._wait_s / 2, 0.8 * self._wake_late + 0.2 * late)
+            if pf.error is not None and not (self._closed or pf.cancelled):  # after close: just end
                 with self._cv:
                     self._error = pf.error
                 raise LipSyncError(
