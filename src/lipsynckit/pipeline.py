@@ -367,6 +367,7 @@ class _FrameFlow:
         self.cache, self.gate, self.job = cache, gate, job
         # frames wait here for their faces; bounded so memory stays flat with length
         self.pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.depth = depth
         self.error: list[BaseException] = []  # the producer's exception, raised in the consumer
         self.memo: dict[int, PreparedFace] = {}  # per source frame: loops and still images prepare once
 
@@ -402,7 +403,10 @@ class _FrameFlow:
         from lipsynckit.scheduler import map_ordered
 
         prepared = map_ordered(
-            self.prepare, enumerate(frames), workers=self.options.prepare_workers, max_pending=8
+            self.prepare,
+            enumerate(frames),
+            workers=self.options.prepare_workers,
+            max_pending=min(8, self.depth),  # frames in flight here count against the byte budget too
         )
         try:
             for i, frame, pf, err in prepared:
