@@ -116,7 +116,6 @@ def child(case: str, old: bool, cap_gb: float, folder: Path) -> dict:
                 folder / "speech_16000.wav",
                 model="viseme",
                 output=folder / "o3.mp4",
-                preset="ultrafast",
                 **opts,
             )
             q = r.scheduler.get("frame_queue_frames")
