@@ -75,9 +75,9 @@ _X264_LOOKAHEAD = {  # x264's rc-lookahead of each preset
 }
 
 
-def _x264_options(crf: int, preset: str, picture_bytes: float) -> dict[str, str]:
+def _x264_options(crf: int, preset: str, picture_bytes: float) -> dict[str, object]:
     """libx264's options: quality, preset, and a look-ahead bounded in bytes for very large pictures."""
-    opts = {"crf": str(crf), "preset": preset}
+    opts: dict[str, object] = {"crf": str(crf), "preset": preset}
     depth = int(X264_LOOKAHEAD_BYTES // max(1.0, picture_bytes))
     if depth < _X264_LOOKAHEAD.get(preset, 0):
         opts["rc-lookahead"] = str(max(1, depth))
