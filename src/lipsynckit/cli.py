@@ -104,8 +104,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     if args.json:
-        Path(args.json).write_text(json.dumps(_result_dict(result), indent=2, default=str))
+        Path(args.json).write_text(_result_json(result))
     return 0
+
+
+def _result_json(result: Any) -> str:
+    """Statistics indented for reading; the per-frame face columns on one line each (compact)."""
+    d = _result_dict(result)
+    faces = d.pop("faces")
+    head = json.dumps(d, indent=2, default=str)
+    columns = ",\n".join(
+        f"    {json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}" for k, v in faces.items()
+    )
+    return head[:-2] + ',\n  "faces": {\n' + columns + "\n  }\n}\n"
 
 
 def _result_dict(result: Any) -> dict[str, Any]:

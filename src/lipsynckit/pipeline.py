@@ -361,12 +361,14 @@ class _FrameFlow:
         gate: GatePlan | None,
         job: Job,
         depth: int,
+        ahead: int = 8,
     ) -> None:
         self.model, self.index, self.track, self.features = model, index, track, features
         self.options, self.timer, self.failed = options, timer, failed
         self.cache, self.gate, self.job = cache, gate, job
         # frames wait here for their faces; bounded so memory stays flat with length
         self.pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.ahead = ahead  # frames prepared ahead of the queue (part of the byte budget when it is tight)
         self.error: list[BaseException] = []  # the producer's exception, raised in the consumer
         self.stopped = threading.Event()  # the consumer has gone (Ctrl-C, an error): stop producing
         self.memo: dict[int, PreparedFace] = {}  # per source frame: loops and still images prepare once
@@ -403,7 +405,10 @@ class _FrameFlow:
         from lipsynckit.scheduler import map_ordered
 
         prepared = map_ordered(
-            self.prepare, enumerate(frames), workers=self.options.prepare_workers, max_pending=8
+            self.prepare,
+            enumerate(frames),
+            workers=self.options.prepare_workers,
+            max_pending=self.ahead,
         )
         try:
             for i, frame, pf, err in prepared:
@@ -501,11 +506,19 @@ def generate_frames(
         first = next(frames, None)
         nbytes = int(first.nbytes) if first is not None else 0
         depth = frames_for_bytes(nbytes, options.frame_queue_bytes, most)
+        ahead = 8  # frames the prepare workers may take ahead of the queue
+        if depth < most:  # a tight budget: the look-ahead shares it
+            ahead = max(1, depth // 4)
+            depth = max(2, depth - ahead)
         frames = itertools.chain([first], frames) if first is not None else iter(())
         if stats_out is not None:  # what the byte budget gave: SyncResult.scheduler shows it
-            stats_out.update(frame_queue_frames=depth, frame_queue_bytes=depth * nbytes)
+            stats_out.update(
+                frame_queue_frames=depth,
+                prepare_ahead_frames=ahead,
+                frame_queue_bytes=(depth + ahead) * nbytes,
+            )
         flow = _FrameFlow(
-            model, index, track, features, options, timer, failed, cache, gate, sched.open_job(), depth
+            model, index, track, features, options, timer, failed, cache, gate, sched.open_job(), depth, ahead
         )
         producer = threading.Thread(
             target=flow.produce, args=(frames,), name="lipsynckit-producer", daemon=True

@@ -3,7 +3,7 @@
 Whatever comes in (any shape, dtype, NaN/inf, amplitude, length, rate; 1x1, odd, grey, RGBA images,
 PNG headers that claim gigapixels), each case ends in a result or in one :class:`LipSyncError` (a
 message and a remedy, no traceback): no other exception type, and no memory blow-up (the process's
-peak RSS grows by less than 300 MB over the whole run). Sizes stay small so the suite stays fast.
+peak RSS grows by less than 300 MB over each test's examples). Sizes stay small so the suite stays fast.
 """
 
 from __future__ import annotations
@@ -36,13 +36,11 @@ FUZZ = settings(
     derandomize=True,
 )
 _RSS_GROWTH_MB = 300
-_START_RSS = [0]
+_START_RSS = [0]  # the process's peak RSS when the current test began (other tests ran before)
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def _rss_baseline() -> None:
-    """The peak RSS when this module's tests start (not at collection: tests of other modules that run
-    in between raise the process's peak on their own)."""
     _START_RSS[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 

@@ -228,3 +228,20 @@ def test_unwritable_folder_is_an_output_error(carphone_frames: np.ndarray, tmp_p
         with VideoSink(blocker / "out.mp4", 25, (176, 144)) as sink:
             sink.write(carphone_frames[0])
     assert e.value.stage == "output"
+
+
+def test_x264_look_ahead_is_bounded_in_bytes(
+    carphone_frames: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """x264 keeps the preset's look-ahead (40 at medium) unless the pictures would pass the byte bound."""
+    from lipsynckit.media import sink as sink_module
+
+    def encode(name: str) -> bytes:
+        with VideoSink(tmp_path / name, 25, (176, 144)) as sink:
+            for f in carphone_frames[:10]:
+                sink.write(f)
+        return (tmp_path / name).read_bytes()  # x264 writes its settings into the stream
+
+    assert b"rc_lookahead=40" in encode("usual.mp4")
+    monkeypatch.setattr(sink_module, "X264_LOOKAHEAD_BYTES", int(176 * 144 * 1.5 * 5))  # five pictures
+    assert b"rc_lookahead=5" in encode("bounded.mp4")

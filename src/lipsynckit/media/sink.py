@@ -60,6 +60,31 @@ def as_fraction(fps: float | Fraction) -> Fraction:
     return fr
 
 
+#: Bytes of pictures x264 may hold for its rate-control look-ahead. The preset's own depth (40 frames at
+#: medium) is kept unless the pictures are so large that it would pass this: 4000x4000 holds 10.
+X264_LOOKAHEAD_BYTES = 256 * 2**20
+_X264_LOOKAHEAD = {  # x264's rc-lookahead of each preset
+    "ultrafast": 0,
+    "superfast": 0,
+    "veryfast": 10,
+    "faster": 20,
+    "fast": 30,
+    "medium": 40,
+    "slow": 50,
+    "slower": 60,
+    "veryslow": 60,
+}
+
+
+def _x264_options(crf: int, preset: str, picture_bytes: float) -> dict[str, object]:
+    """libx264's options: quality, preset, and a look-ahead bounded in bytes for very large pictures."""
+    opts: dict[str, object] = {"crf": str(crf), "preset": preset}
+    depth = int(X264_LOOKAHEAD_BYTES // max(1.0, picture_bytes))
+    if depth < _X264_LOOKAHEAD.get(preset, 0):
+        opts["rc-lookahead"] = str(max(1, depth))
+    return opts
+
+
 def _aac_rate(rate: int) -> int:
     if rate in AAC_SAMPLE_RATES:
         return rate
@@ -186,6 +211,9 @@ class VideoSink:
             c = av.open(str(self._tmp), "w", format=fmt, options={"movflags": "+faststart"})
             vs = c.add_stream("libx264", rate=self.fps)
             vs.pix_fmt = self._pix_fmt
+            vs.options = _x264_options(
+                self.crf, self.preset, w * h * (3 if self._pix_fmt == "yuv444p" else 1.5)
+            )
             if self._pix_fmt != "yuv420p":
                 logger.info(
                     "%s: odd size %dx%d kept exactly with H.264 4:4:4 (browsers and hardware players may "
@@ -194,7 +222,6 @@ class VideoSink:
                     w,
                     h,
                 )
-            vs.options = {"crf": str(self.crf), "preset": self.preset}
             cc = vs.codec_context
             cc.colorspace = 1  # BT.709, tagged so that players convert back as we converted
             cc.color_primaries = 1
