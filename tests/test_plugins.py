@@ -68,7 +68,10 @@ def external_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _with_site(site: Path) -> dict[str, str]:
     """The environment with ``site`` first on the path (ahead of any source folders already on it)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def _run_cli(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
