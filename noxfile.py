@@ -30,7 +30,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "src", "plugins", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "plugins", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "src", "plugins", "tests", "benchmarks", "examples", "noxfile.py"
+    )
 
 
 @nox.session(python="3.11")
