@@ -139,3 +139,52 @@ def test_dubbing_source_rests_on_a_closed_mouth_idle_source_on_its_frames(
     closed, info_closed = _sync(tmp_path, sources["none"][0], wav, "--rest", "closed")
     assert info_closed["rest_mode"] == "model_closed" and info_closed["closed_frames"] >= quiet.sum()
     assert _opening(closed, marks)[quiet].mean() < 0.1 * spoken.mean()
+
+
+def test_rest_plan_and_features_follow_the_source_speech(pause_wav: tuple[Path, list]) -> None:
+    """The plan: rest frames of a speaking source are model calls (never skipped, not blended), an
+    idle one's are the source; the features: silence's (marked by viseme) at weight 0, real at 1."""
+    from lipsynckit.gate import plan_gate, rest_features
+    from lipsynckit.media import load_audio
+    from lipsynckit.options import SyncOptions
+    from lipsynckit.registry import load_model
+
+    wav, _ = pause_wav
+    clip = load_audio(wav)
+    n = round(clip.duration * 25.0)
+    opts = SyncOptions(vad="energy", progress=False)
+    idle = plan_gate(clip, 25.0, n, opts, speaking=np.zeros(n, bool))
+    assert idle.rest_mode == "source" and idle.closed_frames == 0 and idle.gated_frames >= 25
+    speaking = np.ones(n, bool)
+    speaking[: n // 4] = False  # the source is silent in its first quarter only
+    for chunk in (1, 16):
+        plan = plan_gate(clip, 25.0, n, opts, chunk, speaking=speaking)
+        rest = plan.weights < 1
+        assert plan.rest_mode == "model_closed"
+        assert np.array_equal(plan.model_rest, rest & speaking)
+        assert not plan.skip[plan.model_rest].any()  # the model draws them
+        assert plan.closed_frames == int((plan.model_rest & (plan.weights == 0)).sum()) >= 25
+        assert plan.gated_frames == int(((plan.weights == 0) & ~speaking).sum())
+    frame = np.full((4, 4, 3), 10, np.uint8)
+    k = int(np.flatnonzero(plan.model_rest & (plan.weights == 0))[0])
+    assert plan.blend(k, frame, frame + 1) is not frame  # the model's frame, not the source's
+    assert (
+        plan_gate(clip, 25.0, n, SyncOptions(vad="energy", rest="source"), speaking=speaking).model_rest
+        is None
+    )
+    every = plan_gate(clip, 25.0, n, SyncOptions(vad="energy", rest="closed"))
+    assert np.array_equal(every.model_rest, every.weights < 1)
+
+    model = load_model("viseme")
+    feats = model.audio_features(clip, 25.0)
+    got = rest_features(model, clip, 25.0, feats, plan)
+    keep = ~plan.model_rest
+    assert torch.equal(got[keep], feats[keep])  # speech and idle rest frames untouched
+    zero = plan.model_rest & (plan.weights == 0)
+    assert torch.all(got[zero][:, 0] == 0) and torch.all(got[zero][:, 2] == -1)  # closed, marked rest
+    fade = plan.model_rest & (plan.weights > 0)
+    assert (
+        fade.any()
+        and torch.all(got[fade][:, 2] > -1)
+        and torch.all(got[fade][:, 2] < feats[fade][:, 2] + 1e-6)
+    )
