@@ -140,6 +140,17 @@ def plan_gate(
     # speech running to the end of the audio holds through frames past it (some models add one)
     held = [(a, b if b < clip.duration - 1e-6 else max(b, n_frames / fps)) for a, b in spans]
     weights = frame_weights(held, fps, n_frames, options.gate_fade_frames)
+    plan = GatePlan(spans=spans, weights=weights, skip=weights == 0, vad=vad)
+    return with_rest(plan, options, chunk_frames, speaking)
+
+
+def with_rest(
+    plan: GatePlan, options: SyncOptions, chunk_frames: int = 1, speaking: np.ndarray | None = None
+) -> GatePlan:
+    """``plan`` with its rest decided (``options.rest`` and ``speaking``, see :func:`plan_gate`):
+    which frames below weight 1 rest on the model, and which model calls are skipped."""
+    weights = plan.weights
+    n_frames = int(weights.size)
     resting = weights < 1.0
     if options.rest == "closed":
         model_rest = resting
@@ -154,13 +165,9 @@ def plan_gate(
         skip = np.repeat(whole, chunk_frames)[:n_frames]
     else:
         skip = silent
-    return GatePlan(
-        spans=spans,
-        weights=weights,
-        skip=skip,
-        vad=vad,
-        model_rest=model_rest if model_rest.any() else None,
-    )
+    plan.skip = skip
+    plan.model_rest = model_rest if model_rest.any() else None
+    return plan
 
 
 def rest_features(

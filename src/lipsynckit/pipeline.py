@@ -656,14 +656,13 @@ def _gate_plan(
     = its path, its info, and whether ``clip`` is that track); those rest on the model's closed mouth."""
     if not options.gate:
         return None
-    from lipsynckit.gate import plan_gate, source_speaking
+    from lipsynckit.gate import plan_gate, source_speaking, with_rest
 
     with timer.stage("vad"):
-        speaking, source_spans = None, []
-        if options.rest == "auto":
-            speaking, source_spans = source_speaking(_source_track(*source, clip), fps, index, options)
-        plan = plan_gate(clip, fps, len(index), options, model.info.chunk_frames, speaking)
-        plan.source_spans = source_spans
+        plan = plan_gate(clip, fps, len(index), options, model.info.chunk_frames)
+        if options.rest == "auto" and bool((plan.weights < 1).any()):  # a pause: is the source speaking?
+            speaking, plan.source_spans = source_speaking(_source_track(*source, clip), fps, index, options)
+            plan = with_rest(plan, options, model.info.chunk_frames, speaking)
         return plan
 
 
