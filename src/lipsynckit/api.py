@@ -217,9 +217,11 @@ def sync_frames(
     failed: list[tuple[int, str]] = []
     gate = None
     if opts.gate:
-        from lipsynckit.gate import plan_gate
+        from lipsynckit.gate import plan_gate, rest_features
 
+        # in-memory frames have no audio track of their own: idle at rest, unless rest="closed"
         gate = plan_gate(audio, fps, len(index), opts, model.info.chunk_frames)
+        features = rest_features(model, audio, fps, features, gate)
     gen = generate_frames(
         model, (arr[int(s)] for s in index), index, track, features, opts, StageTimer(), failed, gate=gate
     )

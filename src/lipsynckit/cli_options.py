@@ -128,7 +128,7 @@ SYNC_GROUPS: dict[str, tuple[str, ...]] = {
         "detect_every",
         "face_workers",
     ),
-    "silence": ("gate", "gate_hangover_s", "gate_fade_frames", "vad"),
+    "silence": ("gate", "gate_hangover_s", "gate_fade_frames", "vad", "rest"),
     "output": (
         "length_mode",
         "fps",

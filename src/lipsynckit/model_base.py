@@ -37,6 +37,12 @@ class BaseLipSyncModel:
     def adjust_track(self, track: FaceTrack, frame_size: tuple[int, int]) -> FaceTrack:
         return track
 
+    def rest_features(self, silent: torch.Tensor) -> torch.Tensor:
+        """The features of a closed mouth at rest, from ``audio_features`` on silence (the gate's rest
+        for a speaking source): silence itself for a model that closes the mouth on it (override to mark
+        them when silence alone keeps the source's mouth)."""
+        return silent
+
     def composite(self, frame: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
         from lipsynckit.compositor import paste_feathered
 

@@ -80,6 +80,12 @@ class SyncOptions(BaseModel):
         0.1, ge=0, le=2.0, description="seconds a speech span is held after the sound"
     )
     gate_fade_frames: int = Field(3, ge=0, le=25, description="cross-fade frames at each speech boundary")
+    rest: Literal["auto", "source", "closed"] = Field(
+        "auto",
+        description="what the gate shows where nobody speaks: auto = the model's closed mouth where the "
+        "source frame speaks in the video's own audio track (a dubbing source), else the source frame; "
+        "source = always the source frame; closed = always the model's closed mouth",
+    )
     max_pixels: int | None = Field(
         DEFAULT_MAX_PIXELS,
         ge=1,

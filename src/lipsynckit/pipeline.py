@@ -95,6 +95,11 @@ class SyncResult:
     face_track: FaceTrack | None = field(default=None, repr=False)  # the faces used, per source frame
     frame_index: list[int] = field(default_factory=list, repr=False)  # source frame of each output frame
     vad: str = ""  # the voice-activity detector the gate ran ("energy" or "silero"; "" with the gate off)
+    # what the pauses showed: "source" (the source's own frames) or "model_closed" (the model's closed
+    # mouth, where the source frame speaks in its own audio: a dubbing source); "" with the gate off
+    rest_mode: str = ""
+    closed_frames: int = 0  # frames at rest drawn by the model with a closed mouth
+    source_speech_spans: list[tuple[float, float]] = field(default_factory=list)  # the source's own speech
 
     @property
     def duration(self) -> float:
@@ -145,6 +150,11 @@ class SyncResult:
                 f", speech {sum(b - a for a, b in self.speech_spans):.1f}s in {len(self.speech_spans)} span(s), "
                 f"{self.gated_frames} frames at rest ({self.model_calls_skipped} model calls skipped)"
                 if self.gated_frames or self.speech_spans
+                else ""
+            )
+            + (
+                f", {self.closed_frames} frames closed by the model (the source speaks there)"
+                if self.rest_mode == "model_closed"
                 else ""
             )
             + f"; {stages}"
@@ -645,15 +655,45 @@ def _face_track(
 
 
 def _gate_plan(
-    clip: AudioClip, fps: float, n_out: int, model: LipSyncModel, options: SyncOptions, timer: StageTimer
+    clip: AudioClip,
+    fps: float,
+    index: np.ndarray,
+    model: LipSyncModel,
+    options: SyncOptions,
+    timer: StageTimer,
+    source: tuple[Path, VideoInfo, bool],
 ) -> GatePlan | None:
-    """6. gate plan: a weight per output frame, 0 where nobody speaks (no model call); None when off."""
+    """6. gate plan: a weight per output frame, 0 where nobody speaks (no model call); None when off.
+
+    With ``rest="auto"`` the source video's own audio track says which source frames speak (``source``
+    = its path, its info, and whether ``clip`` is that track); those rest on the model's closed mouth."""
     if not options.gate:
         return None
-    from lipsynckit.gate import plan_gate
+    from lipsynckit.gate import plan_gate, source_speaking, with_rest
 
     with timer.stage("vad"):
-        return plan_gate(clip, fps, n_out, options, model.info.chunk_frames)
+        plan = plan_gate(clip, fps, len(index), options, model.info.chunk_frames)
+        if options.rest == "auto" and bool((plan.weights < 1).any()):  # a pause: is the source speaking?
+            speaking, plan.source_spans = source_speaking(_source_track(*source, clip), fps, index, options)
+            plan = with_rest(plan, options, model.info.chunk_frames, speaking)
+        return plan
+
+
+def _source_track(video_path: Path, info: VideoInfo, is_clip: bool, clip: AudioClip) -> AudioClip | None:
+    """The source video's own audio track (``clip`` itself when that is what is spoken), or None: a
+    still image, a video without a track, or a track that cannot be read (the source is then idle)."""
+    from lipsynckit.errors import AudioError
+    from lipsynckit.media import load_audio
+
+    if info.is_image:
+        return None
+    if is_clip:
+        return clip
+    try:
+        return load_audio(video_path, allow_silent=True)
+    except AudioError as exc:
+        log.debug("source %s: no audio track to tell its speech (%s): idle at rest", video_path, exc)
+        return None
 
 
 def _encode(
@@ -749,9 +789,13 @@ def _run(
     track, cache = _face_track(video_path, info, int(index.max()) + 1, model, options, timer, notes)
     _emit(hook, "faces", track)
 
-    # 6. gate plan: where nobody speaks, the source frame is shown and the model is not called
-    gate = _gate_plan(clip, fps, n_out, model, options, timer)
+    # 6. gate plan: where nobody speaks, the source frame is shown and the model is not called (or,
+    # where the source frame speaks in its own audio, the model draws a closed mouth on silence)
+    gate = _gate_plan(clip, fps, index, model, options, timer, (video_path, info, audio is None))
     _emit(hook, "gate", gate)
+    from lipsynckit.gate import rest_features
+
+    features = rest_features(model, clip, fps, features, gate)
 
     # 7. generate (prepare → batched model → composite → gate blend) streams into 8. encode (the sink)
     mode = check_output(out_path, options.output_mode)
@@ -831,4 +875,7 @@ def _result(
         face_track=track,
         frame_index=[int(s) for s in index],
         vad="" if gate is None else gate.vad,
+        rest_mode="" if gate is None else gate.rest_mode,
+        closed_frames=0 if gate is None else gate.closed_frames,
+        source_speech_spans=[] if gate is None else gate.source_spans,
     )

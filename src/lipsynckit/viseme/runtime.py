@@ -15,7 +15,7 @@ from lipsynckit.faces.dense_landmarks import dense_landmarks, dense_landmarks_av
 from lipsynckit.model import ModelInfo
 from lipsynckit.model_base import BaseLipSyncModel
 from lipsynckit.types import AudioClip, Face, ModelBatch, PreparedFace
-from lipsynckit.viseme.audio import frame_features
+from lipsynckit.viseme.audio import COLUMNS, frame_features
 from lipsynckit.viseme.geometry import mouth_geometry, region_box
 from lipsynckit.viseme.options import VisemeOptions
 from lipsynckit.viseme.source_mouth import (
@@ -188,8 +188,16 @@ class VisemeModel(BaseLipSyncModel):
             return face
         return Face(box=face.box, score=face.score, landmarks=lm68)
 
+    def rest_features(self, silent: torch.Tensor) -> torch.Tensor:
+        """Silence's features marked as rest (voice -1): opening 0 alone keeps the source's own mouth,
+        so a speaking source at rest needs the mark to have its mouth closed."""
+        out = silent.clone()
+        out[:, COLUMNS.index("voice")] = -1.0
+        return out
+
     def generate(self, batch: ModelBatch) -> list[np.ndarray]:
-        """Warp each crop to its frame's opening; opening 0 returns the crop unchanged."""
+        """Warp each crop to its frame's opening; opening 0 returns the crop unchanged (closed first at
+        rest, see :meth:`rest_features`)."""
         out: list[np.ndarray] = []
         for item in batch.items:
             feat = item.audio.detach().reshape(-1).cpu().numpy()
@@ -216,10 +224,12 @@ class VisemeModel(BaseLipSyncModel):
             lips = pf.data.get("lips")
             if lips is not None:  # 68 points: the warp leaves everything above the upper lip alone
                 mouth = replace(mouth, upper_lip=float(pf.data["upper_lip"]))
-            if opening > 0.0 and (src.half_gap > 0.0 or lips is not None):
+            # at rest for a speaking source (rest_features: voice < 0) the source mouth is closed
+            rest = float(np.clip(-feat[2], 0.0, 1.0)) if feat.size > 2 and np.isfinite(feat[2]) else 0.0
+            if (opening > 0.0 or rest > 0.0) and (src.half_gap > 0.0 or lips is not None):
                 # close the source's own mouth first (fully from a small opening on), then open it
                 # where the lips meet
-                ramp = min(1.0, opening / self.options.close_ramp)
+                ramp = max(rest, min(1.0, opening / self.options.close_ramp))
                 if lips is not None and src.half_gap > 0.0:  # paint its teeth/interior over first
                     x1, y1 = pf.box[0], pf.box[1]
                     inner = np.asarray(lips, np.float32)[12:20] - np.array([x1, y1], np.float32)
