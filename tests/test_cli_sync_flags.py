@@ -49,8 +49,16 @@ def test_a_flag_says_what_its_field_says() -> None:
             action = flags[sync_flag(field)]
             default = info.get_default(call_default_factory=True)
             expected = info.description.replace("%", "%%")
+            limits = ", ".join(  # a bounded field shows its bounds (issue 20): ge=1 -> ">= 1"
+                f"{sign} {getattr(m, attr)}"
+                for m in info.metadata
+                for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                if getattr(m, attr, None) is not None
+            )
             if default is not None and action.dest.startswith("sync_option__"):
-                expected += f" (default: {default!r})"
+                expected += f" (default: {default!r}{'; ' + limits if limits else ''})"
+            elif limits:
+                expected += f" ({limits})"
             assert action.help == expected, field
             assert action.default is argparse.SUPPRESS  # the one default lives in SyncOptions
             ann = _unwrap_optional(info.annotation)
