@@ -29,10 +29,10 @@ def short_wav(speech_wavs: list[Path]) -> Path:
 
 @pytest.fixture
 def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    def _load(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def build(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("the model was loaded before the inputs were checked")
 
-    monkeypatch.setattr(VisemePlugin, "_load", _load)
+    monkeypatch.setattr(VisemePlugin, "build", build)
 
 
 @pytest.fixture

@@ -24,6 +24,9 @@ The CLI prints ``str(error)`` without a traceback for every :class:`LipSyncError
     ├── SchedulerClosedError        work given to a scheduler that has stopped
     └── DeviceOutOfMemoryError      exit code 3: out of memory even at batch size 1
         └── FrameOutOfMemoryError   ... at the smallest batch, naming job and frames
+
+``RowError`` (a ``ValueError``) is not a user error of its own: the manifest reader raises it inside one
+row's checks and turns it into a failed status row naming the row and the column.
 """
 
 from __future__ import annotations
@@ -177,3 +180,14 @@ class FrameOutOfMemoryError(DeviceOutOfMemoryError):
 
 class SchedulerClosedError(LipSyncError):
     """Work submitted to, or left in, a scheduler that has stopped."""
+
+
+class RowError(ValueError):
+    """A problem with one manifest cell: the column it is in, what is wrong, and (when the column's
+    usual advice does not fit) what to write there instead."""
+
+    def __init__(self, column: str, message: str, remedy: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.message = message
+        self.remedy = remedy

@@ -245,7 +245,8 @@ class ModelPlugin(ABC):
         """The one load path: check the modules, parse the options (a bad one fails before any file is
         read), resolve the weights through :func:`lipsynckit.weights.resolve_all`, announce their
         licence, then :meth:`build` the runtime from the resolved files. A ``dtype`` the model does not
-        list in ``info.dtypes`` is dropped with one line saying so."""
+        list in ``info.dtypes`` is dropped with one line saying so; :meth:`check_precision` may refuse
+        the pair of options and dtype, before any file is read."""
         from lipsynckit.errors import ModelUnavailableError
         from lipsynckit.weights import announce_licences, resolve_all
 
@@ -258,19 +259,24 @@ class ModelPlugin(ABC):
                 remedy=hint,
             )
         opts = self.parse_options(options)
-        if not self.info.weights and weights is not None:
-            log.info("%s needs no weights; ignoring %s", self.info.name, weights)
-        files = resolve_all(self.info, weights, download=download) if self.info.weights else {}
         asked = dtype_name(dtype)
         if asked is not None and asked not in self.info.dtypes:
             log.warning(
                 "%s runs in %s only: dtype %s is ignored", self.info.name, "/".join(self.info.dtypes), asked
             )
             dtype = None
+        self.check_precision(opts, dtype)  # a bad options/dtype pair fails before any file is read
+        if not self.info.weights and weights is not None:
+            log.info("%s needs no weights; ignoring %s", self.info.name, weights)
+        files = resolve_all(self.info, weights, download=download) if self.info.weights else {}
         announce_licences(self.info)
         import torch
 
         return self.build(files, opts, torch.device(device), dtype)
+
+    def check_precision(self, options: Any, dtype: torch.dtype | None) -> None:
+        """Refuse, in one line, a dtype these options cannot honour (e.g. int8 on a runtime without it).
+        Every listed dtype is fine by default."""
 
     @abstractmethod
     def build(

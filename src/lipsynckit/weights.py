@@ -467,6 +467,13 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> Any:
         raise WeightsError("weight file not found", path=p, stage="weights", remedy="check the path")
     try:
         kind = file_kind(p)
+        if kind == "unknown" and p.suffix != ".safetensors":
+            raise WeightsError(
+                "cannot read checkpoint: not a safetensors, PyTorch or TorchScript file",
+                path=p,
+                stage="weights",
+                remedy="the file is corrupt, truncated or of another kind; fetch it again from its source",
+            )
         if kind == "safetensors" or p.suffix == ".safetensors":
             from safetensors.torch import load_file
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lipsynckit.errors import LipSyncError
+from lipsynckit.errors import LipSyncError, RowError
 from lipsynckit.options import SyncOptions
 
 #: output kinds a job may write: single files, so that size and checksum verify them
@@ -120,16 +120,6 @@ _REMEDY = {
     "segments": 'write a JSON list of non-overlapping ranges, e.g. [{"start": 1.0, "end": 2.5}]',
     "row": "fix this row of the manifest",
 }
-
-
-class RowError(ValueError):
-    """A problem with one cell: the column it is in and what to write there instead."""
-
-    def __init__(self, column: str, message: str, remedy: str | None = None) -> None:
-        super().__init__(message)
-        self.column = column
-        self.message = message
-        self.remedy = remedy or _REMEDY.get(column, _REMEDY["row"])
 
 
 def _readable(err: Any) -> str:
@@ -278,13 +268,10 @@ def parse_row(
                     "(allow_outside=True) to write there on purpose",
                 )
         return JobSpec(row=row, **{k: v for k, v in data.items() if v is not None})
-    except ValidationError as e:
-        err = _row_error(e)
-        return BadRow(
-            row=row, output=_text(output), column=err.column, message=err.message, remedy=err.remedy
-        )
-    except RowError as e:
-        return BadRow(row=row, output=_text(output), column=e.column, message=e.message, remedy=e.remedy)
+    except (ValidationError, RowError) as e:
+        err = _row_error(e) if isinstance(e, ValidationError) else e
+        remedy = err.remedy or _REMEDY.get(err.column, _REMEDY["row"])
+        return BadRow(row=row, output=_text(output), column=err.column, message=err.message, remedy=remedy)
     except (ValueError, TypeError) as e:
         return BadRow(row=row, output=_text(output), message=str(e).replace("\n", "; "))
 

@@ -166,7 +166,7 @@ def check_clip(clip: AudioClip, path: str | Path | None = None, allow_silent: bo
     """
     path = path if path is not None else clip.source
     check_sample_rate(clip.sample_rate, path)
-    if clip.num_samples == 0:
+    if clip.num_samples == 0 or clip.samples.numel() == 0:  # (0, n): no channel holds a sample
         raise AudioError(
             "the audio is empty (0 samples)",
             path=path,

@@ -177,6 +177,12 @@ class Wav2LipPlugin(ModelPlugin):
         """Resolve locally (no download); the TorchScript archive counts as the generator."""
         return {"generator": self.find_generator(weights)}
 
+    def check_precision(self, options: Wav2LipOptions, dtype: torch.dtype | None) -> None:
+        """int8 runs on the ONNX runtime only; the ONNX runtime runs float32 or int8."""
+        from lipsynckit_wav2lip.onnx_runtime import onnx_precision
+
+        onnx_precision(options.runtime, dtype)
+
     def build(
         self,
         files: dict[str, Path],
@@ -188,7 +194,7 @@ class Wav2LipPlugin(ModelPlugin):
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
         path = files.get("generator") or files["generator_torchscript"]
-        onnx = onnx_precision(options.runtime, dtype)  # a bad runtime/dtype pair fails before the load
+        onnx = onnx_precision(options.runtime, dtype)  # checked already (check_precision): a mode here
         log.info("loading %s generator from %s", self.info.display_name, path)
         net = load_generator(path)
         if onnx is not None:
