@@ -277,6 +277,7 @@ class ModelPlugin(ABC):
     def check_precision(self, options: Any, dtype: torch.dtype | None) -> None:
         """Refuse, in one line, a dtype these options cannot honour (e.g. int8 on a runtime without it).
         Every listed dtype is fine by default."""
+        return None
 
     @abstractmethod
     def build(
