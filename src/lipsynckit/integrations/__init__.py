@@ -33,3 +33,10 @@ def pcm16(audio: np.ndarray) -> bytes:
     if audio.dtype != np.int16:
         audio = np.clip(np.rint(audio.astype(np.float32) * 32767.0), -32768, 32767).astype(np.int16)
     return np.ascontiguousarray(audio).tobytes()
+
+
+def from_pcm16(data: bytes | memoryview, channels: int) -> np.ndarray:
+    """Interleaved int16 PCM (what both frameworks carry) as ``(samples,)`` or ``(samples, channels)``:
+    the shapes :meth:`~lipsynckit.streaming.StreamSession.push_audio` takes."""
+    pcm = np.frombuffer(data, dtype=np.int16)
+    return pcm.reshape(-1, channels) if channels > 1 else pcm

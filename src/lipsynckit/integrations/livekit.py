@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from lipsynckit.integrations import missing_extra, pcm16
+from lipsynckit.integrations import from_pcm16, missing_extra, pcm16
 
 try:
     from livekit import rtc
@@ -64,10 +64,7 @@ class LipSyncVideoGenerator(VideoGenerator):
                 self.session.flush()
                 self._open_utt = None
             return
-        pcm = np.frombuffer(frame.data, dtype=np.int16)
-        if frame.num_channels > 1:
-            pcm = pcm.reshape(-1, frame.num_channels)
-        uid = self.session.push_audio(pcm, frame.sample_rate)
+        uid = self.session.push_audio(from_pcm16(frame.data, frame.num_channels), frame.sample_rate)
         if uid is not None:
             self._open_utt = uid
             self._pushed.add(uid)

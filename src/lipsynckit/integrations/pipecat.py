@@ -21,9 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from lipsynckit.integrations import missing_extra, pcm16
+from lipsynckit.integrations import from_pcm16, missing_extra, pcm16
 
 try:
     from pipecat.frames.frames import (
@@ -145,10 +143,7 @@ class LipSyncVideoService(FrameProcessor):
         if self.session is None:
             log.warning("%s: audio before StartFrame dropped", self.name)
             return
-        pcm = np.frombuffer(frame.audio, dtype=np.int16)
-        if frame.num_channels > 1:
-            pcm = pcm.reshape(-1, frame.num_channels)
-        uid = self.session.push_audio(pcm, frame.sample_rate)
+        uid = self.session.push_audio(from_pcm16(frame.audio, frame.num_channels), frame.sample_rate)
         if uid is not None:
             self._open_utt = uid
             self._unfinished.add(uid)
