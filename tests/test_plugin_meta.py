@@ -211,3 +211,22 @@ def test_detectors_lists_licence_landmarks_and_options(capsys: pytest.CaptureFix
     assert "landmarks: 106 points" in out and "landmarks: 5 points" in out
     assert "min_score: drop faces scoring below this" in out and ">= 0.0, <= 1.0" in out
     assert "batch_size: frames per forward pass (default: 16; >= 1)" in out  # s3fd, from its plugin
+
+
+def test_detector_options_on_the_command_line(
+    capsys: pytest.CaptureFixture[str], astronaut_png: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    """`--detector-options JSON` is the flag of SyncOptions.detector_options: a misspelt option or bad JSON
+    is one line before anything runs, and no output is left."""
+    from lipsynckit.cli import main
+
+    out = tmp_path / "x.mp4"
+    base = ["sync", str(astronaut_png), str(speech_wav), "-o", str(out), "--model", "viseme"]
+    assert main([*base, "--detector", "opencv", "--detector-options", '{"min_scor": 0.4}']) != 0
+    err = capsys.readouterr().err
+    assert "invalid face detector 'opencv' options: min_scor: Extra inputs are not permitted" in err
+    assert "valid options: cascades, max_side, min_face" in err
+    assert main([*base, "--detector-options", "{bad"]) != 0
+    err = capsys.readouterr().err
+    assert "detector_options (--detector-options) is not a JSON object: Expecting property name" in err
+    assert "Traceback" not in err and not out.exists()

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lipsynckit.errors import LipSyncError
 from lipsynckit.limits import DEFAULT_FRAME_QUEUE_BYTES, DEFAULT_MAX_PIXELS
 
 
@@ -122,9 +123,16 @@ class SyncOptions(BaseModel):
     def _parse_detector_options(cls, v: Any) -> Any:
         if isinstance(v, str):  # the command line's JSON text
             try:
-                return json.loads(v) if v.strip() else {}
+                v = json.loads(v) if v.strip() else {}
             except json.JSONDecodeError as exc:
-                raise ValueError(f"not a JSON object: {exc.msg}") from exc
+                v = exc
+            if not isinstance(v, dict):
+                raise LipSyncError(
+                    "detector_options (--detector-options) is not a JSON object"
+                    + (f": {v.msg}" if isinstance(v, json.JSONDecodeError) else ""),
+                    stage="options",
+                    remedy="e.g. --detector-options '{\"conf\": 0.8}' (`lipsynckit detectors` lists each one's)",
+                )
         return v
 
     @model_validator(mode="after")
