@@ -13,8 +13,10 @@ import pytest
 from lipsynckit import registry
 
 PLUGIN_MODULE = """
+from pydantic import BaseModel
+
 from lipsynckit.faces.base import FaceDetectorPlugin
-from lipsynckit.model import ModelInfo, ModelPlugin
+from lipsynckit.model import DetectorInfo, ModelInfo, ModelPlugin
 
 
 class Model(ModelPlugin):
@@ -27,10 +29,12 @@ class Model(ModelPlugin):
 
 
 class Detector(FaceDetectorPlugin):
-    def __init__(self, name):
-        self.name = name
+    options_model = BaseModel
 
-    def create(self, **kwargs):
+    def __init__(self, name):
+        self.info = DetectorInfo(name=name, display_name=name, license="MIT", requires=["cv2"])
+
+    def create(self, options):
         raise NotImplementedError
 
 

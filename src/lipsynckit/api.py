@@ -184,14 +184,21 @@ def sync_batch(
 
 
 def detect_faces(
-    frames: np.ndarray, detector: str = "auto", options: dict[str, Any] | None = None
+    frames: np.ndarray,
+    detector: str = "auto",
+    options: dict[str, Any] | None = None,
+    detector_options: dict[str, Any] | None = None,
 ) -> FaceTrack:
-    """Track the face through in-memory frames (N, H, W, 3) RGB uint8."""
+    """Track the face through in-memory frames (N, H, W, 3) RGB uint8; ``options`` are the tracker's
+    (:class:`~lipsynckit.faces.TrackOptions`), ``detector_options`` the detector's own."""
     from lipsynckit.faces import TrackOptions, get_face_detector, track_faces
 
     arr = frames[None] if frames.ndim == 3 else frames
     return track_faces(
-        iter(arr), get_face_detector(detector), TrackOptions(**(options or {})), num_frames=len(arr)
+        iter(arr),
+        get_face_detector(detector, detector_options),
+        TrackOptions(**(options or {})),
+        num_frames=len(arr),
     )
 
 
@@ -212,7 +219,7 @@ def sync_frames(
     features = model.audio_features(audio, fps)
     index = index_map(int(features.shape[0]), len(arr), opts.length_mode)
     if track is None:
-        track = detect_faces(arr, opts.detector)
+        track = detect_faces(arr, opts.detector, detector_options=opts.detector_options)
     track = model.adjust_track(track, arr.shape[1:3])
     failed: list[tuple[int, str]] = []
     gate = None

@@ -44,7 +44,16 @@ def cache_key(video: str | Path, model_name: str, model_options: Any, track_opti
 
 
 # the run options that change which face is tracked and how it is prepared
-TRACK_FIELDS = {"detector", "face_boxes", "face_select", "face_index", "face_box", "exact_detection", "fps"}
+TRACK_FIELDS = {
+    "detector",
+    "detector_options",
+    "face_boxes",
+    "face_select",
+    "face_index",
+    "face_box",
+    "exact_detection",
+    "fps",
+}
 
 
 def open_cache(root: str | Path, video: str | Path, model: Any, options: Any) -> PreparedCache:

@@ -176,10 +176,17 @@ def cmd_list_models(args: argparse.Namespace) -> int:
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
+    from lipsynckit.cli_options import detector_lines
     from lipsynckit.faces import list_face_detectors
+    from lipsynckit.registry import face_detector_plugins
 
+    plugins = face_detector_plugins()
     for name, usable, reason in list_face_detectors():
         print(f"{name:12s} {'usable' if usable else 'not usable'}" + (f"  ({reason})" if reason else ""))
+        entry = plugins.get(name)
+        if entry is not None and entry.plugin is not None:
+            for line in detector_lines(entry.plugin):
+                print(f"{'':12s}   {line}")
     return 0
 
 

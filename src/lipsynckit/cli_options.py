@@ -120,6 +120,7 @@ SYNC_DEST = "sync_option__"
 SYNC_GROUPS: dict[str, tuple[str, ...]] = {
     "faces": (
         "detector",
+        "detector_options",
         "face_boxes",
         "face_select",
         "face_index",
@@ -266,6 +267,26 @@ def model_help(name: str) -> str:
         parser.add_argument(core, help=argparse.SUPPRESS)
     add_model_flags(parser, name, model)
     return parser.format_help() + dtypes
+
+
+def detector_lines(plugin: Any) -> list[str]:
+    """What ``lipsynckit detectors`` says of one detector plugin beyond usable or not: its licence,
+    landmarks and options (each with its default, bounds and description), set with
+    ``--detector-options '{"name": value}'``."""
+    info = plugin.info
+    nc = "  [NON-COMMERCIAL]" if info.non_commercial else ""
+    points = f"{info.landmarks} points" if info.landmarks else "none (boxes only)"
+    out = [
+        info.description or info.display_name,
+        f"licence:   {info.license}{nc}",
+        f"landmarks: {points}",
+    ]
+    fields = plugin.options_model.model_fields
+    if not fields:
+        return [*out, "options:   none"]
+    out.append("options:   (--detector-options JSON)")
+    out.extend(f"  {field}: {_help(f_info).replace('%%', '%')}" for field, f_info in fields.items())
+    return out
 
 
 def handle_model_help(argv: Sequence[str]) -> str | None:

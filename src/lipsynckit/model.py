@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit.model_info import QUALITY_SCALE, ModelInfo, WeightFile, WeightSource
+from lipsynckit.model_info import QUALITY_SCALE, DetectorInfo, ModelInfo, WeightFile, WeightSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DetectorInfo",
     "LipSyncModel",
     "ModelInfo",
     "ModelPlugin",

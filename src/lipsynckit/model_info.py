@@ -88,3 +88,22 @@ class ModelInfo(BaseModel):
     cpu_seconds_per_frame: float | None = (
         None  # measured on a 2-core CPU at default settings (None = unknown)
     )
+
+
+class DetectorInfo(BaseModel):
+    """What a face detector is, in data: the detectors' twin of :class:`ModelInfo` (a
+    :class:`~lipsynckit.faces.base.FaceDetectorPlugin` declares one as ``info``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # the entry-point name (the registry checks it)
+    display_name: str
+    description: str = ""
+    homepage: str = ""
+    license: str = "unknown"  # of the code and of the weights it runs (both, where they differ)
+    non_commercial: bool = False  # True when its weights forbid commercial use (announced once per run)
+    landmarks: int = 0  # points it gives per face: 0 (boxes only), 5, 68, 106, ...
+    offline: bool = True  # runs without any download (weights inside a wheel, or none)
+    requires: list[str] = Field(default_factory=list)  # importable modules it needs
+    extra: str | None = None  # pip extra of its distribution that installs ``requires``
+    weights: list[WeightFile] = Field(default_factory=list)  # files it reads, where it has any

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lipsynckit.errors import LipSyncError
 from lipsynckit.limits import DEFAULT_FRAME_QUEUE_BYTES, DEFAULT_MAX_PIXELS
 
 
@@ -31,6 +33,11 @@ class SyncOptions(BaseModel):
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = Field("medium", description="x264 speed/size trade-off for mp4 output (faster = larger file)")
     detector: str = Field("auto", description="face detector (see `lipsynckit detectors`)")
+    detector_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options of the chosen detector, as JSON on the command line (e.g. '{\"conf\": 0.8}'); "
+        "`lipsynckit detectors` lists each detector's",
+    )
     face_boxes: Path | None = Field(None, description="JSON file of per-frame boxes (skips detection)")
     face_select: Literal["largest", "score", "index", "box"] = Field(
         "largest",
@@ -110,6 +117,35 @@ class SyncOptions(BaseModel):
 
         check_vad(v)  # before any model loads
         return v
+
+    @field_validator("detector_options", mode="before")
+    @classmethod
+    def _parse_detector_options(cls, v: Any) -> Any:
+        if isinstance(v, str):  # the command line's JSON text
+            try:
+                v = json.loads(v) if v.strip() else {}
+            except json.JSONDecodeError as exc:
+                v = exc
+            if not isinstance(v, dict):
+                raise LipSyncError(
+                    "detector_options (--detector-options) is not a JSON object"
+                    + (f": {v.msg}" if isinstance(v, json.JSONDecodeError) else ""),
+                    stage="options",
+                    remedy="e.g. --detector-options '{\"conf\": 0.8}' (`lipsynckit detectors` lists each one's)",
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _detector_takes_its_options(self) -> SyncOptions:
+        """A named detector's options are checked here, before any model loads (one line on a bad one);
+        with ``auto`` they are checked against the detector chosen."""
+        if self.detector_options and self.detector != "auto":
+            from lipsynckit.registry import face_detector_plugins
+
+            entry = face_detector_plugins().get(self.detector)
+            if entry is not None and entry.plugin is not None:
+                entry.plugin.parse_options(self.detector_options)
+        return self
 
     @field_validator("face_box", mode="before")
     @classmethod

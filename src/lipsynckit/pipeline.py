@@ -223,7 +223,7 @@ def track_source(
     name = options.detector
     if name == "auto" and model.info.default_detector not in ("auto", ""):
         name = _usable_detector(model.info.default_detector)
-    detector = get_face_detector(name)
+    detector = get_face_detector(name, options.detector_options)
     topts: dict[str, Any] = {"select": options.face_select, "exact": options.exact_detection}
     if options.face_select == "index":
         topts["index"] = options.face_index
@@ -247,7 +247,7 @@ def track_source(
             detector,
             track_opts,
             workers=options.face_workers,
-            new_detector=lambda: get_face_detector(detector.name),
+            new_detector=lambda: get_face_detector(detector.name, options.detector_options),
             progress=options.progress,
         )
 

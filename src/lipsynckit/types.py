@@ -1,14 +1,20 @@
-"""Core data types shared by the pipeline and every model plugin (no plugin imports here)."""
+"""Core data types shared by the pipeline and every model plugin (no plugin imports here).
+
+torch is imported where a tensor is made, not at module level: face detectors' entry-point modules
+use :class:`Face` and must import no torch (``lipsynckit detectors`` imports every one).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from lipsynckit.errors import AudioError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -29,6 +35,8 @@ class AudioClip:
                 stage="audio",
                 remedy="pass a 1-D (samples) or 2-D (channels, samples) array.",
             )
+        import torch
+
         self.samples = self.samples.to(torch.float32)
 
     @property
@@ -179,6 +187,8 @@ class ModelBatch:
         return len(self.items)
 
     def audio(self) -> torch.Tensor:
+        import torch
+
         return torch.stack([it.audio for it in self.items])
 
     def faces(self) -> list[PreparedFace]:

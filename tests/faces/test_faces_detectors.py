@@ -121,4 +121,4 @@ def test_plugin_contract() -> None:
 
     assert isinstance(detector_plugin, FaceDetectorPlugin)
     assert detector_plugin.status()[0] is True
-    assert detector_plugin.landmarks == 0 and detector_plugin.offline
+    assert detector_plugin.info.landmarks == 0 and detector_plugin.info.offline

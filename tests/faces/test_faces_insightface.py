@@ -42,7 +42,7 @@ def test_failed_download_becomes_detector_error(tmp_path: Path, monkeypatch: pyt
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     with pytest.raises(FaceDetectorError, match="could not load or download") as ei:
-        get_face_detector("insightface", root=str(tmp_path), download=True)
+        get_face_detector("insightface", {"root": str(tmp_path), "download": True})
     assert "non-commercial" in str(ei.value)
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import BaseModel
 
 from lipsynckit.faces import get_face_detector, list_face_detectors
 from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin
 from lipsynckit.faces.mtcnn_cv import MTCNNDetector
 from lipsynckit.faces.mtcnn_cv import detector_plugin as mtcnn_plugin
 from lipsynckit.faces.select import box_iou
-from lipsynckit.faces.yuface_cnn import YuFaceDetector
+from lipsynckit.faces.yuface_cnn import YuFaceDetector, YuFaceOptions
 from lipsynckit.faces.yuface_cnn import detector_plugin as yuface_plugin
+from lipsynckit.model_info import DetectorInfo
 from lipsynckit.types import Face
 
 pytest.importorskip("yuface", reason='the [faces] extra is part of "dev"')
@@ -144,8 +145,8 @@ def test_plugin_data_licence_and_auto_order(
 ) -> None:
     for plugin, licence in ((mtcnn_plugin, "MIT"), (yuface_plugin, "BSD-3-Clause")):
         assert isinstance(plugin, FaceDetectorPlugin)
-        assert plugin.landmarks == 5 and plugin.offline
-        assert licence in plugin.license and plugin.non_commercial is False
+        assert plugin.info.landmarks == 5 and plugin.info.offline
+        assert licence in plugin.info.license and plugin.info.non_commercial is False
     rows = {name: (usable, reason) for name, usable, reason in list_face_detectors()}
     assert rows["mtcnn"][0] is True and rows["yuface"][0] is True
     monkeypatch.setenv("INSIGHTFACE_HOME", "/nonexistent/insightface")
@@ -168,12 +169,17 @@ def test_non_commercial_detector_says_so_when_loaded(
     import lipsynckit.faces as faces_mod
 
     class _NC(FaceDetectorPlugin):
-        name = "nc_test"
-        license = "iBUG 300-W: non-commercial research only"
-        non_commercial = True
+        info = DetectorInfo(
+            name="nc_test",
+            display_name="NC test",
+            license="iBUG 300-W: non-commercial research only",
+            non_commercial=True,
+        )
+        options_model = YuFaceOptions
 
-        def create(self, **kwargs: Any) -> FaceDetector:
-            return YuFaceDetector()
+        def create(self, options: BaseModel) -> FaceDetector:
+            assert isinstance(options, YuFaceOptions)
+            return YuFaceDetector(options)
 
     entries = dict(faces_mod._plugins())
     entries["nc_test"] = (_NC(), "")

@@ -12,7 +12,7 @@ from lipsynckit.errors import FaceDetectorError, WeightsError
 from lipsynckit.faces.base import FaceDetector
 from lipsynckit.registry import face_detector_plugins
 from lipsynckit_wav2lip.s3fd import S3FDDetector, S3FDNet, first_box, nms, preprocess
-from lipsynckit_wav2lip.s3fd_plugin import detector_plugin
+from lipsynckit_wav2lip.s3fd_plugin import S3FDOptions, detector_plugin
 
 from w2l_helpers import golden, manifest, save_s3fd, save_training_checkpoint
 
@@ -24,7 +24,7 @@ def s3fd_file(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def detector(s3fd_file: Path) -> S3FDDetector:
-    det = detector_plugin.create(weights=s3fd_file)
+    det = detector_plugin.create(S3FDOptions(weights=str(s3fd_file)))
     assert isinstance(det, S3FDDetector)
     return det
 
@@ -35,7 +35,7 @@ def g(reference_dir: Path) -> dict[str, np.ndarray]:
 
 
 def test_registered_as_a_face_detector_plugin() -> None:
-    assert detector_plugin.name == "s3fd" and not detector_plugin.offline
+    assert detector_plugin.name == "s3fd" and not detector_plugin.info.offline
     entry = face_detector_plugins()["s3fd"]
     assert entry.plugin is detector_plugin, entry.error
 
@@ -82,7 +82,7 @@ def test_missing_weights_is_a_detector_error_with_where_to_get(tmp_path: Path) -
     ok, reason = detector_plugin.status()
     assert not ok and "none of 's3fd.pth'" in reason and "found" in reason
     with pytest.raises(FaceDetectorError) as err:
-        detector_plugin.create()
+        detector_plugin.create(S3FDOptions())
     text = str(err.value)
     assert "s3fd" in text and "adrianbulat.com" in text
     assert str(tmp_path / "lsk_home" / "weights" / "wav2lip" / "s3fd.pth") in text
@@ -94,13 +94,13 @@ def test_found_in_the_cache_under_either_name(tmp_path: Path, s3fd_file: Path) -
     (d / "s3fd-619a316812.pth").write_bytes(s3fd_file.read_bytes())
     # found, then checked against the release's recorded size (before its digest): not the real release
     with pytest.raises(FaceDetectorError, match="bytes, the release is 89843225"):
-        detector_plugin.create()
+        detector_plugin.create(S3FDOptions())
 
 
 def test_a_generator_file_given_as_s3fd_is_refused(tmp_path: Path) -> None:
     ckpt = save_training_checkpoint(tmp_path / "wav2lip.pth")
     with pytest.raises(WeightsError, match=r"missing \(65\): conv1_1.weight"):
-        detector_plugin.create(weights=ckpt)
+        detector_plugin.create(S3FDOptions(weights=str(ckpt)))
 
 
 def test_blank_image_has_no_face_and_bad_input_is_refused(detector: S3FDDetector) -> None:
@@ -116,7 +116,7 @@ def test_blank_image_has_no_face_and_bad_input_is_refused(detector: S3FDDetector
 def test_built_by_name_through_the_core_factory(s3fd_file: Path, g: dict[str, np.ndarray]) -> None:
     from lipsynckit.faces import get_face_detector
 
-    det = get_face_detector("s3fd", weights=s3fd_file)
+    det = get_face_detector("s3fd", {"weights": str(s3fd_file)})
     assert det.name == "s3fd"
     rgb = np.ascontiguousarray(g["images_bgr"][0, ..., ::-1])
     assert first_box(det.detect(rgb)) == tuple(g["first_box_x1y1x2y2"][0].tolist())

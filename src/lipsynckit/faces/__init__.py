@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import BaseModel
+
 from lipsynckit.errors import FaceDetectorError
 from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin
 from lipsynckit.faces.boxes_file import load_face_boxes
@@ -72,21 +74,27 @@ def list_face_detectors() -> list[tuple[str, bool, str]]:
 _announced: set[str] = set()
 
 
-def _create(plugin: FaceDetectorPlugin, kwargs: dict[str, Any]) -> FaceDetector:
-    """Build the detector; say once per process when its model forbids commercial use."""
-    if plugin.non_commercial and plugin.name not in _announced:
-        _announced.add(plugin.name)
+def _create(plugin: FaceDetectorPlugin, options: dict[str, Any] | BaseModel | None) -> FaceDetector:
+    """Parse the options (one line on a bad one, before anything loads), then build the detector; say
+    once per process when its model forbids commercial use."""
+    parsed = plugin.parse_options(options)
+    info = plugin.info
+    if info.non_commercial and info.name not in _announced:
+        _announced.add(info.name)
         log.warning(
             "face detector %r is licensed %s: NON-COMMERCIAL use only. Check the licence before using "
             "outputs commercially (--detector yuface or opencv are licence-clean).",
-            plugin.name,
-            plugin.license,
+            info.name,
+            info.license,
         )
-    return plugin.create(**kwargs)
+    return plugin.create(parsed)
 
 
-def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
-    """Build a detector by plugin name; ``auto`` tries ``AUTO_ORDER`` and takes the first usable one."""
+def get_face_detector(name: str = "auto", options: dict[str, Any] | BaseModel | None = None) -> FaceDetector:
+    """Build a detector by plugin name; ``auto`` tries ``AUTO_ORDER`` and takes the first usable one.
+
+    ``options`` are parsed by the chosen detector's ``options_model`` (with ``auto``: the one chosen);
+    a bad one is one :class:`~lipsynckit.errors.LipSyncError` line naming it and the valid names."""
     plugins = _plugins()
     if name == "auto":
         reasons: list[str] = []
@@ -107,7 +115,7 @@ def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
             )
             if reasons:
                 log.debug("face detector auto, not chosen: %s", "; ".join(reasons))
-            return _create(plugin, kwargs)
+            return _create(plugin, options)
         raise FaceDetectorError(
             "no usable face detector: " + "; ".join(reasons),
             stage="faces",
@@ -135,4 +143,4 @@ def get_face_detector(name: str = "auto", **kwargs: Any) -> FaceDetector:
             remedy=f"{_install_hint(name)} or use --detector opencv",
         )
     log.info("face detector: %r", name)
-    return _create(plugin, kwargs)
+    return _create(plugin, options)

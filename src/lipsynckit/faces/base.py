@@ -7,7 +7,9 @@ from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel
 
+from lipsynckit.model_info import DetectorInfo
 from lipsynckit.types import Face
 
 
@@ -34,16 +36,26 @@ class FaceDetector(Protocol):
 
 
 class FaceDetectorPlugin(ABC):
-    """What a ``lipsynckit.face_detectors`` entry point names. Must import nothing heavy."""
+    """What a ``lipsynckit.face_detectors`` entry point names, declared as a model plugin is: an
+    :attr:`info` record (:class:`~lipsynckit.model_info.DetectorInfo`) and an :attr:`options_model`
+    (pydantic; an empty model where the detector takes none). Its module must import nothing heavy
+    (``lipsynckit detectors`` imports every one); the detector itself is built in :meth:`create`."""
 
-    name: str
-    description: str = ""
-    requires: tuple[str, ...] = ()
-    extra: str | None = None  # pip extra of its distribution that installs ``requires``
-    landmarks: int = 0  # number of landmark points it returns (0 = boxes only)
-    offline: bool = True  # works without any download
-    license: str = "unknown"
-    non_commercial: bool = False
+    info: DetectorInfo
+    options_model: type[BaseModel]
+
+    @property
+    def name(self) -> str:
+        """The registered name (the registry checks that it equals the entry point's)."""
+        return self.info.name
+
+    @property
+    def extra(self) -> str | None:
+        return self.info.extra
+
+    @property
+    def requires(self) -> list[str]:
+        return self.info.requires
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -55,6 +67,13 @@ class FaceDetectorPlugin(ABC):
             return False, f"missing Python packages: {', '.join(missing)}"
         return True, ""
 
+    def parse_options(self, options: dict[str, Any] | BaseModel | None) -> BaseModel:
+        """The detector's options as :attr:`options_model`; a bad one is one :class:`LipSyncError` line
+        naming it, raised before anything loads."""
+        from lipsynckit.model import parse_model_options
+
+        return parse_model_options(options, self.options_model, f"face detector {self.info.name!r}")
+
     @abstractmethod
-    def create(self, **kwargs: Any) -> FaceDetector:
-        """Build the detector (may raise FaceDetectorError with a remedy)."""
+    def create(self, options: BaseModel) -> FaceDetector:
+        """Build the detector from parsed options (may raise FaceDetectorError with a remedy)."""

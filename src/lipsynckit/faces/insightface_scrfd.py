@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lipsynckit.errors import FaceDetectorError
 from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin
+from lipsynckit.model_info import DetectorInfo
 from lipsynckit.types import Face
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class InsightFaceOptions(BaseModel):
     )
     pack: str = Field(default=PACK, description="model pack name")
     det_size: int = Field(default=640, ge=32, description="SCRFD input size (LatentSync uses 512)")
-    det_thresh: float = Field(default=0.5, gt=0.0, lt=1.0)
+    det_thresh: float = Field(default=0.5, gt=0.0, lt=1.0, description="minimum SCRFD face score")
     landmarks: bool = Field(default=True, description="run the 2d106det landmark model (needs its file)")
     download: bool = Field(default=False, description="let insightface download the pack when it is missing")
     providers: list[str] | None = Field(
@@ -139,13 +140,19 @@ class InsightFaceDetector:
 class InsightFacePlugin(FaceDetectorPlugin):
     """Entry point ``insightface`` (extra ``[insightface]``)."""
 
-    name = "insightface"
-    description = "insightface SCRFD det_10g + 2d106det (buffalo_l pack): boxes, scores, 106 landmarks"
-    requires = ("insightface", "onnxruntime")
-    landmarks = 106
-    offline = False
-    license = "insightface code MIT; buffalo_l models non-commercial research only"
-    non_commercial = True
+    info = DetectorInfo(
+        name="insightface",
+        display_name="insightface SCRFD + 2d106det",
+        description="insightface SCRFD det_10g + 2d106det (buffalo_l pack): boxes, scores, 106 landmarks",
+        homepage="https://github.com/deepinsight/insightface",
+        license="insightface code MIT; buffalo_l models non-commercial research only",
+        non_commercial=True,
+        landmarks=106,
+        offline=False,
+        requires=["insightface", "onnxruntime"],
+        extra="insightface",
+    )
+    options_model = InsightFaceOptions
 
     def status(self, root: str | None = None) -> tuple[bool, str]:
         ok, reason = super().status()
@@ -158,8 +165,9 @@ class InsightFacePlugin(FaceDetectorPlugin):
             return False, f"model files missing in {folder}: {', '.join(missing)} ({PACK_URL})"
         return True, f"models found in {folder} ({LICENCE_NOTE})"
 
-    def create(self, **kwargs: Any) -> FaceDetector:
-        return InsightFaceDetector(**kwargs)
+    def create(self, options: BaseModel) -> FaceDetector:
+        assert isinstance(options, InsightFaceOptions)
+        return InsightFaceDetector(options)
 
 
 detector_plugin = InsightFacePlugin()

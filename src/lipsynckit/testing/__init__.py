@@ -8,7 +8,8 @@
   first use rather than with this package.
 - ``meta`` (:class:`PluginMetaContract`) checks what a plugin says about itself (``ModelInfo`` against
   reality, the ``quality`` scale, no torch in the entry-point module, options described with bounds),
-  without loading it.
+  without loading it; :class:`DetectorMetaContract` is its twin for face detectors (``DetectorInfo``,
+  no torch in the module, options described with bounds).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lipsynckit.testing.detweights import deterministic_state_dict, deterministi
 
 __all__ = [
     "ContractSample",
+    "DetectorMetaContract",
     "ModelContract",
     "PluginMetaContract",
     "deterministic_state_dict",
@@ -32,8 +34,8 @@ def __getattr__(name: str) -> Any:
         from lipsynckit.testing import contract
 
         return getattr(contract, name)
-    if name == "PluginMetaContract":
+    if name in ("PluginMetaContract", "DetectorMetaContract"):
         from lipsynckit.testing import meta
 
-        return meta.PluginMetaContract
+        return getattr(meta, name)
     raise AttributeError(name)

@@ -8,6 +8,11 @@ names exists), the ``quality`` claim on the documented scale (:data:`lipsynckit.
 the entry-point module importing no torch (``lipsynckit list-models`` imports every plugin), and every
 option described with its bounds shown in ``--model-help``. Each check is also a plain function
 (``check_*``) that raises ``AssertionError``, for use outside pytest.
+
+Face detectors are declared the same way and have their twin, :class:`DetectorMetaContract` (set
+:attr:`~DetectorMetaContract.plugin` to the ``lipsynckit.face_detectors`` entry-point object): the
+:class:`~lipsynckit.model_info.DetectorInfo` against its records, the module importing no torch, and
+every option described with its bounds shown by ``lipsynckit detectors``.
 """
 
 from __future__ import annotations
@@ -18,8 +23,14 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lipsynckit.model import ModelInfo, ModelPlugin, WeightFile
+from pydantic import BaseModel
+
+from lipsynckit.model import DetectorInfo, ModelInfo, ModelPlugin, WeightFile
+
+if TYPE_CHECKING:
+    from lipsynckit.faces.base import FaceDetectorPlugin
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 RATES = {8000, 16000, 22050, 24000, 32000, 44100, 48000}
@@ -45,11 +56,7 @@ def check_info(info: ModelInfo, name: str, distribution: str = "") -> None:
     )
     assert info.cpu_seconds_per_frame is None or info.cpu_seconds_per_frame > 0, name
     assert info.min_vram_gb >= 0, name
-    if info.extra and distribution:  # the extra an install hint names must exist in its distribution
-        provided = importlib.metadata.metadata(distribution).get_all("Provides-Extra") or []
-        assert info.extra in provided, (
-            f"{name}: extra {info.extra!r} not in {distribution}'s extras {provided}"
-        )
+    _check_extra(name, info.extra, distribution)
     for wf in info.weights:
         check_weight_record(name, wf)
 
@@ -116,7 +123,53 @@ def check_options_help(plugin: ModelPlugin) -> None:
             assert limits in page, f"{plugin.name}: --model-help does not show {field}'s bounds ({limits})"
 
 
-def entry_point_module(plugin: ModelPlugin) -> str:
+def _check_extra(name: str, extra: str | None, distribution: str) -> None:
+    if extra and distribution:  # the extra an install hint names must exist in its distribution
+        provided = importlib.metadata.metadata(distribution).get_all("Provides-Extra") or []
+        assert extra in provided, f"{name}: extra {extra!r} not in {distribution}'s extras {provided}"
+
+
+def check_detector_info(info: DetectorInfo, name: str, distribution: str = "") -> None:
+    """A face detector's record is complete: its name is its entry point's, its licence is stated
+    (a non-commercial one is announced at run time from it), its landmark count is a count, and the
+    weight files it reads (if any) say where to get them."""
+    assert isinstance(info, DetectorInfo), f"{name}: info is a {type(info).__name__}, not a DetectorInfo"
+    assert info.name == name, f"DetectorInfo.name {info.name!r} must equal the entry-point name {name!r}"
+    assert info.display_name and info.description, f"{name}: display_name and description are shown to users"
+    assert info.license not in ("", "unknown"), f"{name}: license not stated"
+    assert info.landmarks >= 0, f"{name}: landmarks {info.landmarks} (points per face; 0 = boxes only)"
+    keys = [wf.key for wf in info.weights]
+    assert len(keys) == len(set(keys)), f"{name}: duplicate weight keys {keys}"
+    if info.weights:
+        assert not info.offline, f"{name}: reads weight files that may need a download, yet says offline"
+    _check_extra(name, info.extra, distribution)
+    for wf in info.weights:
+        check_weight_record(name, wf)
+
+
+def check_detector_options(plugin: FaceDetectorPlugin) -> None:
+    """The detector declares a pydantic options model (empty where it takes none), every option is
+    described, and ``lipsynckit detectors`` shows each field's bounds."""
+    from lipsynckit.cli_options import bounds, detector_lines
+
+    model = plugin.options_model
+    assert isinstance(model, type) and issubclass(model, BaseModel), (
+        f"{plugin.info.name}: options_model must be a pydantic model class (an empty one where it takes none)"
+    )
+    page = " ".join(" ".join(detector_lines(plugin)).split())
+    for field, info in model.model_fields.items():
+        assert info.description, (
+            f"{plugin.info.name}: option {field!r} has no description (it is shown to users)"
+        )
+        limits = bounds(info)
+        if limits:
+            assert limits in page, (
+                f"{plugin.info.name}: `lipsynckit detectors` does not show {field}'s bounds"
+            )
+    model()  # the defaults alone make a valid set of options (what a run without --detector-options uses)
+
+
+def entry_point_module(plugin: object) -> str:
     """The module that defines the plugin object (what its entry point imports)."""
     return type(plugin).__module__
 
@@ -146,3 +199,27 @@ class PluginMetaContract:
 
     def test_meta_options_are_described_with_their_bounds(self) -> None:
         check_options_help(self.plugin)
+
+
+class DetectorMetaContract:
+    """Inherit and set :attr:`plugin` (a ``lipsynckit.face_detectors`` entry-point object); nothing is
+    loaded."""
+
+    plugin: FaceDetectorPlugin
+    #: the module its entry point imports; default: the module that defines the plugin's class
+    module: str | None = None
+
+    def _distribution(self) -> str:
+        from lipsynckit.registry import face_detector_plugins
+
+        entry = face_detector_plugins().get(self.plugin.info.name)
+        return entry.distribution if entry is not None and entry.plugin is self.plugin else ""
+
+    def test_meta_detector_info_matches_reality(self) -> None:
+        check_detector_info(self.plugin.info, self.plugin.name, self._distribution())
+
+    def test_meta_detector_module_imports_no_torch(self) -> None:
+        check_imports_no_torch(self.module or entry_point_module(self.plugin))
+
+    def test_meta_detector_options_are_described_with_their_bounds(self) -> None:
+        check_detector_options(self.plugin)
