@@ -19,14 +19,16 @@ ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fault_marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fault") / "crash-on"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray(fault_marker: Path) -> Iterator[None]:
-    """One 2-CPU local cluster for the session; its workers see the fault-injection marker path."""
+    """One 2-CPU local cluster for this module (shut down after it: test_jobs_ray_nodes stops every Ray
+    on the machine, and a driver whose raylet dies ends its own process); its workers see the
+    fault-injection marker path."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(
         num_cpus=2,

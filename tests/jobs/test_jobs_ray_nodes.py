@@ -34,6 +34,10 @@ def _free_port() -> int:
 @pytest.fixture
 def two_nodes(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], dict[str, str]]]:
     """Head (1 CPU) and a second node (1 CPU) in its own process group, so it can be killed whole."""
+    import ray
+
+    if ray.is_initialized():  # `ray stop --force` below would take this process down with its cluster
+        ray.shutdown()
     port = _free_port()
     env = {
         **os.environ,
