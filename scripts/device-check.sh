@@ -179,6 +179,12 @@ EOF
   else
     bench musetalk-fp16 150 musetalk "$IN/musetalk_models" "$long" "$b_mt" --dtype float16
   fi
+  # streaming (issue 19): Wav2Lip real-time sessions at 25 fps on one loaded model, a row per 1, 2, 4, ...
+  # sessions up to 16 (2 in a rehearsal); outside reports/ (another table), packed in details.tar.gz
+  local s_max=16
+  ((REHEARSE)) && s_max=2
+  step stream-wav2lip 75 lipsynckit bench --stream --models wav2lip --weights "$IN/wav2lip.pth" \
+    --video "$IN/talk720.mp4" --device "$DEVICE" --sessions "$s_max" --seconds 6 --report "$WORK/stream-wav2lip"
   # LatentSync's own choice on a GPU of compute capability > 7 is fp16 (as the official inference)
   if ((REHEARSE)); then
     skip latentsync-fp16 "rehearsal: float16 on CPU"
