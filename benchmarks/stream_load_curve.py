@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @contextlib.contextmanager
 def busy(k: int) -> Iterator[None]:
-    """``k`` busy processes (pure-Python spin loops) while the block runs."""
+    """``k`` busy processes (pure-Python spin loops) while the block runs. Kept here, not imported from
+    ``lipsynckit.streaming.bench.busy_load``: the script also measures older trees that lack it."""
     procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
     try:
         yield
