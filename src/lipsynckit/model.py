@@ -9,7 +9,6 @@ base classes live in :mod:`lipsynckit.model_base` and are importable from here t
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -18,7 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from lipsynckit.errors import LipSyncError
-from lipsynckit.model_info import QUALITY_SCALE, DetectorInfo, ModelInfo, WeightFile, WeightSource
+from lipsynckit.model_info import (
+    QUALITY_SCALE,
+    DeclaredPlugin,
+    DetectorInfo,
+    ModelInfo,
+    WeightFile,
+    WeightSource,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,7 +165,7 @@ class ModelList(list[ModelStatus]):
         return f"<table>{head}{rows}</table>"
 
 
-class ModelPlugin(ABC):
+class ModelPlugin(DeclaredPlugin, ABC):
     """Base class for the object a ``lipsynckit.models`` entry point names.
 
     Subclasses set :attr:`info` (and :attr:`options_model`) and implement :meth:`build`; :meth:`load` is
@@ -175,22 +181,6 @@ class ModelPlugin(ABC):
     #: length_mode, ...) and the model options (paste, ...) that reproduce its official pipeline
     official_sync: dict[str, Any] = {}
     official_options: dict[str, Any] = {}
-
-    @property
-    def name(self) -> str:
-        """The registered name (the registry checks that it equals the entry point's)."""
-        return self.info.name
-
-    @property
-    def extra(self) -> str | None:
-        return self.info.extra
-
-    @property
-    def requires(self) -> list[str]:
-        return self.info.requires
-
-    def missing_modules(self) -> list[str]:
-        return [m for m in self.info.requires if importlib.util.find_spec(m) is None]
 
     def find_weights(self, weights: str | Path | None = None) -> dict[str, Path]:
         """Resolve the weight files locally (no download). Missing required files raise WeightsError."""

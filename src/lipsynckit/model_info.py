@@ -3,6 +3,9 @@ contract both read it; :mod:`lipsynckit.model` re-exports these names)."""
 
 from __future__ import annotations
 
+import importlib.util
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -107,3 +110,26 @@ class DetectorInfo(BaseModel):
     requires: list[str] = Field(default_factory=list)  # importable modules it needs
     extra: str | None = None  # pip extra of its distribution that installs ``requires``
     weights: list[WeightFile] = Field(default_factory=list)  # files it reads, where it has any
+
+
+class DeclaredPlugin:
+    """What model and detector plugins share: their name, extra and required modules come from their
+    :attr:`info` record (a :class:`ModelInfo` or :class:`DetectorInfo`), so the record is the one place."""
+
+    info: Any
+
+    @property
+    def name(self) -> str:
+        """The registered name (the registry checks that it equals the entry point's)."""
+        return str(self.info.name)
+
+    @property
+    def extra(self) -> str | None:
+        return self.info.extra  # type: ignore[no-any-return]
+
+    @property
+    def requires(self) -> list[str]:
+        return list(self.info.requires)
+
+    def missing_modules(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel
 
-from lipsynckit.model_info import DetectorInfo
+from lipsynckit.model_info import DeclaredPlugin, DetectorInfo
 from lipsynckit.types import Face
 
 
@@ -35,7 +34,7 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[Face]: ...
 
 
-class FaceDetectorPlugin(ABC):
+class FaceDetectorPlugin(DeclaredPlugin, ABC):
     """What a ``lipsynckit.face_detectors`` entry point names, declared as a model plugin is: an
     :attr:`info` record (:class:`~lipsynckit.model_info.DetectorInfo`) and an :attr:`options_model`
     (pydantic; an empty model where the detector takes none). Its module must import nothing heavy
@@ -43,22 +42,6 @@ class FaceDetectorPlugin(ABC):
 
     info: DetectorInfo
     options_model: type[BaseModel]
-
-    @property
-    def name(self) -> str:
-        """The registered name (the registry checks that it equals the entry point's)."""
-        return self.info.name
-
-    @property
-    def extra(self) -> str | None:
-        return self.info.extra
-
-    @property
-    def requires(self) -> list[str]:
-        return self.info.requires
-
-    def missing_modules(self) -> list[str]:
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
     def status(self) -> tuple[bool, str]:
         """(usable, reason); override to check model files."""
