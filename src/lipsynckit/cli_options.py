@@ -136,6 +136,7 @@ SYNC_GROUPS: dict[str, tuple[str, ...]] = {
         "output_mode",
         "crf",
         "preset",
+        "encode_threads",
         "batch_size",
         "prepare_workers",
         "avatar_dir",

@@ -32,6 +32,14 @@ class SyncOptions(BaseModel):
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = Field("medium", description="x264 speed/size trade-off for mp4 output (faster = larger file)")
+    encode_threads: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="threads of the H.264/VP9 encoder (None = the encoder's own choice, all cores). "
+        "Manifests use 1 per job: their jobs run side by side, and a one-thread x264 gives the same "
+        "bytes on every run (its threads do not under load)",
+    )
     detector: str = Field("auto", description="face detector (see `lipsynckit detectors`)")
     detector_options: dict[str, Any] = Field(
         default_factory=dict,

@@ -810,6 +810,7 @@ def _run(
         mode=mode,
         crf=options.crf,
         preset=options.preset,
+        threads=options.encode_threads,
     )
     with sink:  # atomic: a temporary file renamed on success, removed on any exception in this block
         frames = src.frames(int(s) for s in index)

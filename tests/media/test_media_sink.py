@@ -245,3 +245,40 @@ def test_x264_look_ahead_is_bounded_in_bytes(
     assert b"rc_lookahead=40" in encode("usual.mp4")
     monkeypatch.setattr(sink_module, "X264_LOOKAHEAD_BYTES", int(176 * 144 * 1.5 * 5))  # five pictures
     assert b"rc_lookahead=5" in encode("bounded.mp4")
+
+
+def test_one_encoder_thread_gives_the_same_bytes_for_many_encodes_at_once(
+    carphone_frames: np.ndarray, tmp_path: Path
+) -> None:
+    """x264's own threads gave other H.264 bytes for the same frames when several encodes ran at once
+    (2-4 distinct files of 24 on 6 threads, measured); ``threads=1`` is what manifests use."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)  # texture for the rate control to decide about
+    frames = [
+        np.clip(f.astype(np.int16) + rng.integers(-3, 4, f.shape), 0, 255).astype(np.uint8)
+        for f in carphone_frames[:20]
+    ]
+
+    def encode(i: int) -> bytes:
+        out = tmp_path / f"{i}.mp4"
+        with VideoSink(out, 25, (176, 144), threads=1) as sink:
+            for f in frames:
+                sink.write(f)
+        with av.open(str(out)) as c:
+            return b"".join(bytes(p) for p in c.demux(video=0))
+
+    with ThreadPoolExecutor(6) as pool:
+        encoded = list(pool.map(encode, range(18)))
+    assert len(set(encoded)) == 1
+    assert len(encoded[0]) > 1000
+
+
+def test_manifest_jobs_encode_on_one_thread_unless_told(tmp_path: Path) -> None:
+    from lipsynckit.jobs.manifest import JobSpec
+    from lipsynckit.jobs.runner import JobRunner, RunDefaults
+
+    spec = JobSpec(row=1, template=tmp_path / "t.mp4", audio=tmp_path / "a.wav", output=tmp_path / "o.mp4")
+    assert JobRunner(RunDefaults()).options_for(spec).encode_threads == 1
+    told = JobRunner(RunDefaults(options={"encode_threads": 3})).options_for(spec)
+    assert told.encode_threads == 3

@@ -251,6 +251,7 @@ def sync_segments(
         mode=mode,
         crf=options.crf,
         preset=options.preset,
+        threads=options.encode_threads,
     ) as sink:
         k = 0
         plan_i = 0

@@ -76,9 +76,12 @@ _X264_LOOKAHEAD = {  # x264's rc-lookahead of each preset
 }
 
 
-def _x264_options(crf: int, preset: str, picture_bytes: float) -> dict[str, object]:
-    """libx264's options: quality, preset, and a look-ahead bounded in bytes for very large pictures."""
+def _x264_options(crf: int, preset: str, picture_bytes: float, threads: int | None) -> dict[str, object]:
+    """libx264's options: quality, preset, threads, and a look-ahead bounded in bytes for very large
+    pictures."""
     opts: dict[str, object] = {"crf": str(crf), "preset": preset}
+    if threads is not None:
+        opts["threads"] = str(threads)
     depth = int(X264_LOOKAHEAD_BYTES // max(1.0, picture_bytes))
     if depth < _X264_LOOKAHEAD.get(preset, 0):
         opts["rc-lookahead"] = str(max(1, depth))
@@ -123,6 +126,7 @@ class VideoSink:
         mode: str = "mp4",
         crf: int = 18,
         preset: str = "medium",
+        threads: int | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"unknown output mode {mode!r}; use one of {', '.join(_MODES)}")
@@ -138,6 +142,9 @@ class VideoSink:
         self.mode = mode
         self.crf = int(crf)
         self.preset = preset
+        # x264's own threads (None: one per core and then some) give other bytes for the same frames
+        # when the machine is busy; 1 is repeatable, and what a runner of many jobs side by side wants
+        self.threads = threads
         self.frames_written = 0
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
@@ -212,7 +219,7 @@ class VideoSink:
             vs = c.add_stream("libx264", rate=self.fps)
             vs.pix_fmt = self._pix_fmt
             vs.options = _x264_options(
-                self.crf, self.preset, w * h * (3 if self._pix_fmt == "yuv444p" else 1.5)
+                self.crf, self.preset, w * h * (3 if self._pix_fmt == "yuv444p" else 1.5), self.threads
             )
             if self._pix_fmt != "yuv420p":
                 logger.info(
@@ -233,6 +240,8 @@ class VideoSink:
             vs.pix_fmt = "yuv420p"
             vp9_crf = min(63, self.crf + 13)  # x264's default 18 ~ VP9's recommended 31
             vs.options = {"crf": str(vp9_crf), "b": "0", "row-mt": "1", "cpu-used": "4", "deadline": "good"}
+            if self.threads is not None:
+                vs.options = {**vs.options, "threads": str(self.threads)}
             cc = vs.codec_context
             cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709, tv range
         else:
