@@ -172,3 +172,37 @@ def test_auto_model_choice_from_model_data(monkeypatch, caplog) -> None:  # type
         "toy (quality 0.95, the highest usable on this GPU, a third-party plugin from lsk-toy;"
     )
     assert "latentsync: needs " in caplog.text and "this GPU has 6 GB" in caplog.text
+
+
+def test_cache_entries_read_once_per_process_stay_fresh_and_private(tmp_path: Path) -> None:
+    """The in-memory copy of a cache entry is dropped when its file changes, and a caller that
+    changes what it got does not change what the next job gets."""
+    import os
+
+    from lipsynckit.avatar import PreparedCache, file_digest
+    from lipsynckit.types import Face, FaceTrack, PreparedFace
+
+    cache = PreparedCache(tmp_path, "k")
+    crop = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    cache.put(0, PreparedFace(box=(1, 2, 5, 6), crop=crop, data={"m": np.ones(3, np.float32)}))
+    first = cache.get(0)
+    assert first is not None and np.array_equal(first.crop, crop)
+    first.crop[:] = 0  # a model painting into its crop
+    first.data["m"][:] = 7
+    again = cache.get(0)
+    assert (
+        again is not None and np.array_equal(again.crop, crop) and np.array_equal(again.data["m"], np.ones(3))
+    )
+
+    cache.save_track(FaceTrack(faces=[Face(box=np.array([0.0, 0, 4, 4]), score=0.9)], detector="a"))
+    assert cache.load_track().detector == "a"  # type: ignore[union-attr]
+    cache.save_track(FaceTrack(faces=[None, None], detector="b"))  # a new file in its place
+    track = cache.load_track()
+    assert track is not None and track.detector == "b" and len(track) == 2
+
+    video = tmp_path / "t.bin"
+    video.write_bytes(b"one")
+    d1 = file_digest(video)
+    video.write_bytes(b"two")
+    os.utime(video, ns=(1, 1))  # a new mtime whatever the clock's resolution
+    assert file_digest(video) != d1

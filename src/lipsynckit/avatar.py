@@ -11,6 +11,8 @@ import hashlib
 import json
 import logging
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,97 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
+#: bytes of unpacked cache entries kept in memory per process (see :class:`_EntryMemo`)
+MEMO_BYTES = 128 * 2**20
+
+
+def _stamp(path: Path) -> tuple[str, int, int, int] | None:
+    """What identifies a file's content for an in-memory copy: its place, inode, mtime and size."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values()) + 64
+    if isinstance(value, list | tuple):
+        return sum(_nbytes(v) for v in value) + 64
+    return 64
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return value.copy() if isinstance(value, np.ndarray) else value.clone()
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+class _EntryMemo:
+    """Unpacked cache entries kept in memory, least recently used out first, bounded in bytes.
+
+    Why: a manifest runs hundreds of jobs on one prepared template, and each job read the same
+    track and faces back with ``torch.load``, whose weights-only unpickler is Python and holds the
+    GIL (70 ms a job, most of a short job's serial time). An entry is reused only while its file's
+    inode, mtime and size are unchanged. Callers get copies of its arrays (a memcpy, against the
+    unpickler's per-object Python work), so no caller's change reaches another job.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[tuple[str, int, int, int], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def load(self, path: Path) -> Any:
+        stamp = _stamp(path)
+        if stamp is not None:
+            with self._lock:
+                hit = self._items.get(stamp)
+                if hit is not None:
+                    self._items.move_to_end(stamp)
+                    return _copy(hit[0])
+        value = _unpack(torch.load(path, weights_only=True))
+        if stamp is not None:
+            size = _nbytes(value)
+            with self._lock:
+                if size <= self.limit // 4 and stamp not in self._items:
+                    self._items[stamp] = (value, size)
+                    self._bytes += size
+                    while self._bytes > self.limit:
+                        _, (_, gone) = self._items.popitem(last=False)
+                        self._bytes -= gone
+                    return _copy(value)
+        return value
+
+
+_memo = _EntryMemo(MEMO_BYTES)
+_digests: dict[tuple[str, int, int, int], str] = {}
+
+
 def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes; remembered per process while the file is unchanged (a manifest keys
+    every job's cache by its template)."""
+    stamp = _stamp(Path(path))
+    if stamp is not None and stamp in _digests:
+        return _digests[stamp]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if stamp is not None:
+        if len(_digests) > 4096:
+            _digests.clear()
+        _digests[stamp] = digest
+    return digest
 
 
 def cache_key(video: str | Path, model_name: str, model_options: Any, track_options: Any) -> str:
@@ -108,7 +195,7 @@ class PreparedCache:
         p = self.dir / "track.pt"
         if not p.is_file():
             return None
-        raw = _unpack(torch.load(p, weights_only=True))
+        raw = _memo.load(p)
         faces: list[Face | None] = [
             None if f is None else Face(box=f["box"], score=f["score"], landmarks=f.get("landmarks"))
             for f in raw["faces"]
@@ -134,7 +221,7 @@ class PreparedCache:
             self.misses += 1
             return None
         try:
-            raw = _unpack(torch.load(p, weights_only=True))
+            raw = _memo.load(p)
         except Exception as exc:  # noqa: BLE001 - a damaged entry is recomputed, not fatal
             log.warning("ignoring damaged cache entry %s: %s", p, exc)
             self.misses += 1

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import Literal
+import threading
+from typing import Any, Literal
 
 import numpy as np
 from scipy.ndimage import median_filter, minimum_filter1d, uniform_filter1d
@@ -134,6 +135,27 @@ def energy_activity(
     return active
 
 
+_silero_models = threading.local()
+
+
+def _silero_model() -> Any:
+    """This thread's Silero network, loaded on its first use: loading costs ~40 ms (an onnxruntime
+    session) and held the GIL for most of it once per job in a manifest; the network keeps state
+    between chunks, so threads do not share one."""
+    model = getattr(_silero_models, "model", None)
+    if model is None:
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            from silero_vad import load_silero_vad  # its import sets torch to one thread for the process
+        finally:
+            torch.set_num_threads(threads)
+        model = load_silero_vad(onnx=True)  # the ONNX file inside the wheel: data only, no code from a file
+        _silero_models.model = model
+    return model
+
+
 def _silero_activity(
     x: np.ndarray, sample_rate: int, threshold: float = 0.5, adaptive: bool = True
 ) -> np.ndarray:
@@ -142,15 +164,9 @@ def _silero_activity(
     check_vad("silero")
     import torch
 
-    threads = torch.get_num_threads()
-    try:
-        from silero_vad import load_silero_vad  # its import sets torch to one thread for the process
-    finally:
-        torch.set_num_threads(threads)
-
+    model = _silero_model()
     clip = AudioClip(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), sample_rate).resample(16000)
     wav = clip.samples[0]
-    model = load_silero_vad(onnx=True)  # the ONNX file inside the wheel: data only, no code from a file
     chunk = 512
     probs = []
     model.reset_states()
