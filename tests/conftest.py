@@ -156,3 +156,42 @@ def cuda_stand_ins(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: None)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: log.append("empty_cache"))
     return log
+
+
+# ------------------------------------------------------------------ streaming and voice-agent tests
+@pytest.fixture(scope="module")
+def viseme():  # noqa: ANN201
+    """One weight-free model per test module (its scheduler is shared by that module's sessions)."""
+    import lipsynckit as lsk
+
+    return lsk.load_model("viseme")
+
+
+@pytest.fixture(scope="module")
+def avatar_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared-avatar folder per test module, named after it."""
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + "_avatar")
+
+
+@pytest.fixture
+def gated_viseme():  # noqa: ANN201
+    """A fresh viseme model (its own scheduler) whose generate waits while ``model.gate`` is clear:
+    a stalled renderer without sleeps."""
+    import threading
+    from typing import Any
+
+    import lipsynckit as lsk
+
+    model = lsk.load_model("viseme")
+    gate = threading.Event()
+    gate.set()
+    inner = model.generate
+
+    def generate(batch: Any) -> Any:
+        gate.wait()
+        return inner(batch)
+
+    model.generate = generate  # the scheduler calls the instance's generate
+    model.gate = gate
+    yield model
+    gate.set()

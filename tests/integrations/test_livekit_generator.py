@@ -27,16 +27,6 @@ FPS = 25.0
 SPF = 640  # samples per frame at 16 kHz
 
 
-@pytest.fixture(scope="module")
-def viseme():  # noqa: ANN201
-    return lsk.load_model("viseme")
-
-
-@pytest.fixture(scope="module")
-def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("livekit_avatar")
-
-
 def _generator(viseme, astronaut_png: Path, avatar_dir: Path, **kw) -> LipSyncVideoGenerator:  # noqa: ANN001
     fmt = kw.pop("video_format", "rgb24")
     s = lsk.stream(astronaut_png, model=viseme, fps=FPS, avatar_dir=avatar_dir, detector="opencv", **kw)

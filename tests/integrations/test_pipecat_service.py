@@ -41,16 +41,6 @@ FPS = 25.0
 SPF = 640  # samples per frame at 16 kHz
 
 
-@pytest.fixture(scope="module")
-def viseme():  # noqa: ANN201
-    return lsk.load_model("viseme")
-
-
-@pytest.fixture(scope="module")
-def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("pipecat_avatar")
-
-
 def _service(viseme, astronaut_png: Path, avatar_dir: Path, **kw) -> LipSyncVideoService:  # noqa: ANN001
     return LipSyncVideoService(
         astronaut_png, model=viseme, fps=FPS, avatar_dir=avatar_dir, detector="opencv", **kw

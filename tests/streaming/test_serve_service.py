@@ -24,11 +24,6 @@ pytest.importorskip("aiortc")
 from starlette.testclient import TestClient  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def viseme():  # noqa: ANN201
-    return lsk.load_model("viseme")
-
-
 def _app(viseme: Any, astronaut_png: Path, tmp_path: Path, **service: Any) -> Any:
     return create_app(
         astronaut_png,

@@ -19,28 +19,6 @@ from lipsynckit.streaming import ManualClock, StreamSession
 SR = 16000
 
 
-@pytest.fixture
-def gated_viseme():  # noqa: ANN201
-    model = lsk.load_model("viseme")
-    gate = threading.Event()
-    gate.set()
-    inner = model.generate
-
-    def generate(batch: Any) -> Any:
-        gate.wait()
-        return inner(batch)
-
-    model.generate = generate
-    model.gate = gate
-    yield model
-    gate.set()
-
-
-@pytest.fixture(scope="module")
-def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("edges_avatar")
-
-
 def _open(model: Any, astronaut_png: Path, avatar_dir: Path, **kw: Any) -> StreamSession:
     return lsk.stream(astronaut_png, model=model, avatar_dir=avatar_dir, detector="opencv", **kw)
 

@@ -7,7 +7,6 @@ never by thread timing. Every assertion holds for any interleaving of the sessio
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,6 @@ from lipsynckit.streaming import ManualClock, StreamSession
 FPS = 25.0
 SR = 16000
 BUDGET_MS = 400.0
-
-
-@pytest.fixture
-def gated_viseme():  # noqa: ANN201
-    """A fresh viseme model (its own scheduler) whose generate waits while ``model.gate`` is clear."""
-    model = lsk.load_model("viseme")
-    gate = threading.Event()
-    gate.set()
-    inner = model.generate
-
-    def generate(batch: Any) -> Any:
-        gate.wait()
-        return inner(batch)
-
-    model.generate = generate  # the scheduler calls the instance's generate
-    model.gate = gate
-    yield model
-    gate.set()
-
-
-@pytest.fixture(scope="module")
-def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("latency_avatar")
 
 
 def _open(model: Any, astronaut_png: Path, avatar_dir: Path, clock: ManualClock) -> StreamSession:

@@ -22,16 +22,6 @@ FPS = 25.0
 SPF = 640  # samples per frame at 16 kHz
 
 
-@pytest.fixture(scope="module")
-def viseme():  # noqa: ANN201
-    return lsk.load_model("viseme")
-
-
-@pytest.fixture(scope="module")
-def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("stream_avatar")
-
-
 def _open(viseme, astronaut_png: Path, avatar_dir: Path, **kw) -> StreamSession:  # noqa: ANN001
     return lsk.stream(astronaut_png, model=viseme, avatar_dir=avatar_dir, detector="opencv", **kw)
 
