@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hostile_files import png_with_header
+from hostile import png_with_header
 
 import lipsynckit as lsk
 from lipsynckit.cli import main

@@ -1,13 +1,10 @@
-"""Fixtures of the fuzz suite; the hostile-file makers live in hostile.py (imported by the tests)."""
+"""Fixtures of the fuzz suite; the hostile-file makers live in tests/hostile.py (imported by the tests)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # hostile.py
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The hostile corpus: files a careless or hostile user could hand lipsynckit, made by the tests.
 
-Each maker writes one file under the test's ``tmp_path``. The payload checkpoints write a marker file
+One factory for the fuzz suite and the memory-bound tests. Each maker writes one file under the
+test's ``tmp_path``. The payload checkpoints write a marker file
 when their code runs, so a test proves that nothing ran by the marker's absence. The helpers
 (:func:`sha256_tree`, :func:`one_error_line`) are what every fuzz case asserts with.
 """
@@ -8,7 +9,9 @@ when their code runs, so a test proves that nothing ran by the marker's absence.
 from __future__ import annotations
 
 import hashlib
+import struct
 import zipfile
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -177,3 +180,20 @@ def one_error_line(err: str) -> str:
 
 def partials(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if ".partial" in p.name or p.name.endswith(".old")]
+
+
+def png_with_header(path: Path, width: int, height: int, color_type: int = 2) -> Path:
+    """A PNG whose IHDR claims ``width x height`` but whose data is a few bytes (a "decompression bomb"
+    header); ``color_type`` 0 grey, 2 RGB, 6 RGBA."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+    return path
