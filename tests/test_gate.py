@@ -242,3 +242,24 @@ def test_wav2lip_rests_in_silence_video_and_photo(
     assert _motion(got, quiet, whole) == 0.0 and np.array_equal(got[quiet][0], photo)
     loose, _ = _sync(tmp_path, astronaut_png, wav, *w2l, "--face-boxes", str(boxes), "--no-gate")
     assert _motion(loose, quiet, whole) > 0.0
+
+
+def test_blend_in_bands_of_rows_equals_the_whole_frame_mix(
+    carphone_mp4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big frames are mixed a band of rows at a time (bounded float32 temporaries); the pixels are the
+    whole-frame mix's, including the last, shorter band."""
+    import lipsynckit.gate as gate_module
+    from lipsynckit.gate import GatePlan
+    from lipsynckit.media import read_video_frames
+
+    frames = read_video_frames(carphone_mp4)
+    source, output = frames[0], frames[40]  # two real frames, different everywhere the driver moved
+    plan = GatePlan(spans=[], weights=np.array([0.3], np.float32), skip=np.array([False]), vad="energy")
+    s, o = source.astype(np.float32), output.astype(np.float32)
+    expected = np.clip(np.rint(s + np.float32(0.3) * (o - s)), 0, 255).astype(np.uint8)
+    monkeypatch.setattr(gate_module, "BLEND_BLOCK_BYTES", 4 * source[0].size * 7)  # 7 rows: 144 = 20 x 7 + 4
+    banded = plan.blend(0, source, output)
+    assert banded.dtype == np.uint8 and banded.shape == source.shape
+    np.testing.assert_array_equal(banded, expected)
+    assert not np.array_equal(banded, source) and not np.array_equal(banded, output)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from lipsynckit.model import LipSyncModel
 
 RestMode = Literal["source", "model_closed"]
+#: float32 bytes a blend holds at once (frames are mixed in bands of rows)
+BLEND_BLOCK_BYTES = 8 * 2**20
 
 
 @dataclass
@@ -74,8 +76,15 @@ class GatePlan:
             return output
         if w <= 0.0:
             return source
-        mixed = source.astype(np.float32) + w * (output.astype(np.float32) - source.astype(np.float32))
-        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        out = np.empty_like(output)
+        # in bands of rows: a 4000x4000 frame mixed whole held ~0.6 GB of float32 temporaries
+        rows = max(1, BLEND_BLOCK_BYTES // max(1, 4 * source[0].size))
+        for a in range(0, source.shape[0], rows):
+            s = source[a : a + rows].astype(np.float32)
+            mixed = s + w * (output[a : a + rows].astype(np.float32) - s)
+            np.clip(np.rint(mixed, out=mixed), 0, 255, out=mixed)
+            out[a : a + rows] = mixed
+        return out
 
 
 def frame_weights(spans: list[Span], fps: float, n_frames: int, fade_frames: int) -> np.ndarray:
