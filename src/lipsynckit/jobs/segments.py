@@ -9,6 +9,7 @@ cross-fades placed just inside each range, so nothing outside moves and the leng
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -216,6 +217,7 @@ def _smart_render(
     plans: Sequence[_Plan],
     segment_frames: _SegmentFrames,
     audio: AudioClip,
+    audio_ranges: list[tuple[int, int]],
     options: SyncOptions,
     on_frame: Callable[[int], None] | None,
 ) -> list[str]:
@@ -227,7 +229,11 @@ def _smart_render(
 
     def render(c: int, d: int) -> Iterator[Any]:
         for k, picture in zip(range(c, d), decode_span(index, c, d), strict=False):
-            out = resync.at(k, lambda p=picture: picture_rgb(p, conv))
+
+            def original(p: Any = picture) -> np.ndarray:
+                return picture_rgb(p, conv)
+
+            out = resync.at(k, original)
             yield picture if out is None else out
             if on_frame is not None:
                 on_frame(k)
@@ -243,6 +249,7 @@ def _smart_render(
             crf=options.crf,
             preset=options.preset,
             on_packet=on_frame,
+            audio_ranges=audio_ranges,
         )
     finally:
         resync.close()
@@ -275,7 +282,7 @@ def _whole_render(
             preset=options.preset,
         ) as sink:
             for k, frame in enumerate(src.frames(range(info.num_frames))):
-                out = resync.at(k, lambda f=frame: f)
+                out = resync.at(k, functools.partial(np.asarray, frame))
                 t0 = time.perf_counter()
                 sink.write(frame if out is None else out)
                 timer.add("encode", time.perf_counter() - t0)
@@ -398,7 +405,16 @@ def sync_segments(
     index, why = _splice_index(video_path, out_path, mode, info.rotation, n)
     if index is not None:
         try:
-            notes += _smart_render(index, out_path, plans, segment_frames, spliced, options, on_frame)
+            notes += _smart_render(
+                index,
+                out_path,
+                plans,
+                segment_frames,
+                spliced,
+                [(a, b) for a, b, _ in pieces],
+                options,
+                on_frame,
+            )
         except SpliceUnsupported as e:
             index, why = None, str(e)
     if index is None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -231,10 +232,11 @@ class PacketIndex:
             if cc.pix_fmt not in _PIX_FMTS:
                 raise SpliceUnsupported(f"template's pixel format is {cc.pix_fmt}")
             avcc = AvcConfig.parse(bytes(cc.extradata or b""))
-            tb = Fraction(vs.time_base)
-            if not vs.average_rate:
-                raise SpliceUnsupported("template states no frame rate")
-            fps = Fraction(vs.average_rate)
+            tb = Fraction(vs.time_base or 0)
+            rate = vs.average_rate
+            if not rate or not tb:
+                raise SpliceUnsupported("template states no frame rate or time base")
+            fps = Fraction(rate)
             pts: list[int] = []
             dts: list[int] = []
             key: list[bool] = []
@@ -406,13 +408,13 @@ class SpanEncoder:
             vf.pict_type = av.video.frame.PictureType.NONE  # the decoder's type would steer x264
             self.count += 1
             packets = self.cc.encode(vf)
-        return [(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in packets]
+        return [(bytes(p), int(p.pts or 0), bool(p.is_keyframe)) for p in packets]
 
 
 def _headers(index: PacketIndex, options: dict[str, str]) -> tuple[bytes, bytes]:
     """The SPS and PPS that x264 writes with ``options`` (one grey picture encoded)."""
     enc = SpanEncoder(index, options)
-    vf = av.VideoFrame(index.width, index.height, enc.cc.pix_fmt)
+    vf = av.VideoFrame(index.width, index.height, str(enc.cc.pix_fmt))
     for plane in vf.planes:
         plane.update(bytes([128]) * plane.buffer_size)
     packets = enc.encode(vf) + enc.encode(None)
@@ -463,6 +465,83 @@ def plan_encoder(index: PacketIndex, crf: int, preset: str) -> EncoderPlan:
     )
 
 
+# --------------------------------------------------------------------------- audio
+#: AAC frames re-encoded beyond each changed range (the MDCT overlaps one frame on each side; the
+#: second is margin), and frames the new encoder runs before the first one kept
+AAC_GUARD_FRAMES = 2
+_AAC_FRAME = 1024
+
+
+@dataclass
+class AudioPackets:
+    """The template's AAC packets with those around the changed sample ranges encoded again."""
+
+    replaced: dict[int, bytes]  # pts -> new packet bytes (same pts, dts and duration as the template's)
+    count: int  # template packets
+
+
+def _aac_encoder(rate: int, layout: str) -> av.audio.codeccontext.AudioCodecContext:
+    enc = cast(av.audio.codeccontext.AudioCodecContext, av.CodecContext.create("aac", "w"))
+    enc.sample_rate, enc.layout, enc.format = rate, layout, "fltp"
+    enc.time_base = Fraction(1, rate)
+    return enc
+
+
+def plan_audio(template: Path, audio: AudioClip, ranges: Iterable[tuple[int, int]]) -> AudioPackets:
+    """New AAC packets for ``ranges`` (samples of ``audio``, the template's track with pieces spliced in).
+
+    Only for an AAC track as FFmpeg's encoder writes it (packets every 1024 samples from -1024, one
+    decoder configuration): our encoder's packet at pts P then codes the same MDCT block as the
+    template's, so the two join without a seam. Anything else raises :class:`SpliceUnsupported`.
+    """
+    with av.open(str(template), metadata_errors="ignore") as c:
+        if len(c.streams.audio) != 1:
+            raise SpliceUnsupported("template has no single audio track")
+        st = c.streams.audio[0]
+        tcc = st.codec_context
+        if tcc.name != "aac" or Fraction(st.time_base or 0) != Fraction(1, tcc.sample_rate or 1):
+            raise SpliceUnsupported(f"template's audio is {tcc.name}")
+        pts = [int(p.pts) for p in c.demux(st) if p.size and p.pts is not None]
+        extradata = bytes(tcc.extradata or b"")
+        rate, layout, channels = int(tcc.sample_rate), str(tcc.layout.name), int(tcc.channels)
+    if audio.sample_rate != rate or audio.channels != channels or channels > 2:
+        raise SpliceUnsupported("the spliced audio's rate or channels differ from the template's track")
+    if pts != [(k - 1) * _AAC_FRAME for k in range(len(pts))]:
+        raise SpliceUnsupported("template's AAC packets are not FFmpeg's 1024-sample grid")
+    probe = _aac_encoder(rate, layout)
+    probe.open()
+    if bytes(probe.extradata or b"") != extradata:
+        raise SpliceUnsupported("template's AAC configuration differs from the encoder's")
+    data = np.ascontiguousarray(audio.samples.detach().cpu().numpy().clip(-1.0, 1.0), dtype=np.float32)
+    windows: list[tuple[int, int]] = []  # first and last pts of the packets to replace
+    for s0, s1 in sorted(ranges):
+        p0 = max(pts[0], (s0 // _AAC_FRAME - AAC_GUARD_FRAMES) * _AAC_FRAME)
+        p1 = min(pts[-1], (-(-s1 // _AAC_FRAME) + AAC_GUARD_FRAMES) * _AAC_FRAME)
+        if windows and p0 <= windows[-1][1] + _AAC_FRAME:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], p1))
+        else:
+            windows.append((p0, p1))
+    replaced: dict[int, bytes] = {}
+    for p0, p1 in windows:
+        enc = _aac_encoder(rate, layout)
+        got: dict[int, bytes] = {}
+        # from warm-up frames before p0 (dropped) to two frames after p1 (the encoder's delay)
+        for t in range(p0 - AAC_GUARD_FRAMES * _AAC_FRAME, p1 + 3 * _AAC_FRAME, _AAC_FRAME):
+            piece = np.zeros((data.shape[0], _AAC_FRAME), np.float32)
+            lo, hi = max(0, t), min(data.shape[1], t + _AAC_FRAME)
+            if hi > lo:
+                piece[:, lo - t : hi - t] = data[:, lo:hi]
+            af = av.AudioFrame.from_ndarray(piece, format="fltp", layout=layout)
+            af.sample_rate, af.pts, af.time_base = rate, t, Fraction(1, rate)
+            got.update({int(p.pts or 0): bytes(p) for p in enc.encode(af)})
+        got.update({int(p.pts or 0): bytes(p) for p in enc.encode(None)})
+        for p in range(p0, p1 + 1, _AAC_FRAME):
+            if p not in got:
+                raise SpliceUnsupported(f"the AAC encoder gave no packet at {p}")
+            replaced[p] = got[p]
+    return AudioPackets(replaced, len(pts))
+
+
 # --------------------------------------------------------------------------- writing
 class SpliceSink(VideoSink):
     """An MP4/MOV output whose video track is the template's stream, written packet by packet.
@@ -470,10 +549,32 @@ class SpliceSink(VideoSink):
     The audio track, the temporary name and the atomic rename are :class:`VideoSink`'s.
     """
 
-    def __init__(self, path: Path, index: PacketIndex, audio: AudioClip | None, avcc: bytes | None) -> None:
-        super().__init__(path, fps=index.fps, size=(index.width, index.height), audio=audio, mode="mp4")
+    def __init__(
+        self,
+        path: Path,
+        index: PacketIndex,
+        audio: AudioClip | None,
+        avcc: bytes | None,
+        audio_packets: AudioPackets | None = None,
+    ) -> None:
+        super().__init__(
+            path,
+            fps=index.fps,
+            size=(index.width, index.height),
+            audio=None if audio_packets is not None else audio,
+            mode="mp4",
+        )
         self.index = index
         self._avcc = avcc
+        self._audio_packets = audio_packets
+        self._acopy: av.audio.stream.AudioStream | None = None
+        self._ademux: Iterator[av.Packet] | None = None
+        self._ainput: av.container.InputContainer | None = None
+        self._apending: av.Packet | None = None
+
+    def __enter__(self) -> SpliceSink:
+        self.open()
+        return self
 
     def _open_container(self) -> None:
         assert self._tmp is not None
@@ -481,15 +582,62 @@ class SpliceSink(VideoSink):
         c = av.open(str(self._tmp), "w", format=fmt, options={"movflags": "+faststart"})
         with av.open(str(self.index.path), metadata_errors="ignore") as t:
             vs = c.add_stream_from_template(t.streams.video[0])
+            if self._audio_packets is not None:
+                self._acopy = c.add_stream_from_template(t.streams.audio[0])
+                self._acopy.time_base = t.streams.audio[0].time_base
         vs.time_base = self.index.time_base
         if self._avcc is not None:
             vs.codec_context.extradata = self._avcc
         self._container, self._vstream = c, vs
-        if self.audio is not None:
+        if self._acopy is not None:
+            self._ainput = av.open(str(self.index.path), metadata_errors="ignore")
+            self._ademux = self._ainput.demux(self._ainput.streams.audio[0])
+        elif self.audio is not None:
             self._add_audio(c)
 
+    def _copy_audio_until(self, seconds: float | None) -> None:
+        """The template's audio packets (or their replacements) up to ``seconds`` (None: all)."""
+        if self._ademux is None or self._acopy is None or self._audio_packets is None:
+            return
+        c = self._container
+        assert c is not None
+        while True:
+            p = self._apending if self._apending is not None else next(self._ademux, None)
+            self._apending = None
+            if p is None:
+                self._ademux = None
+                return
+            if not p.size or p.pts is None or p.time_base is None:
+                continue
+            if seconds is not None and float(p.pts * p.time_base) > seconds:
+                self._apending = p
+                return
+            new = self._audio_packets.replaced.get(int(p.pts))
+            if new is not None:
+                q = av.Packet(new)
+                q.pts, q.dts, q.duration, q.time_base = p.pts, p.dts, p.duration, p.time_base
+                p = q
+            p.stream = self._acopy
+            c.mux(p)
+
     def _flush_video(self) -> None:
-        """Nothing to flush: packets are written as they come."""
+        """Nothing to encode (packets are written as they come); the rest of a copied audio track."""
+        self._copy_audio_until(None)
+
+    def abort(self) -> None:
+        self._close_audio_input()
+        super().abort()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._close_audio_input()
+
+    def _close_audio_input(self) -> None:
+        if self._ainput is not None:
+            self._ainput.close()
+            self._ainput, self._ademux = None, None
 
     def write_packet(self, data: bytes, pts: int, dts: int, key: bool) -> None:
         """One video packet (length-prefixed NAL units) in the template's time base, in decode order."""
@@ -504,7 +652,10 @@ class SpliceSink(VideoSink):
             p.stream = vs
             c.mux(p)
             self.frames_written += 1
-            self._encode_audio_until(self.frames_written)
+            if self._acopy is not None:
+                self._copy_audio_until(float(dts * self.index.time_base) + 0.1)
+            else:
+                self._encode_audio_until(self.frames_written)
         except (OSError, av.FFmpegError) as e:
             raise self._fail(e, f"writing packet {self.frames_written}") from e
 
@@ -522,11 +673,14 @@ def splice_video(
     crf: int = 18,
     preset: str = "medium",
     on_packet: Callable[[int], None] | None = None,
+    audio_ranges: list[tuple[int, int]] | None = None,
 ) -> list[str]:
     """Write ``output``: the template's packets outside ``spans``, ``render(c, d)`` encoded inside.
 
     ``on_packet(position)`` is called after each copied packet (progress; the rendered frames are the
-    renderer's to report).
+    renderer's to report). With ``audio_ranges`` (samples of ``audio`` that differ from the template's
+    track) the template's AAC packets are copied too and only those around the ranges encoded again;
+    without, or when the track does not allow it, all of ``audio`` is encoded.
 
     Returns notes (what was re-encoded). Raises :class:`SpliceUnsupported` before writing anything if the
     template's settings cannot be matched; an inconsistency found while writing aborts the output.
@@ -539,11 +693,24 @@ def splice_video(
         avcc_bytes: bytes | None = avcc.to_bytes()
     else:
         avcc_bytes = None
+    audio_packets = None
+    audio_note = "audio re-encoded whole"
+    if audio is not None and audio_ranges is not None:
+        try:
+            audio_packets = plan_audio(index.path, audio, audio_ranges)
+        except SpliceUnsupported as e:
+            audio_note = f"audio re-encoded whole ({e})"
+            log.info("%s: %s", index.path, audio_note)
+        else:
+            audio_note = (
+                f"audio: {len(audio_packets.replaced)} of {audio_packets.count} AAC packets re-encoded, "
+                "the rest copied"
+            )
     starts = dict(spans)
     size = index.avcc.length_size
     drop = {7, 8}  # parameter sets live in avcC
     with (
-        SpliceSink(output, index, audio, avcc_bytes) as sink,
+        SpliceSink(output, index, audio, avcc_bytes, audio_packets) as sink,
         av.open(str(index.path), metadata_errors="ignore") as src,
     ):
         vs = src.streams.video[0]
@@ -556,12 +723,14 @@ def splice_video(
                 skip_until = starts[pos]
                 _write_span(sink, index, plan, render, pos, skip_until, size, drop)
             if pos >= skip_until:
-                sink.write_packet(bytes(pk), int(pk.pts), int(pk.dts), bool(pk.is_keyframe))
+                sink.write_packet(bytes(pk), index.pts[pos], index.dts[pos], bool(pk.is_keyframe))
                 if on_packet is not None:
                     on_packet(pos)
             pos += 1
     frames = sum(d - c for c, d in spans)
     notes = [f"H.264 smart render: {frames} of {index.num_frames} frames re-encoded, the rest copied"]
+    if audio is not None:
+        notes.append(audio_note)
     if plan.note:
         notes.append(plan.note)
     return notes
