@@ -176,3 +176,20 @@ def test_templates_that_cannot_be_spliced_say_why(
                 dst.mux(p)
     with pytest.raises(SpliceUnsupported, match="H.264 in matroska"):
         PacketIndex.read(mkv)
+
+
+def test_videosink_writes_an_idr_every_two_seconds(templates: dict[str, Path]) -> None:
+    with av.open(str(templates["sink"])) as c:
+        keys = [k for k, p in enumerate(p for p in c.demux(video=0) if p.size) if p.is_keyframe]
+    assert keys == [0, 60, 120, 180]  # 29.97 fps: round(2 * fps) = 60 frames
+
+
+def test_a_mov_output_keeps_the_templates_packets(templates: dict[str, Path], tmp_path: Path) -> None:
+    index = PacketIndex.read(templates["sink"])
+    out = tmp_path / "out.mov"
+    splice_video(index, out, index.spans([(130, 140)]), _negative(index, [(130, 140)]), None)
+    with av.open(str(out)) as c:
+        assert "mov" in c.format.name
+    src, got = _packets(templates["sink"]), _packets(out)
+    assert got[:120] == src[:120] and got[180:] == src[180:] and got[120:180] != src[120:180]
+    _decode_clean(out)
