@@ -128,3 +128,34 @@ def test_other_templates_fall_back_to_a_whole_re_encode_with_a_note(
     )
     assert f"template is {kind}: whole template re-encoded" in result.notes
     assert read_video_frames(out).shape == (120, 144, 176, 3)
+
+
+def test_a_splice_that_fails_midway_leaves_no_partial_and_re_encodes_whole(
+    mp4_template: Path, speech_wavs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span the encoder cannot place (found only while writing) aborts the spliced file, then the
+    job takes the whole re-encode path and says why."""
+    import lipsynckit.media.splice as splice
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise splice.SpliceUnsupported("span 60-120: the encoder reorders more than the template")
+
+    monkeypatch.setattr(splice, "_write_span", refuse)
+    out = tmp_path / "greeting.mp4"
+    result = sync_segments(
+        mp4_template,
+        speech_wavs[4],
+        [Segment(start=2.5, end=3.0)],
+        lsk.load_model("viseme"),
+        out,
+        SyncOptions(progress=False),
+    )
+    assert any("reorders more than the template: whole template re-encoded" in n for n in result.notes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["greeting.mp4"]  # no partial file left
+    got, src = _packets(out), _packets(mp4_template)
+    assert len(got) == 240 and got[:60] != src[:60]  # re-encoded whole: not even the first GOP copied
+    a, b = round(2.5 * FPS), round(3.0 * FPS)
+    frames, tmpl = read_video_frames(out), read_video_frames(mp4_template)
+    assert (
+        np.abs(frames[a:b].astype(int) - tmpl[a:b]).mean() > np.abs(frames[:a].astype(int) - tmpl[:a]).mean()
+    )

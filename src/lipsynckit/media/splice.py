@@ -376,7 +376,6 @@ class SpanEncoder:
         cc.time_base = 1 / index.fps
         cc.framerate = index.fps
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = index.color
-        cc.thread_count = 1  # x264's frame threads would change nothing here but the packet bytes
         cc.options = options
         self.cc = cc
         self.count = 0
