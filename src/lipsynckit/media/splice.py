@@ -247,15 +247,15 @@ class PacketIndex:
                     continue
                 if pk.pts is None or pk.dts is None or pk.is_discard:
                     raise SpliceUnsupported("template's video packets lack timestamps or have an edit list")
-                data = bytes(pk)
+                is_key = bool(pk.is_keyframe)
+                data = bytes(pk) if is_key or first is None else b""  # only key frames are parsed
                 if first is None:
                     first = data
                 pts.append(int(pk.pts))
                 dts.append(int(pk.dts))
-                key.append(bool(pk.is_keyframe))
+                key.append(is_key)
                 idr.append(
-                    bool(pk.is_keyframe)
-                    and any(n[0] & 0x1F == 5 for n in length_prefixed_nals(data, avcc.length_size))
+                    is_key and any(n[0] & 0x1F == 5 for n in length_prefixed_nals(data, avcc.length_size))
                 )
             width, height, pix_fmt = int(cc.width), int(cc.height), str(cc.pix_fmt)
             color = (int(cc.colorspace), int(cc.color_primaries), int(cc.color_trc), int(cc.color_range))
@@ -638,20 +638,20 @@ class SpliceSink(VideoSink):
             self._ainput.close()
             self._ainput, self._ademux = None, None
 
-    def write_packet(self, data: bytes, pts: int, dts: int, key: bool) -> None:
-        """One video packet (length-prefixed NAL units) in the template's time base, in decode order."""
+    def write_packet(self, packet: av.Packet) -> None:
+        """One video packet (length-prefixed NAL units, pts and dts in the template's time base), in
+        decode order: a template packet as demuxed, or a new one."""
         c, vs = self._container, self._vstream
         if c is None:
             self.open()
             c, vs = self._container, self._vstream
         assert c is not None and vs is not None
         try:
-            p = av.Packet(data)
-            p.pts, p.dts, p.time_base, p.is_keyframe = pts, dts, self.index.time_base, key
-            p.stream = vs
-            c.mux(p)
+            packet.stream = vs
+            dts = packet.dts
+            c.mux(packet)
             self.frames_written += 1
-            if self._acopy is not None:
+            if self._acopy is not None and dts is not None:
                 self._copy_audio_until(float(dts * self.index.time_base) + 0.1)
             else:
                 self._encode_audio_until(self.frames_written)
@@ -722,7 +722,7 @@ def splice_video(
                 skip_until = starts[pos]
                 _write_span(sink, index, plan, render, pos, skip_until, size, drop)
             if pos >= skip_until:
-                sink.write_packet(bytes(pk), index.pts[pos], index.dts[pos], bool(pk.is_keyframe))
+                sink.write_packet(pk)  # as demuxed: the same bytes, pts and dts
                 if on_packet is not None:
                     on_packet(pos)
             pos += 1
@@ -764,4 +764,6 @@ def _write_span(
         body = b"".join(
             len(nal).to_bytes(size, "big") + nal for nal in annexb_nals(data) if nal[0] & 0x1F not in drop
         )
-        sink.write_packet(body, pts, dts, key)
+        packet = av.Packet(body)
+        packet.pts, packet.dts, packet.time_base, packet.is_keyframe = pts, dts, index.time_base, key
+        sink.write_packet(packet)
