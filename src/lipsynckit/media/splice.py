@@ -19,6 +19,11 @@ Parameter sets: x264 is run with the template's own x264 settings (read from x26
 string) so that its SPS/PPS equal the template's; when they cannot (another encoder, scaling matrices),
 the new pictures use their own ``sps-id`` (no B-frames) and that SPS/PPS pair is appended to the
 template's ``avcC`` record, which may hold several; the template's packets stay byte-identical.
+
+Audio (:func:`plan_audio`): an AAC track on FFmpeg's 1024-sample packet grid is copied packet for packet
+too, and only the packets within :data:`AAC_GUARD_FRAMES` frames of a changed range are encoded again
+from the spliced track (same pts, so each new packet codes the same MDCT block as the one it replaces);
+any other track is encoded whole from the spliced samples, as :class:`VideoSink` does.
 """
 
 from __future__ import annotations
@@ -269,8 +274,8 @@ class PacketIndex:
         steps = {b - a for a, b in zip(sorted_pts, sorted_pts[1:], strict=False)}
         if len(steps) > 1 or 0 in steps:
             raise SpliceUnsupported("template has a variable frame rate")
-        if steps and Fraction(steps.pop()) * tb != 1 / fps:
-            raise SpliceUnsupported("template's timestamps disagree with its frame rate")
+        if steps:  # the rate the timestamps keep (a stated average may be rounded)
+            fps = 1 / (steps.pop() * tb)
         order = {p: i for i, p in enumerate(sorted_pts)}
         display = [order[p] for p in pts]
         cuts, idr_cuts, high = [0], [], -1
