@@ -159,3 +159,29 @@ def test_a_splice_that_fails_midway_leaves_no_partial_and_re_encodes_whole(
     assert (
         np.abs(frames[a:b].astype(int) - tmpl[a:b]).mean() > np.abs(frames[:a].astype(int) - tmpl[:a]).mean()
     )
+
+
+def test_a_cold_job_tracks_faces_only_around_its_segment(
+    mp4_template: Path, speech_wavs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lipsynckit.jobs.segments as segments
+
+    seen: list[tuple[int, int]] = []
+    real = segments.track_source
+
+    def spy(video: Path, num_frames: int, *args: object, first_frame: int = 0, **kw: object):  # noqa: ANN202
+        seen.append((first_frame, first_frame + num_frames))
+        return real(video, num_frames, *args, first_frame=first_frame, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(segments, "track_source", spy)
+    result = sync_segments(
+        mp4_template,
+        speech_wavs[4],
+        [Segment(start=4.0, end=5.0)],
+        lsk.load_model("viseme"),
+        tmp_path / "cold.mp4",
+        SyncOptions(progress=False),
+    )
+    a, b = round(4.0 * FPS), round(5.0 * FPS)
+    assert seen == [(a - 2, b + 2)]  # the segment and the smoother's half window, not the template
+    assert result.frames_with_face == b - a
