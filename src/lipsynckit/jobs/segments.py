@@ -402,11 +402,11 @@ def sync_segments(
     mode = output_mode_for(out_path, options.output_mode)
     notes: list[str] = []
     t_gen = time.perf_counter()
-    index, why = _splice_index(video_path, out_path, mode, info.rotation, n)
-    if index is not None:
+    packets, why = _splice_index(video_path, out_path, mode, info.rotation, n)
+    if packets is not None:
         try:
             notes += _smart_render(
-                index,
+                packets,
                 out_path,
                 plans,
                 segment_frames,
@@ -415,13 +415,14 @@ def sync_segments(
                 options,
                 on_frame,
             )
-        except SpliceUnsupported as e:
-            index, why = None, str(e)
-    if index is None:
+        except SpliceUnsupported as e:  # found while writing: the spliced file was dropped
+            packets, why = None, str(e)
+            failed.clear()
+            stats.clear()
+    if packets is None:
         log.info("%s: %s; the whole template is decoded and re-encoded", video_path, why)
         notes.append(f"{why}: whole template re-encoded")
         _whole_render(src, out_path, mode, plans, segment_frames, spliced, options, timer, on_frame)
-    k = n
     timer.seconds["pipeline"] = time.perf_counter() - t_gen
     seg_frames = sum(fr.stop - fr.start for fr in ranges)
     return SyncResult(
@@ -430,7 +431,7 @@ def sync_segments(
         fps=fps,
         width=info.width,
         height=info.height,
-        frames=k,
+        frames=n,
         frames_with_face=found,
         frames_without_face=seg_frames - found,
         source_frames=n,
