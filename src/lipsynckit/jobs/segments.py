@@ -1,10 +1,15 @@
 """Segment jobs: re-sync only some time ranges of a template and splice them into the untouched rest.
 
-The whole template is decoded and encoded once, but faces and the model run only on the segment
-frames; the model's audio windows see a short pad of the spliced track on each side (its look-ahead).
-Outside the segments the output frames are the template's decoded frames and the audio is the
-template's own track sample for sample; inside, the segment audio replaces it with short linear
-cross-fades placed just inside each range, so nothing outside moves and the length never drifts.
+Faces and the model run only on the segment frames (faces tracked on the segment plus a 2-frame margin
+when no prepared track exists); the model's audio windows see a short pad of the spliced track on each
+side (its look-ahead). Outside the segments the output frames are the template's decoded frames and the
+audio is the template's own track sample for sample; inside, the segment audio replaces it with short
+linear cross-fades placed just inside each range, so nothing outside moves and the length never drifts.
+
+An H.264 MP4/MOV template written to an .mp4/.mov output is smart-rendered (:mod:`lipsynckit.media.splice`):
+only the groups of pictures around each segment are decoded and encoded again, every other video packet
+(and AAC packet, where the track allows) is copied. Anything else decodes and encodes the whole template
+once, and the result's notes say why.
 """
 
 from __future__ import annotations
