@@ -1,14 +1,20 @@
 """Segment jobs: re-sync only some time ranges of a template and splice them into the untouched rest.
 
-The whole template is decoded and encoded once, but faces and the model run only on the segment
-frames; the model's audio windows see a short pad of the spliced track on each side (its look-ahead).
-Outside the segments the output frames are the template's decoded frames and the audio is the
-template's own track sample for sample; inside, the segment audio replaces it with short linear
-cross-fades placed just inside each range, so nothing outside moves and the length never drifts.
+Faces and the model run only on the segment frames (faces tracked on the segment plus a 2-frame margin
+when no prepared track exists); the model's audio windows see a short pad of the spliced track on each
+side (its look-ahead). Outside the segments the output frames are the template's decoded frames and the
+audio is the template's own track sample for sample; inside, the segment audio replaces it with short
+linear cross-fades placed just inside each range, so nothing outside moves and the length never drifts.
+
+An H.264 MP4/MOV template written to an .mp4/.mov output is smart-rendered (:mod:`lipsynckit.media.splice`):
+only the groups of pictures around each segment are decoded and encoded again, every other video packet
+(and AAC packet, where the track allows) is copied. Anything else decodes and encodes the whole template
+once, and the result's notes say why.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -21,7 +27,16 @@ import numpy as np
 import torch
 
 from lipsynckit.errors import AudioError, LipSyncError, NoFaceError
+from lipsynckit.faces import TrackOptions
 from lipsynckit.jobs.manifest import Segment
+from lipsynckit.media.splice import (
+    SPLICE_SUFFIXES,
+    PacketIndex,
+    SpliceUnsupported,
+    decode_span,
+    picture_rgb,
+    splice_video,
+)
 from lipsynckit.model import LipSyncModel
 from lipsynckit.options import SyncOptions, output_mode_for
 from lipsynckit.pipeline import SyncResult, _check_input, generate_frames, track_source
@@ -34,6 +49,9 @@ log = logging.getLogger(__name__)
 AUDIO_FADE_S = 0.010
 #: frames blended from the template into the re-synced frames at each join
 VIDEO_FADE_FRAMES = 2
+#: frames tracked beyond each segment edge when no prepared track exists (half the tracker's smoothing
+#: window: what the moving average reads across the edge)
+TRACK_MARGIN = TrackOptions().smooth_window // 2
 #: audio context the model sees beyond each segment edge (its look-ahead; 200 ms covers Wav2Lip and
 #: MuseTalk windows)
 MODEL_PAD_S = 0.2
@@ -122,16 +140,163 @@ def _segment_track(
     model: LipSyncModel,
     timer: StageTimer,
     size: tuple[int, int],
+    num_frames: int,
 ) -> FaceTrack:
-    """The face as found in the segment's frames: a slice of the template's cached track, or tracked."""
+    """The face as found in the segment's frames: a slice of the template's cached track, or tracked.
+
+    Tracked, only the segment and :data:`TRACK_MARGIN` frames either side are read and searched, so the
+    moving-average smoothing sees the same neighbours at the segment's edges as inside it.
+    """
     if cached is not None and len(cached) >= fr.stop:
         return FaceTrack(faces=cached.faces[fr.start : fr.stop], detector=cached.detector)
-    return track_source(video, fr.stop - fr.start, options, model, timer, size, first_frame=fr.start)
+    lo, hi = max(0, fr.start - TRACK_MARGIN), min(num_frames, fr.stop + TRACK_MARGIN)
+    track = track_source(video, hi - lo, options, model, timer, size, first_frame=lo)
+    return FaceTrack(faces=track.faces[fr.start - lo : fr.stop - lo], detector=track.detector)
 
 
 def _blend(generated: np.ndarray, original: np.ndarray, weight: float) -> np.ndarray:
     mix = weight * generated.astype(np.float32) + (1 - weight) * original.astype(np.float32)
     return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
+
+
+_Plan = tuple[FrameRange, FaceTrack, torch.Tensor]
+_SegmentFrames = Callable[[FrameRange, FaceTrack, torch.Tensor], Iterator[np.ndarray]]
+
+
+class _Resync:
+    """The re-synced frames of every segment, asked for frame by frame in display order."""
+
+    def __init__(self, plans: Sequence[_Plan], segment_frames: _SegmentFrames) -> None:
+        self.plans, self.segment_frames = plans, segment_frames
+        self.i = 0
+        self.gen: Iterator[np.ndarray] | None = None
+
+    def at(self, k: int, original: Callable[[], np.ndarray]) -> np.ndarray | None:
+        """Frame ``k`` re-synced (blended into ``original()`` at the joins), or None outside segments."""
+        while self.i < len(self.plans) and self.gen is None and self.plans[self.i][0].stop <= k:
+            self.i += 1  # a segment skipped by the caller (smart rendering copies it)
+        if self.i < len(self.plans) and k == self.plans[self.i][0].start:
+            self.gen = self.segment_frames(*self.plans[self.i])
+        if self.gen is None:
+            return None
+        fr = self.plans[self.i][0]
+        out = next(self.gen)
+        pos, length = k - fr.start, fr.stop - fr.start
+        edge = min(pos, length - 1 - pos)
+        if edge < VIDEO_FADE_FRAMES and length > 2 * VIDEO_FADE_FRAMES:
+            out = _blend(out, original(), (edge + 1) / (VIDEO_FADE_FRAMES + 1))
+        if k == fr.stop - 1:
+            for _ in self.gen:  # let the generator finish and release its scheduler
+                pass
+            self.gen, self.i = None, self.i + 1
+        return out
+
+    def close(self) -> None:
+        if self.gen is not None:
+            close = getattr(self.gen, "close", None)
+            if close is not None:
+                close()
+            self.gen = None
+
+
+def _splice_index(
+    template: Path, output: Path, mode: str, rotation: int, num_frames: int
+) -> tuple[PacketIndex | None, str]:
+    """The template's packet index when its untouched pictures can be copied, else why not."""
+    if mode != "mp4" or output.suffix.lower() not in SPLICE_SUFFIXES:
+        return None, f"output is {output.suffix or 'a folder'} ({mode})"
+    if rotation:
+        return None, f"template is rotated {rotation} degrees"
+    try:
+        index = PacketIndex.read(template)
+    except SpliceUnsupported as e:
+        return None, str(e)
+    if index.num_frames != num_frames:
+        return None, f"template has {index.num_frames} pictures for {num_frames} frames"
+    return index, ""
+
+
+def _smart_render(
+    index: PacketIndex,
+    out_path: Path,
+    plans: Sequence[_Plan],
+    segment_frames: _SegmentFrames,
+    audio: AudioClip,
+    audio_ranges: list[tuple[int, int]],
+    options: SyncOptions,
+    on_frame: Callable[[int], None] | None,
+) -> list[str]:
+    """Copy the template's packets; decode, re-sync and encode only the spans around the segments."""
+    from av.video.reformatter import VideoReformatter
+
+    resync = _Resync(plans, segment_frames)
+    conv = VideoReformatter()
+
+    def render(c: int, d: int) -> Iterator[Any]:
+        for k, picture in zip(range(c, d), decode_span(index, c, d), strict=False):
+
+            def original(p: Any = picture) -> np.ndarray:
+                return picture_rgb(p, conv)
+
+            out = resync.at(k, original)
+            yield picture if out is None else out
+            if on_frame is not None:
+                on_frame(k)
+
+    spans = index.spans((fr.start, fr.stop) for fr, _, _ in plans)
+    try:
+        return splice_video(
+            index,
+            out_path,
+            spans,
+            render,
+            audio,
+            crf=options.crf,
+            preset=options.preset,
+            on_packet=on_frame,
+            audio_ranges=audio_ranges,
+            threads=options.encode_threads,
+        )
+    finally:
+        resync.close()
+
+
+def _whole_render(
+    src: Any,
+    out_path: Path,
+    mode: str,
+    plans: Sequence[_Plan],
+    segment_frames: _SegmentFrames,
+    audio: AudioClip,
+    options: SyncOptions,
+    timer: StageTimer,
+    on_frame: Callable[[int], None] | None,
+) -> None:
+    """Decode and encode every frame of the template (any format in, any output)."""
+    from lipsynckit.media import VideoSink
+
+    info = src.info
+    resync = _Resync(plans, segment_frames)
+    try:
+        with VideoSink(
+            out_path,
+            fps=float(info.fps),
+            size=(info.width, info.height),
+            audio=audio,
+            mode=mode,
+            crf=options.crf,
+            preset=options.preset,
+            threads=options.encode_threads,
+        ) as sink:
+            for k, frame in enumerate(src.frames(range(info.num_frames))):
+                out = resync.at(k, functools.partial(np.asarray, frame))
+                t0 = time.perf_counter()
+                sink.write(frame if out is None else out)
+                timer.add("encode", time.perf_counter() - t0)
+                if on_frame is not None:
+                    on_frame(k)
+    finally:
+        resync.close()
 
 
 def sync_segments(
@@ -145,7 +310,7 @@ def sync_segments(
 ) -> SyncResult:
     """Re-sync only ``segments`` of ``video``; everything else is the template as decoded."""
     from lipsynckit.avatar import PreparedCache, open_cache
-    from lipsynckit.media import VideoSink, VideoSource, load_audio
+    from lipsynckit.media import VideoSource, load_audio
 
     timer = StageTimer()
     video_path = _check_input(video, "video")
@@ -200,7 +365,7 @@ def sync_segments(
     plans: list[tuple[FrameRange, FaceTrack, torch.Tensor]] = []
     found = 0
     for fr in ranges:
-        track = _segment_track(video_path, fr, cached, options, model, timer, (info.width, info.height))
+        track = _segment_track(video_path, fr, cached, options, model, timer, (info.width, info.height), n)
         track = model.adjust_track(track, (info.height, info.width))
         found += track.num_found
         p0, p1 = max(0, fr.start - pad), min(n, fr.stop + pad)
@@ -242,41 +407,29 @@ def sync_segments(
         )
 
     mode = output_mode_for(out_path, options.output_mode)
+    notes: list[str] = []
     t_gen = time.perf_counter()
-    with VideoSink(
-        out_path,
-        fps=fps,
-        size=(info.width, info.height),
-        audio=spliced,
-        mode=mode,
-        crf=options.crf,
-        preset=options.preset,
-        threads=options.encode_threads,
-    ) as sink:
-        k = 0
-        plan_i = 0
-        gen: Iterator[np.ndarray] | None = None
-        for frame in src.frames(range(n)):
-            if plan_i < len(plans) and k == plans[plan_i][0].start:
-                gen = segment_frames(*plans[plan_i])
-            if gen is not None:
-                fr = plans[plan_i][0]
-                out = next(gen)
-                pos, length = k - fr.start, fr.stop - fr.start
-                edge = min(pos, length - 1 - pos)
-                if edge < VIDEO_FADE_FRAMES and length > 2 * VIDEO_FADE_FRAMES:
-                    out = _blend(out, frame, (edge + 1) / (VIDEO_FADE_FRAMES + 1))
-                if k == fr.stop - 1:
-                    for _ in gen:  # let the generator finish and release its scheduler
-                        pass
-                    gen, plan_i = None, plan_i + 1
-                frame = out
-            t0 = time.perf_counter()
-            sink.write(frame)
-            timer.add("encode", time.perf_counter() - t0)
-            if on_frame is not None:
-                on_frame(k)
-            k += 1
+    packets, why = _splice_index(video_path, out_path, mode, info.rotation, n)
+    if packets is not None:
+        try:
+            notes += _smart_render(
+                packets,
+                out_path,
+                plans,
+                segment_frames,
+                spliced,
+                [(a, b) for a, b, _ in pieces],
+                options,
+                on_frame,
+            )
+        except SpliceUnsupported as e:  # found while writing: the spliced file was dropped
+            packets, why = None, str(e)
+            failed.clear()
+            stats.clear()
+    if packets is None:
+        log.info("%s: %s; the whole template is decoded and re-encoded", video_path, why)
+        notes.append(f"{why}: whole template re-encoded")
+        _whole_render(src, out_path, mode, plans, segment_frames, spliced, options, timer, on_frame)
     timer.seconds["pipeline"] = time.perf_counter() - t_gen
     seg_frames = sum(fr.stop - fr.start for fr in ranges)
     return SyncResult(
@@ -285,7 +438,7 @@ def sync_segments(
         fps=fps,
         width=info.width,
         height=info.height,
-        frames=k,
+        frames=n,
         frames_with_face=found,
         frames_without_face=seg_frames - found,
         source_frames=n,
@@ -293,7 +446,7 @@ def sync_segments(
         detector=plans[0][1].detector if plans else "",
         failed_frames=failed,
         stage_seconds=dict(timer.seconds),
-        notes=[f"{len(ranges)} segment(s), {seg_frames} of {n} frames re-synced"],
+        notes=[f"{len(ranges)} segment(s), {seg_frames} of {n} frames re-synced", *notes],
         avatar_hits=cache.hits if cache is not None else 0,
         scheduler=stats,
     )

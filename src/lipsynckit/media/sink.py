@@ -4,8 +4,8 @@ Everything is written to a hidden temporary sibling of the output and renamed in
 complete, so a crash, Ctrl-C or a full disk never leaves a half-written video that looks finished.
 
 Modes:
-- ``"mp4"``: H.264 (libx264, yuv420p, ``crf``, BT.709 tagged) + AAC, ``+faststart`` (plays while
-  downloading). Every output keeps the input's size exactly: yuv420p needs even sizes, and H.264
+- ``"mp4"``: H.264 (libx264, yuv420p, ``crf``, BT.709 tagged, an IDR key frame every 2 s) + AAC,
+  ``+faststart`` (plays while downloading; the short GOP lets a segment job copy all but ~2 s). Every output keeps the input's size exactly: yuv420p needs even sizes, and H.264
   crops 4:2:0 pictures only in steps of two pixels, so an odd width or height is encoded as yuv444p
   (High 4:4:4: FFmpeg-based players play it; browsers and hardware decoders may not, a line says so).
 - ``"webm"``: VP9 (libvpx, constant quality ``crf + 13`` on VP9's 0..63 scale) + Opus at 48 kHz;
@@ -76,10 +76,24 @@ _X264_LOOKAHEAD = {  # x264's rc-lookahead of each preset
 }
 
 
-def _x264_options(crf: int, preset: str, picture_bytes: float, threads: int | None) -> dict[str, object]:
-    """libx264's options: quality, preset, threads, and a look-ahead bounded in bytes for very large
-    pictures."""
-    opts: dict[str, object] = {"crf": str(crf), "preset": preset}
+#: Seconds between H.264 key frames (IDR): short groups of pictures seek and stream well, and let a segment
+#: job re-encode only the ~2 s around a segment of a template made here (x264's own default is 250 frames).
+GOP_SECONDS = 2.0
+
+
+def gop_frames(fps: float | Fraction) -> tuple[int, int]:
+    """``(keyint, keyint_min)`` for ``fps``: a key frame every :data:`GOP_SECONDS`, scene cuts >= 1 s apart."""
+    g = max(1, round(GOP_SECONDS * float(fps)))
+    return g, max(1, min(g, round(float(fps))))
+
+
+def _x264_options(
+    crf: int, preset: str, picture_bytes: float, fps: float | Fraction, threads: int | None = None
+) -> dict[str, object]:
+    """libx264's options: quality, preset, a 2 s GOP, threads, and a look-ahead bounded in bytes for
+    large pictures."""
+    g, g_min = gop_frames(fps)
+    opts: dict[str, object] = {"crf": str(crf), "preset": preset, "g": str(g), "keyint_min": str(g_min)}
     if threads is not None:
         opts["threads"] = str(threads)
     depth = int(X264_LOOKAHEAD_BYTES // max(1.0, picture_bytes))
@@ -219,7 +233,11 @@ class VideoSink:
             vs = c.add_stream("libx264", rate=self.fps)
             vs.pix_fmt = self._pix_fmt
             vs.options = _x264_options(
-                self.crf, self.preset, w * h * (3 if self._pix_fmt == "yuv444p" else 1.5), self.threads
+                self.crf,
+                self.preset,
+                w * h * (3 if self._pix_fmt == "yuv444p" else 1.5),
+                self.fps,
+                self.threads,
             )
             if self._pix_fmt != "yuv420p":
                 logger.info(
@@ -344,6 +362,13 @@ class VideoSink:
         for packet in vs.encode(vf):
             c.mux(packet)
 
+    def _flush_video(self) -> None:
+        """Drain the video encoder into the container (before the audio's end and the trailer)."""
+        c, vs = self._container, self._vstream
+        assert c is not None and vs is not None
+        for packet in vs.encode(None):
+            c.mux(packet)
+
     def _encode_audio_until(self, n_frames: int | None) -> None:
         """Encode audio up to the end of video frame ``n_frames`` (``None``: all of it)."""
         c, a, data = self._container, self._astream, self._audio_np
@@ -391,11 +416,10 @@ class VideoSink:
             )
         try:
             if self.mode != "png":
-                c, vs = self._container, self._vstream
-                assert c is not None and vs is not None
-                for packet in vs.encode(None):
-                    c.mux(packet)
+                self._flush_video()
                 self._encode_audio_until(None)
+                c = self._container
+                assert c is not None
                 if self._astream is not None:
                     for packet in self._astream.encode(None):
                         c.mux(packet)
