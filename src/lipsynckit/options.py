@@ -37,8 +37,8 @@ class SyncOptions(BaseModel):
         ge=1,
         le=64,
         description="threads of the H.264/VP9 encoder (None = the encoder's own choice, all cores). "
-        "Manifests use 1 per job: their jobs run side by side, and a one-thread x264 gives the same "
-        "bytes on every run (its threads do not under load)",
+        "Manifests use 1 per job: their jobs already run side by side, and x264's threads made the "
+        "bytes of a file depend on the machine's load",
     )
     detector: str = Field("auto", description="face detector (see `lipsynckit detectors`)")
     detector_options: dict[str, Any] = Field(

@@ -121,8 +121,8 @@ class JobRunner:
             return self._models[key]
 
     def options_for(self, spec: JobSpec) -> SyncOptions:
-        # one encoder thread per job unless told: jobs run side by side (locally and on Ray), and the
-        # bytes of a row must not depend on the concurrency, the machine's load or a resume
+        # one encoder thread per job unless told: jobs run side by side (locally and on Ray), and
+        # x264's threads made a row's H.264 bytes depend on the concurrency and the machine's load
         opts = {"encode_threads": 1, **self.defaults.options, **spec.options, "progress": False}
         if self.defaults.avatar_dir is not None:
             opts["avatar_dir"] = Path(self.defaults.avatar_dir)

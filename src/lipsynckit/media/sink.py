@@ -156,8 +156,8 @@ class VideoSink:
         self.mode = mode
         self.crf = int(crf)
         self.preset = preset
-        # x264's own threads (None: one per core and then some) give other bytes for the same frames
-        # when the machine is busy; 1 is repeatable, and what a runner of many jobs side by side wants
+        # x264's own threads (None: one per core and then some) gave other bytes for the same frames
+        # when several encodes ran at once; 1 is what a runner of many jobs side by side wants
         self.threads = threads
         self.frames_written = 0
         self._tmp: Path | None = None
