@@ -138,7 +138,27 @@ def spliced(
         assert n_sps == (2 if name == "scaling-matrices" else 1), notes
         assert any("own SPS/PPS" in n for n in notes) == (name == "scaling-matrices"), notes
         out[name] = (path, template, span, changed)
+    path, template, span, changed = out["scaling-matrices"]
+    out["first-pair-only"] = (_first_pair_only(path, d / "first-pair-only.mp4"), template, span, changed)
     return out
+
+
+def _first_pair_only(src: Path, dst: Path) -> Path:
+    """``src`` with only the template's SPS/PPS in ``avcC``: what a player that reads only the first
+    pair would decode the span with (its slices name a parameter set it does not have)."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format="mp4") as o:
+        vin = i.streams.video[0]
+        cfg = AvcConfig.parse(bytes(vin.codec_context.extradata))
+        vs = o.add_stream_from_template(vin)
+        vs.time_base = vin.time_base
+        vs.codec_context.extradata = AvcConfig(
+            cfg.head, cfg.length_size, cfg.sps[:1], cfg.pps[:1], cfg.tail
+        ).to_bytes()
+        for p in i.demux(vin):
+            if p.size:
+                p.stream = vs
+                o.mux(p)
+    return dst
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +178,8 @@ def browser(
         cdp.call("Page.enable")
         cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.server_address[1]}/")
         cdp.evaluate("new Promise(ok => { const f = () => window.lsk ? ok(true) : setTimeout(f, 50); f(); })")
+        h264 = "document.querySelector('video').canPlayType('video/mp4; codecs=\"avc1.640015\"')"
+        assert cdp.evaluate(h264), "this Chromium plays no H.264 (a build without proprietary codecs)"
         yield cdp
         cdp.close()
     finally:
@@ -209,3 +231,17 @@ def test_spliced_mp4_plays_in_chromium_and_shows_ffmpegs_pictures(
         want = 255 - template[k].astype(int) if a <= k < b else template[k]
         assert np.abs(got - want).mean() < 6, (name, k)
         assert np.abs(got - (template[k] if a <= k < b else 255 - template[k].astype(int))).mean() > 50
+
+
+def test_the_check_fails_on_a_splice_without_its_own_parameter_sets(
+    browser: DevTools, spliced: dict[str, tuple[Path, Path, tuple, tuple]]
+) -> None:
+    """The same splice with the second SPS/PPS left out of ``avcC``: Chromium stops with a decode error
+    at the span (so the test above would fail on it); the template's frames before it still load."""
+    path, *_ = spliced["first-pair-only"]
+    with av.open(str(path)) as c:
+        assert len(AvcConfig.parse(bytes(c.streams.video[0].codec_context.extradata)).sps) == 1
+    st = browser.evaluate("lsk.load('/first-pair-only.mp4')", timeout_s=120)
+    assert st["error"] is None and st["event"] == "loadeddata", st
+    st = browser.evaluate("lsk.play()", timeout_s=240)
+    assert st["event"] == "error" and st["error"]["code"] == 3, st  # MEDIA_ERR_DECODE
