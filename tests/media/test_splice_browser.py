@@ -1,9 +1,9 @@
 """Issue 22: smart-rendered MP4s play in a real browser (headless Chromium), not only in FFmpeg.
 
-Two real splices made by the project's own code, each with a negative inside its span: one of a
-VideoSink template (x264 reproduces its SPS/PPS) and one of an x264 template with scaling matrices
-(not reproducible: the new pictures use a second SPS/PPS appended to ``avcC``, which a player that reads
-only the first pair would decode as garbage). Each is served over loopback HTTP (with ``Range``) to a
+Real splices made by the project's own code, each with a negative inside its span: of a VideoSink
+template (x264 reproduces its SPS/PPS; as .mp4 and as .mov) and of an x264 template with scaling
+matrices (not reproducible: the new pictures use a second SPS/PPS appended to ``avcC``, which a player
+that reads only the first pair cannot decode). Each is served over loopback HTTP (with ``Range``) to a
 page holding a muted ``<video>``, played to the end, then sought to a frame before, inside and after the
 re-encoded span; the frame drawn on a canvas must match FFmpeg's decode of the same frame.
 
@@ -121,6 +121,7 @@ def spliced(
     d = tmp_path_factory.mktemp("splice-browser")
     cases = {
         "sink": (sink_template(d / "sink.mp4", frames), (70, 80)),
+        "sink-mov": (d / "sink.mp4", (130, 140)),  # a .mov output (segment jobs write both)
         "scaling-matrices": (
             x264_template(d / "cqm.mp4", frames, {"x264-params": "cqm=jvt:keyint=40"}),
             (50, 60),
@@ -130,7 +131,7 @@ def spliced(
     for name, (template, changed) in cases.items():
         index = PacketIndex.read(template)
         (span,) = index.spans([changed])
-        path = d / f"{name}-spliced.mp4"
+        path = d / f"{name}-spliced.{'mov' if name.endswith('mov') else 'mp4'}"
         notes = splice_video(index, path, [span], negative(index, [changed]), None)
         with av.open(str(path)) as c:
             n_sps = len(AvcConfig.parse(bytes(c.streams.video[0].codec_context.extradata)).sps)
@@ -166,7 +167,8 @@ def browser(
     spliced: dict[str, tuple[Path, Path, tuple, tuple]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevTools]:
     files = {"/": (PAGE, "text/html")}
-    files |= {f"/{name}.mp4": (p.read_bytes(), "video/mp4") for name, (p, *_) in spliced.items()}
+    kinds = {".mp4": "video/mp4", ".mov": "video/quicktime"}
+    files |= {f"/{name}": (p.read_bytes(), kinds[p.suffix]) for name, (p, *_) in spliced.items()}
     handler = type("Files", (_Files,), {"files": files})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -197,7 +199,7 @@ def _frame_times(path: Path) -> tuple[list[float], Fraction]:
         return times, Fraction(s.average_rate)
 
 
-@pytest.mark.parametrize("name", ["sink", "scaling-matrices"])
+@pytest.mark.parametrize("name", ["sink", "scaling-matrices", "sink-mov"])
 def test_spliced_mp4_plays_in_chromium_and_shows_ffmpegs_pictures(
     browser: DevTools, spliced: dict[str, tuple[Path, Path, tuple, tuple]], name: str
 ) -> None:
@@ -207,7 +209,7 @@ def test_spliced_mp4_plays_in_chromium_and_shows_ffmpegs_pictures(
     n, h, w, _ = ffmpeg.shape
     times, fps = _frame_times(path)
 
-    st = cdp.evaluate(f"lsk.load('/{name}.mp4')", timeout_s=120)
+    st = cdp.evaluate(f"lsk.load('/{name}')", timeout_s=120)
     assert st["error"] is None and st["event"] == "loadeddata", st
     assert (st["width"], st["height"]) == (w, h), st
     st = cdp.evaluate("lsk.play()", timeout_s=240)
@@ -241,7 +243,7 @@ def test_the_check_fails_on_a_splice_without_its_own_parameter_sets(
     path, *_ = spliced["first-pair-only"]
     with av.open(str(path)) as c:
         assert len(AvcConfig.parse(bytes(c.streams.video[0].codec_context.extradata)).sps) == 1
-    st = browser.evaluate("lsk.load('/first-pair-only.mp4')", timeout_s=120)
+    st = browser.evaluate("lsk.load('/first-pair-only')", timeout_s=120)
     assert st["error"] is None and st["event"] == "loadeddata", st
     st = browser.evaluate("lsk.play()", timeout_s=240)
     assert st["event"] == "error" and st["error"]["code"] == 3, st  # MEDIA_ERR_DECODE
