@@ -12,7 +12,8 @@ if ! [ -d /usr/share/pocketsphinx/test/data/librivox ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pocketsphinx-testdata >/dev/null
 fi
 
-# Chromium for the `lipsynckit serve` browser test (headless, fake microphone fed from a WAV).
+# Chromium (with H.264) for the browser tests: `lipsynckit serve` (headless, fake microphone fed from a WAV)
+# and smart-rendered MP4s played in a <video> (tests/media/test_splice_browser.py).
 if ! command -v chromium >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

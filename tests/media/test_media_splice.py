@@ -8,46 +8,26 @@ is a negative of the picture, so it cannot be mistaken for codec noise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.logging
 import numpy as np
 import pytest
+from splice_templates import FPS, negative, sink_template, x264_template
 
-from lipsynckit.media import VideoSink, index_map, read_video_frames
-from lipsynckit.media.splice import AvcConfig, PacketIndex, SpliceUnsupported, decode_span, splice_video
-
-FPS = Fraction(30000, 1001)
-
-
-def _x264_template(path: Path, frames: np.ndarray, options: dict[str, str]) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = 176, 144, "yuv420p"
-        s.options = options
-        for f in frames:
-            for pk in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(pk)
-        for pk in s.encode(None):
-            c.mux(pk)
-    return path
+from lipsynckit.media import VideoSink, read_video_frames
+from lipsynckit.media.splice import AvcConfig, PacketIndex, SpliceUnsupported, splice_video
 
 
 @pytest.fixture(scope="module")
 def templates(carphone_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     frames = read_video_frames(carphone_mp4)
     d = tmp_path_factory.mktemp("splice")
-    sink = d / "sink.mp4"  # 8 s, key frames at 0, 60, 120, 180
-    with VideoSink(sink, fps=FPS, size=(176, 144)) as s:
-        for i in index_map(240, len(frames), "pingpong"):
-            s.write(frames[int(i)])
     return {
-        "sink": sink,
-        "x264-default": _x264_template(d / "default.mp4", frames, {}),
-        "scaling-matrices": _x264_template(d / "cqm.mp4", frames, {"x264-params": "cqm=jvt:keyint=40"}),
+        "sink": sink_template(d / "sink.mp4", frames),  # 8 s, key frames at 0, 60, 120, 180
+        "x264-default": x264_template(d / "default.mp4", frames, {}),
+        "scaling-matrices": x264_template(d / "cqm.mp4", frames, {"x264-params": "cqm=jvt:keyint=40"}),
     }
 
 
@@ -66,17 +46,6 @@ def _decode_clean(path: Path) -> np.ndarray:
         av.logging.set_level(None)
     assert not logs, logs[:3]
     return frames
-
-
-def _negative(index: PacketIndex, ranges: list[tuple[int, int]]):  # noqa: ANN202 - a SpanFrames
-    def render(c: int, d: int) -> Iterator[object]:
-        for k, picture in zip(range(c, d), decode_span(index, c, d), strict=True):
-            if any(a <= k < b for a, b in ranges):
-                yield 255 - picture.to_ndarray(format="rgb24")
-            else:
-                yield picture
-
-    return render
 
 
 CASES = {
@@ -99,7 +68,7 @@ def test_packets_outside_the_spans_are_the_templates(
     ranges = [(a + n, b + n) if a < 0 else (a, b) for a, b in CASES[case]]
     spans = index.spans(ranges)
     out = tmp_path / "out.mp4"
-    notes = splice_video(index, out, spans, _negative(index, ranges), None)
+    notes = splice_video(index, out, spans, negative(index, ranges), None)
     assert f"{sum(d - c for c, d in spans)} of {index.num_frames} frames re-encoded" in notes[0]
 
     src, got = _packets(template), _packets(out)
@@ -149,7 +118,7 @@ def test_spans_start_after_whole_b_frame_groups_and_end_on_idr(templates: dict[s
 def test_foreign_settings_add_their_own_parameter_sets(templates: dict[str, Path], tmp_path: Path) -> None:
     index = PacketIndex.read(templates["scaling-matrices"])
     out = tmp_path / "out.mp4"
-    notes = splice_video(index, out, index.spans([(50, 60)]), _negative(index, [(50, 60)]), None)
+    notes = splice_video(index, out, index.spans([(50, 60)]), negative(index, [(50, 60)]), None)
     assert any("own SPS/PPS" in n for n in notes)
     with av.open(str(out)) as c:
         cfg = AvcConfig.parse(bytes(c.streams.video[0].codec_context.extradata))
@@ -187,7 +156,7 @@ def test_videosink_writes_an_idr_every_two_seconds(templates: dict[str, Path]) -
 def test_a_mov_output_keeps_the_templates_packets(templates: dict[str, Path], tmp_path: Path) -> None:
     index = PacketIndex.read(templates["sink"])
     out = tmp_path / "out.mov"
-    splice_video(index, out, index.spans([(130, 140)]), _negative(index, [(130, 140)]), None)
+    splice_video(index, out, index.spans([(130, 140)]), negative(index, [(130, 140)]), None)
     with av.open(str(out)) as c:
         assert "mov" in c.format.name
     src, got = _packets(templates["sink"]), _packets(out)
