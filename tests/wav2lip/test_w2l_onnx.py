@@ -140,6 +140,23 @@ def test_openvino_compiles_once_per_process_with_the_thread_option_and_fp32_kept
     np.testing.assert_array_equal(g1(g["mel"], g["face"]), g2(g["mel"], g["face"]))
 
 
+def test_batches_split_across_openvino_requests_give_the_golden(onnx_fp32: Wav2LipModel) -> None:
+    """A batch runs on the throughput-hint requests (one per core), a single frame on the latency
+    request: both give the golden, an uneven split included, rows in order."""
+    assert isinstance(onnx_fp32, Wav2LipOnnxModel)
+    gen = OpenVinoGenerator(onnx_fp32.generator.path, threads=2)
+    assert gen.requests >= 2 and gen._queue is not None  # 2 threads: a request per core
+    g = golden("golden_wav2lip")
+    for i in range(2):  # latency path, one frame at a time
+        np.testing.assert_allclose(
+            gen(g["mel"][i : i + 1], g["face"][i : i + 1]), g["out"][i : i + 1], atol=1e-5, rtol=0
+        )
+    order = [0, 1, 1, 0, 1]  # 5 frames: an uneven split across the requests
+    got = gen(g["mel"][order], g["face"][order])
+    np.testing.assert_allclose(got, g["out"][order], atol=1e-5, rtol=0)
+    assert OpenVinoGenerator(onnx_fp32.generator.path, threads=1)._queue is None  # nothing to split
+
+
 def test_missing_engine_fails_before_the_weights_load(
     ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
