@@ -31,7 +31,7 @@ from official_layouts import wav2lip_checkpoint
 from stream_latency import talk360
 
 import lipsynckit as lsk
-from lipsynckit.streaming.bench import LIBRIVOX, load_speech, machine, run_config
+from lipsynckit.streaming.bench import LIBRIVOX, StreamBenchRow, load_speech, machine, run_config
 from lipsynckit_wav2lip.fidelity import frame_diff, pasted_frames
 from lipsynckit_wav2lip.onnx_engines import OpenVinoGenerator, OrtGenerator
 from lipsynckit_wav2lip.onnx_quantize import calibration_inputs
@@ -193,6 +193,18 @@ def count_batches(model: Wav2LipModel) -> list[int]:
     return sizes
 
 
+def keeps_up(row: StreamBenchRow) -> bool:
+    """The issue's goal: p95 push-to-play within 500 ms at the full frame rate, and (nearly) every
+    picture shown on time: at most 1 % of frames late and 1 % of speech frames dropped."""
+    return (
+        row.p95_ms <= 500.0
+        and row.fps_min >= 24.5
+        and row.audio_invariant
+        and row.late_frames <= 0.01 * row.frames
+        and row.dropped_frames <= 0.01 * max(row.speech_frames, 1)
+    )
+
+
 def pipeline_fps(
     models: dict[str, Wav2LipModel], video: Path, wav: Path, out: Path, rounds: int
 ) -> dict[str, float]:
@@ -272,10 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         speech = load_speech(sorted(LIBRIVOX.glob("*.wav")))
         lines += [
             f"360p real-time stream, 1 session, {args.stream_seconds:.0f} s (late: shown more than one frame "
-            "period after its tick; dropped: not rendered within the latency budget, a stand-in shown):",
+            "period after its tick; dropped: not rendered within the latency budget, a stand-in shown; "
+            "keeps up: p95 <= 500 ms, >= 24.5 fps, <= 1 % late and <= 1 % dropped):",
             "",
             "| runtime | fps | model alone b1 / b8 | late | dropped / speech frames "
-            "| latency p50 / p95 / max ms | generator batches: count, mean, max | keeps 25 fps |",
+            "| latency p50 / p95 / max ms | generator batches: count, mean, max | keeps up |",
             "|---|---|---|---|---|---|---|---|",
         ]
         all_models = {**models, **ort}
@@ -294,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row.late_frames}/{row.frames} | {row.dropped_frames}/{row.speech_frames} | "
                 f"{row.p50_ms:.0f} / {row.p95_ms:.0f} / {row.max_ms:.0f} | "
                 f"{len(stream_sizes)}, {sz.mean():.2f}, {sz.max()} "
-                f"| {'yes' if row.keeps_rate else 'no'} |"
+                f"| {'yes' if keeps_up(row) else 'no'} |"
             )
             (args.out / f"stream_{name.replace(' ', '_')}.json").write_text(json.dumps(d, indent=1))
         lines += ["", f"Machine after the stream rows: {machine()}"]
