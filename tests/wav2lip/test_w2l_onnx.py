@@ -157,6 +157,17 @@ def test_batches_split_across_openvino_requests_give_the_golden(onnx_fp32: Wav2L
     assert OpenVinoGenerator(onnx_fp32.generator.path, threads=1)._queue is None  # nothing to split
 
 
+def test_numpy_face_input_equals_the_torch_one(onnx_fp32: Wav2LipModel) -> None:
+    """The CPU path builds the generator input in numpy: the same bytes as the torch path's."""
+    assert isinstance(onnx_fp32, Wav2LipOnnxModel)
+    faces = np.random.default_rng(3).integers(0, 256, (3, 96, 96, 3), dtype=np.uint8)
+    want = onnx_fp32.face_input(torch.from_numpy(faces)).numpy()
+    got = onnx_fp32.face_input_np(faces)
+    assert got.dtype == np.float32 and got.shape == (3, 6, 96, 96)
+    np.testing.assert_array_equal(got, want)
+    assert (got[:, :3, 48:] == 0).all() and got[:, 3:, 48:].any()
+
+
 def test_missing_engine_fails_before_the_weights_load(
     ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
