@@ -103,8 +103,9 @@ class OpenVinoGenerator:
     """The exported file compiled by OpenVINO for the CPU, twice: with the latency hint (one request on
     all ``threads``) for a batch of one, the stream's usual call; with the throughput hint (one
     single-thread stream per core) for larger batches, split across its requests. Measured on 2
-    cores: the split ran batches of 8 and 16 1.4x faster than one latency request (int8 and fp32, load
-    ~3), the latency request a batch of one 1.9x faster (docs/benchmarks.md)."""
+    cores: the split ran batches of 8 1.03x (int8) and 1.17x (fp32) faster than one latency request on
+    quiet cores, 1.3-2.3x with other work on them; a batch of one ran 1.9x faster on the latency
+    request than on one throughput request (int8, load ~3; docs/benchmarks.md)."""
 
     engine = "openvino"
 
