@@ -129,7 +129,8 @@ def test_openvino_compiles_once_per_process_with_the_thread_option_and_fp32_kept
     assert isinstance(g1, OpenVinoGenerator) and isinstance(g2, OpenVinoGenerator)
     assert g1._compiled is g2._compiled  # one compile per file, threads and hint in a process
     assert isinstance(onnx_fp32.generator, OpenVinoGenerator)
-    assert onnx_fp32.generator._compiled is not g1._compiled  # another thread count: its own
+    if onnx_fp32.generator.threads != 1:
+        assert onnx_fp32.generator._compiled is not g1._compiled  # another thread count: its own
     assert int(g1._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
     import openvino as ov
 
@@ -145,6 +146,8 @@ def test_batches_split_across_openvino_requests_give_the_golden(onnx_fp32: Wav2L
     request: both give the golden, an uneven split included, rows in order."""
     assert isinstance(onnx_fp32, Wav2LipOnnxModel)
     gen = OpenVinoGenerator(onnx_fp32.generator.path, threads=2)
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: OpenVINO makes a single throughput stream, nothing is split")
     assert gen.requests >= 2 and gen._queue is not None  # 2 threads: a request per core
     g = golden("golden_wav2lip")
     for i in range(2):  # latency path, one frame at a time
