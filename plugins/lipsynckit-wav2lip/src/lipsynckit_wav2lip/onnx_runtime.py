@@ -1,15 +1,16 @@
-"""Wav2Lip's generator on ONNX Runtime (``runtime="onnx"``): the exported file of
-:mod:`lipsynckit_wav2lip.onnx_export`, everything around it the torch runtime's own code.
+"""Wav2Lip's generator exported to ONNX (``runtime="onnx"``): the file of
+:mod:`lipsynckit_wav2lip.onnx_export`, run by the engine of :mod:`lipsynckit_wav2lip.onnx_engines`
+(OpenVINO on the CPU, ONNX Runtime on CUDA), everything around it the torch runtime's own code.
 
 Only the generator call changes (``_forward_on_device``); crops, mel windows, ``floor(pred·255)`` and
 the paste are :class:`~lipsynckit_wav2lip.runtime.Wav2LipModel`'s, so the file pipeline and the stream
 use the runtime with no second code path. Precision: ``float32`` (the export) or ``int8`` (static
-quantisation, opt-in). Providers: the CPU one on ``cpu``; CUDA (and TensorRT with ``tensorrt=True``)
-on ``cuda``, each only when the installed ONNX Runtime has it (``onnxruntime-gpu``).
+quantisation, opt-in). On ``cpu`` OpenVINO compiles the file once per process; on ``cuda`` ONNX
+Runtime's CUDA (and TensorRT with ``tensorrt=True``) providers run it, each only when the installed
+ONNX Runtime has it (``onnxruntime-gpu``).
 
-Threads: one ONNX Runtime session per loaded model with ``intra_op_num_threads`` = the ``onnx_threads``
-option, else ``torch.get_num_threads()`` (which follows ``OMP_NUM_THREADS``), and one inter-op thread,
-so a process uses the same cores whichever runtime it picks; idle threads sleep rather than spin.
+Threads: the engine runs the ``onnx_threads`` option's count, else ``torch.get_num_threads()`` (which
+follows ``OMP_NUM_THREADS``), so a process uses the same cores whichever runtime it picks.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lipsynckit.errors import LipSyncError, ModelUnavailableError
+from lipsynckit.errors import LipSyncError
 from lipsynckit.model import ModelInfo
-from lipsynckit_wav2lip.network import INPUT_NAMES, Wav2LipNet
+from lipsynckit_wav2lip.network import Wav2LipNet
+from lipsynckit_wav2lip.onnx_engines import Generator, engine_for, make_generator
 from lipsynckit_wav2lip.onnx_export import ensure_onnx
 from lipsynckit_wav2lip.options import Wav2LipOptions
-from lipsynckit_wav2lip.runtime import Wav2LipModel
+from lipsynckit_wav2lip.runtime import FACE_SIZE, Wav2LipModel
 
 log = logging.getLogger(__name__)
 
@@ -54,59 +56,9 @@ def onnx_precision(runtime: str, dtype: torch.dtype | None) -> str | None:
     return ONNX_DTYPES[dtype]
 
 
-def providers_for(device: torch.device, tensorrt: bool = False) -> list[str]:
-    """ONNX Runtime execution providers for ``device``; a named one missing is an error, never a
-    silent fall back to the CPU."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise ModelUnavailableError(
-            "Wav2Lip runtime=onnx needs onnxruntime", stage="model", remedy="pip install 'lipsynckit[onnx]'"
-        ) from exc
-    if device.type == "cpu":
-        return ["CPUExecutionProvider"]
-    if device.type != "cuda":
-        raise LipSyncError(f"runtime=onnx runs on cpu or cuda, not {device}", stage="model")
-    wanted = (["TensorrtExecutionProvider"] if tensorrt else []) + ["CUDAExecutionProvider"]
-    have = set(ort.get_available_providers())
-    missing = [p for p in wanted if p not in have]
-    if missing:
-        raise ModelUnavailableError(
-            f"this onnxruntime lacks {', '.join(missing)} (has {', '.join(sorted(have))})",
-            stage="model",
-            remedy="pip install onnxruntime-gpu (TensorRT also needs the TensorRT libraries), or device=cpu",
-        )
-    return [*wanted, "CPUExecutionProvider"]
-
-
-class OnnxGenerator:
-    """An ONNX Runtime session over an exported generator: ``(audio, face) -> (B,3,96,96)`` float32."""
-
-    def __init__(self, path: Path, providers: list[str], threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or torch.get_num_threads())
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # idle pool threads sleep instead of spinning: on shared cores the spin took CPU the crops,
-        # paste and encoder need (measured 1.4-2x faster generator calls on a loaded 2-core machine)
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = path
-        self.threads = so.intra_op_num_threads
-        self.session = ort.InferenceSession(str(path), so, providers=providers)
-
-    def __call__(self, audio: np.ndarray, face: np.ndarray) -> np.ndarray:
-        feeds = {
-            INPUT_NAMES[0]: np.ascontiguousarray(audio, dtype=np.float32),
-            INPUT_NAMES[1]: np.ascontiguousarray(face, dtype=np.float32),
-        }
-        return self.session.run(None, feeds)[0]
-
-
 class Wav2LipOnnxModel(Wav2LipModel):
-    """:class:`Wav2LipModel` whose generator call runs the exported file on ONNX Runtime."""
+    """:class:`Wav2LipModel` whose generator call runs the exported file (OpenVINO on the CPU, ONNX
+    Runtime on CUDA)."""
 
     def __init__(
         self,
@@ -119,14 +71,15 @@ class Wav2LipOnnxModel(Wav2LipModel):
     ) -> None:
         if weights_path is None:
             raise LipSyncError("runtime=onnx exports from a checkpoint file", stage="model")
-        self._generator: OnnxGenerator | None = None
+        self._generator: Generator | None = None
         self._onnx_dtype = dtype or torch.float32
         super().__init__(info, net, options, device=device, weights_path=weights_path)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Wav2LipOnnxModel:
-        """Choose the providers for ``device`` and the precision (float32 or int8); the torch network
+        """Choose the engine for ``device`` and the precision (float32 or int8); the torch network
         stays on the CPU, kept only to export from."""
         onnx_precision("onnx", dtype)  # validates
+        engine_for(torch.device(device))  # validates
         self.device = torch.device(device)
         if dtype is not None:
             self._onnx_dtype = dtype
@@ -139,18 +92,19 @@ class Wav2LipOnnxModel(Wav2LipModel):
         return ONNX_DTYPES[self._onnx_dtype]
 
     @property
-    def generator(self) -> OnnxGenerator:
-        """The session, made (and the file exported) on first use."""
+    def generator(self) -> Generator:
+        """The engine over the file, made (and the file exported) on first use."""
         if self._generator is None:
             assert self.weights_path is not None
             path = ensure_onnx(self.net, self.weights_path, self.precision, self.info.name)
-            providers = providers_for(self.device, self.options.tensorrt)
-            self._generator = OnnxGenerator(path, providers, self.options.onnx_threads)
+            gen = make_generator(path, self.device, self.options.onnx_threads, self.options.tensorrt)
+            self._generator = gen
             log.info(
-                "wav2lip: ONNX Runtime %s on %s with %d threads (%s)",
+                "wav2lip: %s %s on %s with %d threads (%s)",
+                gen.engine,
                 self.precision,
-                ", ".join(providers),
-                self._generator.threads,
+                self.device,
+                gen.threads,
                 path.name,
             )
         return self._generator
@@ -163,6 +117,27 @@ class Wav2LipOnnxModel(Wav2LipModel):
         out = self.generator(m, x)
         return torch.from_numpy(out).to(self.device)
 
+    def compute(self, handle: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """As :meth:`Wav2LipModel.compute`; on the CPU the input and output conversions run in numpy,
+        not torch: torch's idle intra-op threads spun on the cores the engine's threads needed
+        (measured: 2.5-3.4 ms of a 10-14 ms batch-of-one call on 2 cores, about 25 %)."""
+        if self.device.type != "cpu":
+            return super().compute(handle)
+        faces, mels = handle
+        x = self.face_input_np(faces.numpy())
+        pred = self.generator(mels.numpy().astype(np.float32, copy=False), x)
+        out = (pred * np.float32(255.0)).astype(np.uint8)  # pred is in [0, 1]: truncation, as torch's cast
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(0, 2, 3, 1)[..., ::-1]))
+
+    def face_input_np(self, faces_bgr: np.ndarray) -> np.ndarray:
+        """:meth:`Wav2LipModel.face_input` in numpy, the same float32 numbers (the same 256-entry table)."""
+        full = self._unit_table(torch.device("cpu")).numpy()[faces_bgr].transpose(0, 3, 1, 2)
+        x = np.empty((len(faces_bgr), 6, FACE_SIZE, FACE_SIZE), dtype=np.float32)
+        x[:, 3:] = full
+        x[:, :3] = full
+        x[:, :3, FACE_SIZE // 2 :] = 0
+        return x
+
 
 def load_onnx_model(
     info: ModelInfo,
@@ -172,8 +147,8 @@ def load_onnx_model(
     weights_path: Path,
     dtype: torch.dtype | None,
 ) -> Wav2LipOnnxModel:
-    """The ONNX model, its session made (and the file exported or quantised) now, so a first frame
-    does not pay for it."""
+    """The ONNX model, its engine made (the file exported or quantised, and compiled) now, so a first
+    frame does not pay for it."""
     model = Wav2LipOnnxModel(info, net, options, device=device, weights_path=weights_path, dtype=dtype)
     _ = model.generator
     return model

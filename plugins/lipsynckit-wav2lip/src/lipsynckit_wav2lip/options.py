@@ -38,11 +38,14 @@ class Wav2LipOptions(BaseModel):
     # golden-exact official forward; "onnx" matches it within the goldens' tolerance (docs/benchmarks.md)
     runtime: Literal["torch", "onnx"] = Field(
         default="torch",
-        description="generator runtime: torch, or onnx (ONNX Runtime on an export made once per "
-        "checkpoint; the one that runs int8)",
+        description="generator runtime: torch, or onnx (an export made once per checkpoint, run by "
+        "OpenVINO on cpu and ONNX Runtime on cuda; the one that runs int8)",
     )
     onnx_threads: int | None = Field(
-        default=None, ge=1, description="runtime=onnx: intra-op threads (default: torch's per-process count)"
+        default=None,
+        ge=1,
+        description="runtime=onnx: the engine's threads in this process (default: torch's per-process "
+        "count, which follows OMP_NUM_THREADS)",
     )
     tensorrt: bool = Field(
         default=False, description="runtime=onnx on cuda: put ONNX Runtime's TensorRT provider first"

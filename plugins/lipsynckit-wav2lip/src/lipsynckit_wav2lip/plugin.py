@@ -190,11 +190,14 @@ class Wav2LipPlugin(ModelPlugin):
         device: torch.device,
         dtype: torch.dtype | None,
     ) -> LipSyncModel:
+        from lipsynckit_wav2lip.onnx_engines import require_engine
         from lipsynckit_wav2lip.onnx_runtime import load_onnx_model, onnx_precision
         from lipsynckit_wav2lip.runtime import Wav2LipModel, load_generator
 
         path = files.get("generator") or files["generator_torchscript"]
         onnx = onnx_precision(options.runtime, dtype)  # checked already (check_precision): a mode here
+        if onnx is not None:
+            require_engine(device)  # the engine's package is there, before the weights load
         log.info("loading %s generator from %s", self.info.display_name, path)
         net = load_generator(path)
         if onnx is not None:
