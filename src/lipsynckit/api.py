@@ -144,7 +144,7 @@ def sync_batch(
 ) -> list[SyncResult]:
     """One template, many audio tracks (personalised videos): prepared once, batched across jobs.
 
-    ``concurrency`` jobs are in flight at once (default: 2 on CPU, 4 on GPU). Each output is named
+    ``concurrency`` jobs are in flight at once on threads (default: the usable cores on a CPU, 4 on a GPU). Each output is named
     after its audio; same-named audio from different folders get their folder in the name
     (``d1_a.mp4``, ``d2_a.mp4``), and an audio given twice is refused.
     """

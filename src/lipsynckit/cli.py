@@ -309,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         default=None,
-        help="jobs in flight at once on one loaded model, their frames batched together "
-        "(default: 2 on CPU, 4 on GPU)",
+        help="jobs in flight at once: on a GPU on threads of one loaded model, their frames batched "
+        "together (default 4); on a CPU on as many worker processes (default: the usable cores)",
     )
     _add_run_args(b)
     b.set_defaults(func=cmd_batch)

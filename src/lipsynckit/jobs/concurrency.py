@@ -1,16 +1,33 @@
-"""How many jobs to keep in flight on one loaded model (the manifest runner and ``sync_batch``)."""
+"""How many jobs to keep in flight (the manifest runner and ``sync_batch``), and where they run."""
 
 from __future__ import annotations
 
+import os
 
-def default_concurrency(device: str | None) -> int:
-    """Jobs kept in flight when not told: on a CPU two (one job decodes and encodes while the other's
-    frames are in the model); on a GPU four, so the shared scheduler's batches stay full."""
+
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def on_gpu(device: str | None) -> bool:
+    """Whether jobs on ``device`` (None: CUDA when there is one) run on a GPU."""
     if device is not None:
-        return 4 if str(device).startswith("cuda") else 2
+        return str(device).startswith("cuda")
     try:
         import torch
 
-        return 4 if torch.cuda.is_available() else 2
+        return bool(torch.cuda.is_available())
     except ImportError:
-        return 2
+        return False
+
+
+def default_concurrency(device: str | None) -> int:
+    """Jobs kept in flight when not told: on a CPU one worker process per usable core; on a GPU four
+    jobs on threads, so the shared scheduler's batches stay full."""
+    if on_gpu(device):
+        return 4
+    return max(1, usable_cores())

@@ -23,8 +23,9 @@ from typing import Any
 
 from lipsynckit.errors import LipSyncError
 from lipsynckit.jobs.manifest import JobSpec
-from lipsynckit.jobs.runner import JobRunner, RunDefaults, error_of, remove_partials
+from lipsynckit.jobs.runner import RunDefaults, remove_partials
 from lipsynckit.jobs.status import JobFailure, JobStatus
+from lipsynckit.jobs.workers import JobWorker
 
 log = logging.getLogger(__name__)
 
@@ -42,32 +43,6 @@ def _ray() -> Any:
             remedy='pip install "lipsynckit[ray]" (or run without --ray)',
         ) from e
     return ray
-
-
-class _JobWorker:
-    """One Ray worker: one :class:`JobRunner` (one model load), jobs given one at a time."""
-
-    def __init__(self, defaults: dict[str, Any]) -> None:
-        self.runner = JobRunner(RunDefaults(**defaults))
-
-    def ping(self) -> bool:
-        return True
-
-    def prepare(self, spec_json: str) -> str:
-        err = self.runner.prepare(JobSpec.model_validate_json(spec_json))
-        return err.model_dump_json() if err is not None else ""
-
-    def run(self, spec_json: str, prepare_errors: list[tuple[list[str], str]]) -> str:
-        for group, err in prepare_errors:
-            self.runner.mark_prepared((group[0], group[1], group[2]), JobFailure.model_validate_json(err))
-        spec = JobSpec.model_validate_json(spec_json)
-        try:
-            status = self.runner.run(spec)
-        except Exception as exc:  # noqa: BLE001 - run() reports inputs; this is a last guard
-            status = JobStatus(
-                row=spec.row, key=spec.key(), state="failed", output=str(spec.output), error=error_of(exc)
-            )
-        return status.model_dump_json()
 
 
 def worker_resources(ray: Any, gpus_per_worker: float | None) -> dict[str, float]:
@@ -178,7 +153,7 @@ def run_on_ray(
             ) from None
     resources = worker_resources(ray, gpus_per_worker)
     n = _worker_count(ray, resources, workers, len(jobs))
-    actor = ray.remote(max_restarts=-1, max_task_retries=0)(_JobWorker)
+    actor = ray.remote(max_restarts=-1, max_task_retries=0)(JobWorker)
     d = asdict(defaults)
     pool = [actor.options(**resources).remote(d) for _ in range(n)]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lipsynckit.jobs.concurrency import default_concurrency
+from lipsynckit.jobs.concurrency import default_concurrency, on_gpu
 from lipsynckit.jobs.manifest import BadRow, JobSpec, read_manifest
 from lipsynckit.jobs.results import ManifestResult, announce
 from lipsynckit.jobs.runner import JobRunner, RunDefaults, failed_row, status_path_for
@@ -248,10 +248,11 @@ def run_manifest(
 def run_local(
     jobs: Sequence[JobSpec], runner: JobRunner, record: Callable[[JobStatus], None], concurrency: int
 ) -> None:
-    """Check every job's inputs, prepare each template once, then keep ``concurrency`` jobs in flight on
-    threads; ``record`` is
-    called in this thread as each job ends. The jobs share the runner's loaded model and, through
-    ``sync_file``, its shared scheduler, so their frames are batched together."""
+    """Check every job's inputs, prepare each template once, then keep ``concurrency`` jobs in flight;
+    ``record`` is called in this thread as each job ends. On a GPU the jobs run on threads: they share
+    the runner's loaded model and, through ``sync_file``, its shared scheduler, so their frames are
+    batched together. On a CPU they run on as many worker processes (``jobs.workers``): their Python
+    work holds the GIL, so threads hardly overlapped."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     runnable = []
@@ -269,6 +270,11 @@ def run_local(
     if concurrency <= 1 or len(jobs) == 1:
         for spec in jobs:
             record(runner.run(spec))
+        return
+    if not on_gpu(runner.defaults.device):  # the GIL would serialise jobs on threads: processes
+        from lipsynckit.jobs.workers import run_on_processes
+
+        run_on_processes(jobs, runner, record, min(concurrency, len(jobs)))
         return
     pending = list(reversed(jobs))  # popped in manifest (template-grouped) order
     running: set[Future[JobStatus]] = set()
